@@ -1,0 +1,310 @@
+//! Credentials and where the client sends its requests.
+//!
+//! Static credentials come from `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`
+//! and `ALIBABA_CLOUD_SECURITY_TOKEN`. With `ALIBABA_CLOUD_ROLE_ARN` set, those are only used to
+//! call STS AssumeRole, and the temporary credentials it returns are cached until shortly before
+//! they expire. No secret or token is ever printed: `Debug` redacts them.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::Url;
+
+/// A secret string whose `Debug` and `Display` print `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub security_token: Option<Secret>,
+}
+
+impl Credentials {
+    pub fn new(id: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            access_key_id: id.into(),
+            access_key_secret: Secret::new(secret),
+            security_token: None,
+        }
+    }
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.security_token = Some(Secret::new(token));
+        self
+    }
+}
+
+/// Where the role to assume is, and how to ask for it.
+#[derive(Clone, Debug)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub session_name: String,
+    /// Base URL of the STS endpoint.
+    pub endpoint: Url,
+    pub duration_seconds: u32,
+}
+
+/// How the client gets the credentials it signs with.
+#[derive(Clone, Debug)]
+pub enum CredentialSource {
+    Static(Credentials),
+    /// `base` signs the AssumeRole call; the role's temporary credentials sign the rest.
+    AssumeRole {
+        base: Credentials,
+        role: AssumeRole,
+    },
+}
+
+/// Temporary credentials and when they stop working.
+#[derive(Clone, Debug)]
+pub struct Cached {
+    pub credentials: Credentials,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Cached {
+    /// Still usable for at least `margin`.
+    pub fn is_fresh(&self, now: DateTime<Utc>, margin: Duration) -> bool {
+        let margin = chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::zero());
+        now + margin < self.expires_at
+    }
+}
+
+/// The endpoint rule: `https://ecs.{region}.aliyuncs.com/`, or one base URL for every region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Regional,
+    Fixed(Url),
+}
+
+impl Endpoint {
+    pub fn url_for(&self, region: &str) -> Result<Url, String> {
+        match self {
+            Endpoint::Fixed(url) => Ok(url.clone()),
+            Endpoint::Regional => {
+                if region.is_empty()
+                    || !region
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    return Err(format!("invalid region {region:?}"));
+                }
+                Url::parse(&format!("https://ecs.{region}.aliyuncs.com/"))
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// Parses an endpoint override: `https://` anywhere, `http://` only to a loopback host.
+pub fn parse_base_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                return Err(format!(
+                    "{raw:?}: plain http is accepted only for a loopback host; use https"
+                ));
+            }
+        }
+        other => return Err(format!("{raw:?}: unsupported scheme {other:?}")),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{raw:?}: a base URL has no query or fragment"));
+    }
+    if url.host().is_none() {
+        return Err(format!("{raw:?}: no host"));
+    }
+    Ok(url)
+}
+
+/// Everything the client takes from the environment.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub credentials: Option<CredentialSource>,
+    pub endpoint: Endpoint,
+    pub default_region: Option<String>,
+}
+
+impl ClientConfig {
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// `lookup` returns a variable's value, or `None` when it is unset or empty.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let endpoint = match lookup("ECS_ROLLBACK_ECS_ENDPOINT") {
+            Some(raw) => Endpoint::Fixed(parse_base_url(&raw)?),
+            None => Endpoint::Regional,
+        };
+        let id = lookup("ALIBABA_CLOUD_ACCESS_KEY_ID");
+        let secret = lookup("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+        let base =
+            match (id, secret) {
+                (Some(id), Some(secret)) => {
+                    let mut c = Credentials::new(id, secret);
+                    if let Some(token) = lookup("ALIBABA_CLOUD_SECURITY_TOKEN") {
+                        c = c.with_token(token);
+                    }
+                    Some(c)
+                }
+                (None, None) => None,
+                (Some(_), None) => return Err(
+                    "ALIBABA_CLOUD_ACCESS_KEY_ID is set but ALIBABA_CLOUD_ACCESS_KEY_SECRET is not"
+                        .into(),
+                ),
+                (None, Some(_)) => return Err(
+                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not"
+                        .into(),
+                ),
+            };
+        let credentials = match (base, lookup("ALIBABA_CLOUD_ROLE_ARN")) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err("ALIBABA_CLOUD_ROLE_ARN needs ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET to call AssumeRole".into())
+            }
+            (Some(base), None) => Some(CredentialSource::Static(base)),
+            (Some(base), Some(role_arn)) => {
+                let session_name = lookup("ALIBABA_CLOUD_ROLE_SESSION_NAME")
+                    .unwrap_or_else(|| "ecs-rollback".to_owned());
+                let valid = (2..=64).contains(&session_name.len())
+                    && session_name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+                if !valid {
+                    return Err(format!("ALIBABA_CLOUD_ROLE_SESSION_NAME {session_name:?}: 2 to 64 letters, digits or . @ - _"));
+                }
+                let endpoint = match lookup("ECS_ROLLBACK_STS_ENDPOINT") {
+                    Some(raw) => parse_base_url(&raw)?,
+                    None => Url::parse("https://sts.aliyuncs.com/").map_err(|e| e.to_string())?,
+                };
+                Some(CredentialSource::AssumeRole {
+                    base,
+                    role: AssumeRole {
+                        role_arn,
+                        session_name,
+                        endpoint,
+                        duration_seconds: 3600,
+                    },
+                })
+            }
+        };
+        Ok(Self {
+            credentials,
+            endpoint,
+            default_region: lookup("ALIBABA_CLOUD_REGION_ID"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<ClientConfig, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        ClientConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn endpoint_rules() {
+        assert!(parse_base_url("http://127.0.0.1:9000").is_ok());
+        assert!(parse_base_url("http://localhost:9000/").is_ok());
+        assert!(parse_base_url("http://[::1]:9000/").is_ok());
+        assert!(parse_base_url("https://ecs.example.com/").is_ok());
+        assert!(parse_base_url("http://10.0.0.1:9000/").is_err());
+        assert!(parse_base_url("http://ecs.cn-hangzhou.aliyuncs.com/").is_err());
+        assert!(parse_base_url("ftp://127.0.0.1/").is_err());
+        assert!(parse_base_url("https://x/?a=b").is_err());
+        assert_eq!(
+            Endpoint::Regional
+                .url_for("cn-hangzhou")
+                .map(|u| u.to_string()),
+            Ok("https://ecs.cn-hangzhou.aliyuncs.com/".into())
+        );
+        assert!(Endpoint::Regional.url_for("evil.com/x").is_err());
+    }
+
+    #[test]
+    fn credentials_from_env() {
+        let c = cfg(&[]).expect("ok");
+        assert!(c.credentials.is_none());
+        assert_eq!(c.endpoint, Endpoint::Regional);
+        let c = cfg(&[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "id"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "sec"),
+            ("ALIBABA_CLOUD_SECURITY_TOKEN", "tok"),
+            ("ALIBABA_CLOUD_REGION_ID", "cn-shanghai"),
+            ("ECS_ROLLBACK_ECS_ENDPOINT", "http://127.0.0.1:1234"),
+        ])
+        .expect("ok");
+        match c.credentials {
+            Some(CredentialSource::Static(c)) => {
+                assert_eq!(c.security_token.as_ref().map(Secret::expose), Some("tok"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(c.default_region.as_deref(), Some("cn-shanghai"));
+        assert!(cfg(&[("ALIBABA_CLOUD_ACCESS_KEY_ID", "id")]).is_err());
+        assert!(cfg(&[("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/r")]).is_err());
+        let c = cfg(&[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "id"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "sec"),
+            ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/r"),
+        ])
+        .expect("ok");
+        assert!(matches!(
+            c.credentials,
+            Some(CredentialSource::AssumeRole { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = Credentials::new("LTAIid", "the-secret-value").with_token("the-token-value");
+        let dbg = format!("{c:?}");
+        assert!(dbg.contains("LTAIid"));
+        assert!(!dbg.contains("the-secret-value"));
+        assert!(!dbg.contains("the-token-value"));
+        let src = CredentialSource::AssumeRole {
+            base: c,
+            role: AssumeRole {
+                role_arn: "acs:ram::1:role/r".into(),
+                session_name: "s".into(),
+                endpoint: Url::parse("https://sts.aliyuncs.com/").expect("url"),
+                duration_seconds: 3600,
+            },
+        };
+        let dbg = format!("{src:?}");
+        assert!(!dbg.contains("the-secret-value") && !dbg.contains("the-token-value"));
+    }
+}

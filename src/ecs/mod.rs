@@ -1,0 +1,19 @@
+//! Everything that speaks the Alibaba Cloud ECS RPC API: the signer, credentials, the retry
+//! policy, the transport port, response models, the error type, and the typed client.
+//! Only this module builds requests to Alibaba Cloud.
+
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod model;
+pub mod retry;
+pub mod signer;
+pub mod transport;
+
+pub use client::{
+    CallKind, DiskQuery, EcsClient, InstanceQuery, SnapshotQuery, StopOptions, StoppedMode,
+};
+pub use credentials::{ClientConfig, CredentialSource, Credentials, Endpoint};
+pub use error::{EcsError, ErrorKind, Retry};
+pub use retry::RetryConfig;
+pub use transport::{HttpRequest, HttpResponse, ReqwestTransport, Transport, TransportError};

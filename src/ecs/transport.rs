@@ -1,0 +1,116 @@
+//! The port the client sends signed requests through: real HTTPS with reqwest, or the built-in
+//! simulator in process. Both receive the same signed URL, so the request building, signing
+//! and response parsing are the same code on every path.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// One request, already signed: method and the full URL with its query.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    pub method: &'static str,
+    pub url: reqwest::Url,
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// What can go wrong below HTTP. Each variant says whether the request may have arrived.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Not sent: the connection could not be made.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// Sent, and no answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// Sent, and the connection broke before the whole answer arrived.
+    #[error("response lost: {0}")]
+    ResponseLost(String),
+}
+
+#[async_trait]
+pub trait Transport: Send + Sync {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
+}
+
+/// HTTPS through reqwest (rustls). The client is built on first use, not at start-up: building
+/// a TLS client costs milliseconds that a cold start that never calls ECS should not pay.
+pub struct ReqwestTransport {
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    client: OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl ReqwestTransport {
+    pub fn new(connect_timeout: Duration, request_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            request_timeout,
+            client: OnceLock::new(),
+        }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, TransportError> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .timeout(self.request_timeout)
+                    .user_agent(concat!("ecs-rollback/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| TransportError::Connect(format!("HTTP client: {e}")))
+    }
+}
+
+impl Default for ReqwestTransport {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(5), Duration::from_secs(20))
+    }
+}
+
+#[async_trait]
+impl Transport for ReqwestTransport {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let client = self.client()?;
+        let method = match request.method {
+            "GET" => reqwest::Method::GET,
+            _ => reqwest::Method::POST,
+        };
+        let response = client
+            .request(method, request.url)
+            .send()
+            .await
+            .map_err(|e| classify_reqwest(&e))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| classify_reqwest(&e))?;
+        Ok(HttpResponse {
+            status,
+            body: body.to_vec(),
+        })
+    }
+}
+
+/// Maps a reqwest failure to what it means for the request. The URL is cut out of the text:
+/// it carries the signature and the security token.
+fn classify_reqwest(e: &reqwest::Error) -> TransportError {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<url>");
+    }
+    if e.is_timeout() {
+        TransportError::Timeout(text)
+    } else if e.is_connect() {
+        TransportError::Connect(text)
+    } else {
+        TransportError::ResponseLost(text)
+    }
+}

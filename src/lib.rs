@@ -1,0 +1,6 @@
+//! ecs-rollback: roll an Alibaba Cloud ECS disk back to a snapshot, safely.
+//! See ARCHITECTURE.md for the map of modules and how an event flows through them.
+
+pub mod cli;
+pub mod ecs;
+pub mod sim;

@@ -1,0 +1,224 @@
+//! Faults the simulator can inject, seeded so a run can be replayed: a fraction of calls
+//! throttled, failing with 500/503, answered slowly, or whose answer is dropped after the change
+//! was applied; and scripted faults (the Nth call of an action fails a given way).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Faults {
+    /// Fraction of calls refused with `Throttling.User` before they run.
+    pub throttle_rate: f64,
+    /// Fraction of calls failing with 500 `InternalError` or 503 `ServiceUnavailable` before
+    /// they run.
+    pub error_rate: f64,
+    /// Fraction of calls answered `slow_ms` late (they run normally).
+    pub slow_rate: f64,
+    pub slow_ms: u64,
+    /// Fraction of calls that run, and whose answer is then lost (the connection drops).
+    pub drop_rate: f64,
+    /// The actions the rates apply to; empty means every action.
+    pub actions: Vec<String>,
+    /// Faults at exact places.
+    pub scripted: Vec<ScriptedFault>,
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptedFault {
+    pub action: String,
+    /// The call of that action it hits, counting from 1.
+    pub nth: u32,
+    pub fault: FaultKind,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum FaultKind {
+    /// Refused with this error before it runs.
+    Error {
+        status: u16,
+        code: String,
+        #[serde(default)]
+        message: String,
+    },
+    Throttle,
+    /// Runs, then the answer is lost.
+    Drop,
+    /// Runs, answered late.
+    Slow {
+        ms: u64,
+    },
+}
+
+/// What happens to one call.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fate {
+    /// Refused before running.
+    pub refuse: Option<ApiError>,
+    /// Runs, then the answer is dropped.
+    pub drop: bool,
+    pub delay: Duration,
+}
+
+pub fn throttled() -> ApiError {
+    ApiError::new(
+        400,
+        "Throttling.User",
+        "Request was denied due to user flow control.",
+    )
+}
+
+/// Decides the fate of each call.
+pub struct Injector {
+    pub faults: Faults,
+    rng: fastrand::Rng,
+    counts: HashMap<String, u32>,
+}
+
+impl Injector {
+    pub fn new(faults: Faults) -> Self {
+        let rng = fastrand::Rng::with_seed(faults.seed);
+        Self {
+            faults,
+            rng,
+            counts: HashMap::new(),
+        }
+    }
+
+    /// New settings; counts are kept, the random sequence restarts from the new seed.
+    pub fn replace(&mut self, faults: Faults) {
+        self.rng = fastrand::Rng::with_seed(faults.seed);
+        self.faults = faults;
+    }
+
+    /// Calls of each action seen so far (authenticated ones).
+    pub fn counts(&self) -> &HashMap<String, u32> {
+        &self.counts
+    }
+
+    pub fn decide(&mut self, action: &str) -> Fate {
+        let n = {
+            let c = self.counts.entry(action.to_owned()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        let mut fate = Fate::default();
+        if let Some(s) = self
+            .faults
+            .scripted
+            .iter()
+            .find(|s| s.action == action && s.nth == n)
+        {
+            match &s.fault {
+                FaultKind::Error {
+                    status,
+                    code,
+                    message,
+                } => {
+                    let msg = if message.is_empty() {
+                        "Injected by the simulator.".to_owned()
+                    } else {
+                        message.clone()
+                    };
+                    fate.refuse = Some(ApiError::new(*status, code, msg));
+                }
+                FaultKind::Throttle => fate.refuse = Some(throttled()),
+                FaultKind::Drop => fate.drop = true,
+                FaultKind::Slow { ms } => fate.delay = Duration::from_millis(*ms),
+            }
+            return fate;
+        }
+        let f = &self.faults;
+        if !f.actions.is_empty() && !f.actions.iter().any(|a| a == action) {
+            return fate;
+        }
+        // One draw per kind keeps the sequence stable when a rate is zero.
+        let (t, e, s, d, which) = (
+            self.rng.f64(),
+            self.rng.f64(),
+            self.rng.f64(),
+            self.rng.f64(),
+            self.rng.bool(),
+        );
+        if t < f.throttle_rate {
+            fate.refuse = Some(throttled());
+        } else if e < f.error_rate {
+            fate.refuse = Some(if which {
+                ApiError::new(
+                    500,
+                    "InternalError",
+                    "The request processing has failed due to some unknown error, exception or failure.",
+                )
+            } else {
+                ApiError::new(
+                    503,
+                    "ServiceUnavailable",
+                    "The request has failed due to a temporary failure of the server.",
+                )
+            });
+        } else if d < f.drop_rate {
+            fate.drop = true;
+        }
+        if s < f.slow_rate {
+            fate.delay = Duration::from_millis(f.slow_ms);
+        }
+        fate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripted_fault_hits_the_nth_call_only() {
+        let mut inj = Injector::new(Faults {
+            scripted: vec![ScriptedFault {
+                action: "ResetDisk".into(),
+                nth: 2,
+                fault: FaultKind::Drop,
+            }],
+            ..Default::default()
+        });
+        assert!(!inj.decide("ResetDisk").drop);
+        assert!(!inj.decide("StopInstance").drop);
+        assert!(inj.decide("ResetDisk").drop);
+        assert!(!inj.decide("ResetDisk").drop);
+    }
+
+    #[test]
+    fn rates_are_roughly_honoured_and_seeded() {
+        let faults = Faults {
+            throttle_rate: 0.3,
+            seed: 42,
+            ..Default::default()
+        };
+        let run = || {
+            let mut inj = Injector::new(faults.clone());
+            (0..1000)
+                .filter(|_| inj.decide("DescribeInstances").refuse.is_some())
+                .count()
+        };
+        let a = run();
+        assert_eq!(a, run(), "same seed, same faults");
+        assert!((200..400).contains(&a), "{a} of 1000 throttled at 30%");
+    }
+
+    #[test]
+    fn actions_filter_limits_the_rates() {
+        let mut inj = Injector::new(Faults {
+            error_rate: 1.0,
+            actions: vec!["ResetDisk".into()],
+            ..Default::default()
+        });
+        assert!(inj.decide("DescribeDisks").refuse.is_none());
+        assert!(inj.decide("ResetDisk").refuse.is_some());
+    }
+}

@@ -1,0 +1,374 @@
+//! A simulator of the ECS RPC API (and STS AssumeRole) that follows the documented rules, so
+//! the client and the rollback can be tested where Alibaba Cloud cannot be reached.
+//!
+//! One [`Simulator`] serves two ways: in process through [`SimTransport`] (no sockets, the same
+//! signed URL the real client builds), and over HTTP on loopback through [`server`]
+//! (`ecs-rollback simulate`). Both go through [`Simulator::handle`]: gateway checks, faults,
+//! the action, then the answer in JSON or (without `Format`) XML.
+
+pub mod auth;
+pub mod faults;
+pub mod server;
+pub mod world;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::ecs::{HttpRequest, HttpResponse, Transport, TransportError};
+pub use faults::{FaultKind, Faults, ScriptedFault};
+pub use world::{default_fleet, Event, FleetSpec, Timings};
+
+/// The access key the simulator accepts unless a scenario names another.
+pub const SIM_ACCESS_KEY_ID: &str = "sim-access-key-id";
+pub const SIM_ACCESS_KEY_SECRET: &str = "sim-access-key-secret";
+
+/// An error answer: HTTP status, `Code`, `Message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything a simulator starts from: a scenario file is this, as JSON.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scenario {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub timings: Timings,
+    pub faults: Faults,
+    /// The fleet; absent means [`default_fleet`].
+    pub fleet: Option<FleetSpec>,
+    /// Tags per resource (the API allows 20).
+    pub max_tags: usize,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            access_key_id: SIM_ACCESS_KEY_ID.into(),
+            access_key_secret: SIM_ACCESS_KEY_SECRET.into(),
+            timings: Timings::default(),
+            faults: Faults::default(),
+            fleet: None,
+            max_tags: 20,
+        }
+    }
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    /// The request ran, and its answer is to be lost.
+    pub drop: bool,
+    pub delay: Duration,
+}
+
+struct Inner {
+    world: world::World,
+    gateway: auth::Gateway,
+    injector: faults::Injector,
+}
+
+/// The simulator: cheap to clone, shared by every connection.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Simulator {
+    pub fn new(scenario: Scenario) -> Result<Self, String> {
+        let fleet = scenario.fleet.clone().unwrap_or_else(default_fleet);
+        let mut world = world::World::new(&fleet, scenario.timings.clone())?;
+        world.max_tags = scenario.max_tags;
+        Ok(Self {
+            inner: Arc::new(Mutex::new(Inner {
+                world,
+                gateway: auth::Gateway::new(&scenario.access_key_id, &scenario.access_key_secret),
+                injector: faults::Injector::new(scenario.faults),
+            })),
+        })
+    }
+
+    /// The default fleet with the given timings.
+    pub fn with_timings(timings: Timings) -> Self {
+        match Self::new(Scenario {
+            timings,
+            ..Scenario::default()
+        }) {
+            Ok(sim) => sim,
+            Err(e) => unreachable!("the default fleet is valid: {e}"),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves a consistent world (every change is one
+        // assignment), so a poisoned lock is taken over.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Handles one request: `raw_query` as it arrived, plus a form body when there is one.
+    pub fn handle(&self, method: &str, raw_query: &str, form_body: &str) -> Reply {
+        let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+        let mut pairs = match auth::decode_pairs(raw_query) {
+            Ok(p) => p,
+            Err(e) => return error_reply(&e, &request_id, true, ""),
+        };
+        match auth::decode_pairs(form_body) {
+            Ok(p) => pairs.extend(p),
+            Err(e) => return error_reply(&e, &request_id, true, ""),
+        }
+        let params: BTreeMap<String, String> = pairs.into_iter().collect();
+        let json = match params.get("Format") {
+            None => false,
+            Some(f) => f.eq_ignore_ascii_case("json"),
+        };
+        let action = params.get("Action").cloned().unwrap_or_default();
+        let region = params.get("RegionId").cloned().unwrap_or_default();
+        let mut inner = self.lock();
+        let now = Utc::now();
+        let caller = match inner.gateway.verify(method, &params, now) {
+            Ok(ak) => ak,
+            Err(e) => return error_reply(&e, &request_id, json, &region),
+        };
+        let want_version = if action == "AssumeRole" {
+            "2015-04-01"
+        } else {
+            "2014-05-26"
+        };
+        if params.get("Version").map(String::as_str) != Some(want_version) {
+            let e = ApiError::new(
+                400,
+                "InvalidVersion",
+                "Specified parameter Version is not valid.",
+            );
+            return error_reply(&e, &request_id, json, &region);
+        }
+        let fate = inner.injector.decide(&action);
+        if let Some(e) = &fate.refuse {
+            let mut r = error_reply(e, &request_id, json, &region);
+            r.delay = fate.delay;
+            return r;
+        }
+        let result = if action == "AssumeRole" {
+            inner.gateway.assume_role(&params, &caller, now)
+        } else {
+            let req = world::Req { params: &params };
+            inner.world.apply(&action, &req, Instant::now())
+        };
+        let mut reply = match result {
+            Ok(mut body) => {
+                if let Value::Object(m) = &mut body {
+                    m.insert("RequestId".into(), Value::String(request_id.clone()));
+                }
+                Reply {
+                    status: 200,
+                    content_type: if json { "application/json" } else { "text/xml" },
+                    body: if json {
+                        body.to_string()
+                    } else {
+                        to_xml(&format!("{action}Response"), &body)
+                    },
+                    drop: false,
+                    delay: Duration::ZERO,
+                }
+            }
+            Err(e) => error_reply(&e, &request_id, json, &region),
+        };
+        reply.drop = fate.drop;
+        reply.delay = fate.delay;
+        reply
+    }
+
+    /// Replaces the fault settings; their random sequence restarts from the new seed, and call
+    /// counts carry on (scripted faults count from the simulator's start).
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().injector.replace(faults);
+    }
+
+    /// Calls of each action that passed the gateway.
+    pub fn call_counts(&self) -> HashMap<String, u32> {
+        self.lock().injector.counts().clone()
+    }
+
+    /// State-changing calls applied so far, in order.
+    pub fn events(&self) -> Vec<Event> {
+        self.lock().world.events().to_vec()
+    }
+
+    /// The whole world as JSON.
+    pub fn state(&self) -> Value {
+        self.lock().world.state(Instant::now())
+    }
+
+    /// Status of an instance now (`None` if unknown).
+    pub fn instance_status(&self, id: &str) -> Option<String> {
+        let state = self.state();
+        state["instances"]
+            .as_array()?
+            .iter()
+            .find(|i| i["id"] == id)
+            .and_then(|i| i["status"].as_str().map(str::to_owned))
+    }
+
+    /// A disk's entry of [`Simulator::state`].
+    pub fn disk(&self, id: &str) -> Option<Value> {
+        let state = self.state();
+        state["disks"]
+            .as_array()?
+            .iter()
+            .find(|d| d["id"] == id)
+            .cloned()
+    }
+
+    pub fn set_instance_locks(&self, id: &str, locks: &[&str]) -> bool {
+        self.lock()
+            .world
+            .set_instance_locks(id, locks.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    pub fn set_snapshot_progressing(&self, id: &str) -> bool {
+        self.lock()
+            .world
+            .set_snapshot_progressing(id, Instant::now())
+    }
+
+    /// Lets a test move the gateway's tolerance for clock skew.
+    pub fn set_skew_limit(&self, secs: i64) {
+        self.lock().gateway.skew_limit_secs = secs;
+    }
+}
+
+fn error_reply(e: &ApiError, request_id: &str, json: bool, region: &str) -> Reply {
+    let host = if region.is_empty() {
+        "ecs.aliyuncs.com".to_owned()
+    } else {
+        format!("ecs.{region}.aliyuncs.com")
+    };
+    let body = json!({
+        "RequestId": request_id,
+        "HostId": host,
+        "Code": e.code,
+        "Message": e.message,
+        "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}&product=Ecs&requestId={request_id}", e.code),
+    });
+    Reply {
+        status: e.status,
+        content_type: if json { "application/json" } else { "text/xml" },
+        body: if json {
+            body.to_string()
+        } else {
+            to_xml("Error", &body)
+        },
+        drop: false,
+        delay: Duration::ZERO,
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The XML form of a JSON answer: objects are elements, a list repeats its element.
+pub fn to_xml(root: &str, v: &Value) -> String {
+    fn write(out: &mut String, name: &str, v: &Value) {
+        match v {
+            Value::Array(items) => {
+                for item in items {
+                    write(out, name, item);
+                }
+            }
+            Value::Object(m) => {
+                out.push_str(&format!("<{name}>"));
+                for (k, v) in m {
+                    write(out, k, v);
+                }
+                out.push_str(&format!("</{name}>"));
+            }
+            Value::Null => out.push_str(&format!("<{name}/>")),
+            Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", xml_escape(s))),
+            other => out.push_str(&format!("<{name}>{other}</{name}>")),
+        }
+    }
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    write(&mut out, root, v);
+    out
+}
+
+/// The in-process transport: hands the signed URL to the simulator, honours its delays and
+/// drops, and never opens a socket.
+#[derive(Clone)]
+pub struct SimTransport {
+    pub sim: Simulator,
+}
+
+#[async_trait]
+impl Transport for SimTransport {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let reply = self
+            .sim
+            .handle(request.method, request.url.query().unwrap_or(""), "");
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
+        if reply.drop {
+            return Err(TransportError::ResponseLost(
+                "connection closed before the response was complete (simulated)".into(),
+            ));
+        }
+        Ok(HttpResponse {
+            status: reply.status,
+            body: reply.body.into_bytes(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_shape() {
+        let v = json!({"RequestId": "R", "Instances": {"Instance": [{"InstanceId": "i-1"}, {"InstanceId": "i-2"}]}});
+        assert_eq!(
+            to_xml("DescribeInstancesResponse", &v),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeInstancesResponse><Instances><Instance><InstanceId>i-1</InstanceId></Instance><Instance><InstanceId>i-2</InstanceId></Instance></Instances><RequestId>R</RequestId></DescribeInstancesResponse>"
+        );
+    }
+
+    #[test]
+    fn default_fleet_is_valid() {
+        let sim = Simulator::new(Scenario::default()).expect("valid");
+        assert_eq!(
+            sim.instance_status("i-bp1webapp00000001").as_deref(),
+            Some("Running")
+        );
+        assert_eq!(
+            sim.instance_status("i-bp1batch000000002").as_deref(),
+            Some("Stopped")
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! The simulator over HTTP: `POST /` (or `GET /`) is the RPC API, as `ecs.{region}.aliyuncs.com`
+//! serves it. `GET /_sim/state` dumps the world, `POST /_sim/faults` replaces the fault
+//! settings: test hooks, unauthenticated, so the server binds to loopback only.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+
+use super::{Faults, Simulator};
+
+pub fn router(sim: Simulator) -> Router {
+    Router::new()
+        .route("/", any(api))
+        .route("/_sim/state", get(state))
+        .route("/_sim/faults", post(faults))
+        .with_state(sim)
+}
+
+async fn api(
+    State(sim): State<Simulator>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let form = String::from_utf8_lossy(&body);
+    let method = if method == Method::GET { "GET" } else { "POST" };
+    let reply = sim.handle(method, query.as_deref().unwrap_or(""), &form);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if reply.drop {
+        // The action ran; now the connection breaks before the answer is complete.
+        let broken = futures_util::stream::once(async {
+            Err::<Vec<u8>, std::io::Error>(std::io::Error::other("simulated connection drop"))
+        });
+        return (status, Body::from_stream(broken)).into_response();
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, reply.content_type)],
+        reply.body,
+    )
+        .into_response()
+}
+
+async fn state(State(sim): State<Simulator>) -> Json<serde_json::Value> {
+    Json(sim.state())
+}
+
+async fn faults(State(sim): State<Simulator>, Json(f): Json<Faults>) -> StatusCode {
+    sim.set_faults(f);
+    StatusCode::NO_CONTENT
+}
+
+/// Serves `sim` on `listener` until the task is dropped.
+pub async fn serve(sim: Simulator, listener: TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(sim)).await
+}
+
+/// Binds `127.0.0.1:port` (0 picks a free port), serves in the background, returns the address.
+pub async fn spawn(sim: Simulator, port: u16) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = serve(sim, listener).await {
+            tracing::error!(error = %e, "simulator server stopped");
+        }
+    });
+    Ok(addr)
+}
