@@ -6,7 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::sim::{self, Scenario, Simulator};
+use crate::ecs::{
+    ClientConfig, CredentialSource, Credentials, EcsClient, ReqwestTransport, RetryConfig,
+};
+use crate::handler::Handler;
+use crate::settings::{Poll, Settings};
+use crate::sim::{self, Scenario, SimTransport, Simulator};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,6 +35,16 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run one event (a rollback request, or {"requests": [...]}) and print one result event
+    /// per request on stdout. Without credentials in the environment, runs against the
+    /// built-in ECS simulator.
+    Invoke {
+        /// The event file; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// Use the built-in simulator even when credentials are set.
+        #[arg(long)]
+        simulate: bool,
+    },
     /// Serve the ECS simulator over HTTP on 127.0.0.1 (point ECS_ROLLBACK_ECS_ENDPOINT at it).
     Simulate {
         /// Port to listen on; 0 picks a free one (printed on stdout).
@@ -50,7 +65,13 @@ pub fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            builder
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init()
+        }
     };
 }
 
@@ -68,6 +89,7 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
+        Command::Invoke { file, simulate } => invoke(file, simulate).await,
         Command::Simulate { port, scenario } => {
             let sim = match load_scenario(scenario.as_ref()).and_then(Simulator::new) {
                 Ok(sim) => sim,
@@ -101,5 +123,101 @@ pub async fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn read_input(file: Option<&PathBuf>) -> Result<serde_json::Value, String> {
+    use std::io::Read;
+    let (name, text) = match file {
+        Some(p) if p.as_os_str() != "-" => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        ),
+        _ => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("cannot read stdin: {e}"))?;
+            ("stdin".to_owned(), s)
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| format!("{name} is not JSON: {e}"))
+}
+
+/// The client and settings `invoke` runs with: the real API when credentials are set (and
+/// `--simulate` is not), else the built-in simulator with the default fleet.
+pub fn backend(simulate: bool) -> Result<(EcsClient, Settings, Option<String>), String> {
+    let config = ClientConfig::from_env()?;
+    let mut settings = Settings::from_env()?;
+    match config.credentials {
+        Some(source) if !simulate => {
+            tracing::info!(endpoint = ?config.endpoint, "calling the ECS API");
+            let client = EcsClient::new(
+                std::sync::Arc::new(ReqwestTransport::default()),
+                config.endpoint,
+                source,
+                RetryConfig::default(),
+            );
+            Ok((client, settings, config.default_region))
+        }
+        _ => {
+            eprintln!(
+                "ecs-rollback: {}: running against the built-in ECS simulator (default fleet in cn-hangzhou; nothing real is touched)",
+                if simulate { "--simulate" } else { "no credentials in the environment" }
+            );
+            let sim = Simulator::new(Scenario::default())?;
+            // The simulator's transitions take seconds: poll it often.
+            settings.poll = Poll {
+                initial: std::time::Duration::from_millis(100),
+                max: std::time::Duration::from_millis(500),
+            };
+            let client = EcsClient::new(
+                std::sync::Arc::new(SimTransport { sim }),
+                crate::ecs::Endpoint::Regional,
+                CredentialSource::Static(Credentials::new(
+                    sim::SIM_ACCESS_KEY_ID,
+                    sim::SIM_ACCESS_KEY_SECRET,
+                )),
+                RetryConfig::default(),
+            );
+            Ok((
+                client,
+                settings,
+                config.default_region.or_else(|| Some("cn-hangzhou".into())),
+            ))
+        }
+    }
+}
+
+async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
+    let event = match read_input(file.as_ref()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("ecs-rollback invoke: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (ecs, settings, default_region) = match backend(simulate) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ecs-rollback invoke: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let handler = Handler {
+        ecs,
+        settings,
+        default_region,
+    };
+    let reports = handler.handle(&event, None).await;
+    let mut all_ok = true;
+    for r in &reports {
+        all_ok &= r.outcome.is_ok();
+        println!("{}", r.to_cloud_event());
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

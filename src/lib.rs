@@ -3,4 +3,12 @@
 
 pub mod cli;
 pub mod ecs;
+pub mod handler;
+pub mod ids;
+pub mod ledger;
+pub mod preflight;
+pub mod report;
+pub mod request;
+pub mod rollback;
+pub mod settings;
 pub mod sim;

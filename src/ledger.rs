@@ -1,0 +1,528 @@
+//! The rollback ledger, kept in the disk's own tags: who holds the disk, which phase the run
+//! reached, and which keys finished. Pure: encoding, decoding, and the decision a run takes
+//! from what it reads. The orchestrator does the reading and writing.
+//!
+//! Tags (values within the 128-character limit; keys are stored as digests):
+//! - `ecs-rollback:run`: `k=<16 hex>;p=<phase>;t=<unix>;s=<snapshot>;w=<r|s>;e=<r|s>[;d=<unix>][;f=<code>]`
+//!   (`w`: power state when claimed, `e`: power state to end in, `d`: when the stop was asked,
+//!   `f`: the failure code);
+//! - `ecs-rollback:history`: `t=<unix of the last success>;k=<12 hex>[x],…` newest first
+//!   (`x` marks a key that failed);
+//! - `ecs-rollback:claim:<16 hex>`: `<unix>`, written by a run before it takes the disk and
+//!   removed once it holds it (see docs/rollback-protocol.md, "Claiming").
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub const RUN_TAG: &str = "ecs-rollback:run";
+pub const HISTORY_TAG: &str = "ecs-rollback:history";
+pub const CLAIM_PREFIX: &str = "ecs-rollback:claim:";
+/// Finished keys remembered in the history tag.
+pub const HISTORY_KEYS: usize = 7;
+const TAG_VALUE_MAX: usize = 128;
+
+/// Where a run is. The order is the order of the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    Claimed,
+    Stopping,
+    Stopped,
+    Resetting,
+    Reset,
+    Starting,
+    Done,
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Claimed => "claimed",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Resetting => "resetting",
+            Phase::Reset => "reset",
+            Phase::Starting => "starting",
+            Phase::Done => "done",
+            Phase::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "claimed" => Phase::Claimed,
+            "stopping" => Phase::Stopping,
+            "stopped" => Phase::Stopped,
+            "resetting" => Phase::Resetting,
+            "reset" => Phase::Reset,
+            "starting" => Phase::Starting,
+            "done" => Phase::Done,
+            "failed" => Phase::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Done | Phase::Failed)
+    }
+
+    /// The disk has been (or may have been) reset by this run.
+    pub fn reset_issued(self) -> bool {
+        self >= Phase::Resetting && self != Phase::Failed
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `ecs-rollback:run` tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRecord {
+    /// First 16 hex characters of the key's SHA-256.
+    pub key: String,
+    pub phase: Phase,
+    /// Unix time the phase was entered.
+    pub since: i64,
+    pub snapshot: String,
+    /// The instance was running when the run claimed the disk.
+    pub was_running: bool,
+    /// The instance is to be running at the end.
+    pub end_running: bool,
+    /// Unix time the stop was asked (for the downtime figure).
+    pub stop_at: Option<i64>,
+    /// Why the run failed.
+    pub failure: Option<String>,
+}
+
+impl RunRecord {
+    pub fn encode(&self) -> String {
+        let b = |x: bool| if x { "r" } else { "s" };
+        let mut v = format!(
+            "k={};p={};t={};s={};w={};e={}",
+            self.key,
+            self.phase,
+            self.since,
+            self.snapshot,
+            b(self.was_running),
+            b(self.end_running)
+        );
+        if let Some(d) = self.stop_at {
+            v.push_str(&format!(";d={d}"));
+        }
+        if let Some(f) = &self.failure {
+            let room = TAG_VALUE_MAX.saturating_sub(v.len() + 3);
+            let code: String = f
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+                .take(room)
+                .collect();
+            v.push_str(&format!(";f={code}"));
+        }
+        v
+    }
+
+    pub fn decode(value: &str) -> Option<Self> {
+        let fields: BTreeMap<&str, &str> = value
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        let flag = |k: &str| match fields.get(k) {
+            Some(&"r") => Some(true),
+            Some(&"s") => Some(false),
+            _ => None,
+        };
+        Some(RunRecord {
+            key: fields.get("k")?.to_string(),
+            phase: Phase::parse(fields.get("p")?)?,
+            since: fields.get("t")?.parse().ok()?,
+            snapshot: fields.get("s")?.to_string(),
+            was_running: flag("w")?,
+            end_running: flag("e")?,
+            stop_at: fields.get("d").and_then(|d| d.parse().ok()),
+            failure: fields.get("f").map(|f| f.to_string()),
+        })
+    }
+}
+
+/// The `ecs-rollback:history` tag.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    /// Unix time of the last successful rollback.
+    pub last_success: Option<i64>,
+    /// Newest first: (12-hex key prefix, failed).
+    pub keys: Vec<(String, bool)>,
+}
+
+impl History {
+    pub fn encode(&self) -> String {
+        let keys: Vec<String> = self
+            .keys
+            .iter()
+            .take(HISTORY_KEYS)
+            .map(|(k, failed)| if *failed { format!("{k}x") } else { k.clone() })
+            .collect();
+        format!("t={};k={}", self.last_success.unwrap_or(0), keys.join(","))
+    }
+
+    pub fn decode(value: &str) -> Self {
+        let mut h = History::default();
+        for kv in value.split(';') {
+            match kv.split_once('=') {
+                Some(("t", t)) => h.last_success = t.parse().ok().filter(|t| *t > 0),
+                Some(("k", ks)) => {
+                    h.keys = ks
+                        .split(',')
+                        .filter(|k| !k.is_empty())
+                        .map(|k| match k.strip_suffix('x') {
+                            Some(k) => (k.to_owned(), true),
+                            None => (k.to_owned(), false),
+                        })
+                        .collect()
+                }
+                _ => {}
+            }
+        }
+        h
+    }
+
+    /// Adds a finished key, newest first, keeping [`HISTORY_KEYS`].
+    pub fn push(&mut self, digest: &str, failed: bool, now: i64) {
+        let k = short(digest, 12);
+        self.keys.retain(|(x, _)| x != &k);
+        self.keys.insert(0, (k, failed));
+        self.keys.truncate(HISTORY_KEYS);
+        if !failed {
+            self.last_success = Some(now);
+        }
+    }
+
+    /// `Some(failed)` when the key finished before.
+    pub fn find(&self, digest: &str) -> Option<bool> {
+        let k = short(digest, 12);
+        self.keys.iter().find(|(x, _)| *x == k).map(|(_, f)| *f)
+    }
+}
+
+fn short(digest: &str, n: usize) -> String {
+    digest.chars().take(n).collect()
+}
+
+/// The key as the run tag stores it.
+pub fn run_key(digest: &str) -> String {
+    short(digest, 16)
+}
+
+pub fn claim_tag(digest: &str) -> String {
+    format!("{CLAIM_PREFIX}{}", short(digest, 16))
+}
+
+/// What the disk's tags say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub run: Option<RunRecord>,
+    pub history: History,
+    /// Claim tags: (16-hex key, unix time).
+    pub claims: Vec<(String, i64)>,
+    /// A run tag that could not be read (hand-edited?): nothing is done while it is there.
+    pub unreadable_run: Option<String>,
+}
+
+impl Ledger {
+    pub fn from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut l = Ledger::default();
+        for (k, v) in tags {
+            if k == RUN_TAG {
+                match RunRecord::decode(v) {
+                    Some(r) => l.run = Some(r),
+                    None => l.unreadable_run = Some(v.to_owned()),
+                }
+            } else if k == HISTORY_TAG {
+                l.history = History::decode(v);
+            } else if let Some(key) = k.strip_prefix(CLAIM_PREFIX) {
+                l.claims.push((key.to_owned(), v.parse().unwrap_or(0)));
+            }
+        }
+        l
+    }
+}
+
+/// What a run does, given the ledger. The caller matches on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// This key already succeeded: touch nothing.
+    Duplicate,
+    /// This key already failed for good: touch nothing, report the failure again.
+    AlreadyFailed { code: String },
+    /// This key's run stopped part-way: carry on from its phase.
+    Resume(RunRecord),
+    /// Another key holds the disk and its lease is live: retry later.
+    HeldByOther {
+        key: String,
+        phase: Phase,
+        since: i64,
+    },
+    /// Another key's run was abandoned (lease expired): take the disk, keeping its record of the
+    /// power state before anyone touched the instance.
+    TakeOver(RunRecord),
+    /// The disk was rolled back less than the cooldown ago.
+    Cooldown { remaining_secs: i64 },
+    /// The ledger cannot be read: refuse.
+    Unreadable(String),
+    /// Nobody holds the disk.
+    Claim,
+}
+
+/// Decides, in the protocol's order. `digest` is the key's hex SHA-256.
+pub fn decide(
+    ledger: &Ledger,
+    digest: &str,
+    now: i64,
+    lease_secs: i64,
+    cooldown_secs: i64,
+) -> Decision {
+    let me = run_key(digest);
+    if let Some(v) = &ledger.unreadable_run {
+        return Decision::Unreadable(v.clone());
+    }
+    if let Some(run) = &ledger.run {
+        if run.key == me {
+            return match run.phase {
+                Phase::Done => Decision::Duplicate,
+                Phase::Failed => Decision::AlreadyFailed {
+                    code: run.failure.clone().unwrap_or_else(|| "Failed".into()),
+                },
+                _ => Decision::Resume(run.clone()),
+            };
+        }
+    }
+    match ledger.history.find(digest) {
+        Some(false) => return Decision::Duplicate,
+        Some(true) => {
+            return Decision::AlreadyFailed {
+                code: "Failed".into(),
+            }
+        }
+        None => {}
+    }
+    // A run past its reset counts for the cooldown even if it never finished.
+    let mut last = ledger.history.last_success;
+    if let Some(run) = &ledger.run {
+        if !run.phase.is_final() {
+            if now - run.since <= lease_secs {
+                return Decision::HeldByOther {
+                    key: run.key.clone(),
+                    phase: run.phase,
+                    since: run.since,
+                };
+            }
+            if run.phase.reset_issued() {
+                last = last.max(Some(run.since));
+            }
+        }
+    }
+    if let Some(t) = last {
+        let remaining = cooldown_secs - (now - t);
+        if cooldown_secs > 0 && remaining > 0 {
+            return Decision::Cooldown {
+                remaining_secs: remaining,
+            };
+        }
+    }
+    match &ledger.run {
+        Some(run) if !run.phase.is_final() => Decision::TakeOver(run.clone()),
+        _ => Decision::Claim,
+    }
+}
+
+/// After this run wrote its claim tag and read the tags back: is anyone else in the way?
+/// Another live claim, or another key's live, unfinished run.
+pub fn contested(ledger: &Ledger, digest: &str, now: i64, lease_secs: i64) -> Option<String> {
+    let me = run_key(digest);
+    if let Some(other) = ledger
+        .claims
+        .iter()
+        .find(|(k, t)| *k != me && now - *t <= lease_secs)
+    {
+        return Some(other.0.clone());
+    }
+    match &ledger.run {
+        Some(run) if run.key != me && !run.phase.is_final() && now - run.since <= lease_secs => {
+            Some(run.key.clone())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+    const LEASE: i64 = 1200;
+    const COOL: i64 = 1800;
+
+    fn digest(k: &str) -> String {
+        crate::request::IdempotencyKey::parse(k)
+            .expect("key")
+            .digest()
+    }
+
+    fn run(key: &str, phase: Phase, since: i64) -> RunRecord {
+        RunRecord {
+            key: run_key(&digest(key)),
+            phase,
+            since,
+            snapshot: "s-bp1webapp0sys00001".into(),
+            was_running: true,
+            end_running: true,
+            stop_at: Some(since),
+            failure: None,
+        }
+    }
+
+    fn ledger(run: Option<RunRecord>, history: History) -> Ledger {
+        Ledger {
+            run,
+            history,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_fit_a_tag() {
+        let mut r = run("k", Phase::Resetting, NOW);
+        r.snapshot = format!("s-{}", "a".repeat(40));
+        r.failure = Some("InvalidParameter.KMSKeyId.KMSUnauthorized".into());
+        r.phase = Phase::Failed;
+        let v = r.encode();
+        assert!(v.len() <= TAG_VALUE_MAX, "{} chars: {v}", v.len());
+        assert_eq!(RunRecord::decode(&v).map(|d| d.phase), Some(Phase::Failed));
+        let plain = run("k", Phase::Starting, NOW);
+        assert_eq!(RunRecord::decode(&plain.encode()), Some(plain));
+        let mut h = History::default();
+        for i in 0..20 {
+            h.push(&digest(&format!("key-{i}")), i % 3 == 0, NOW + i);
+        }
+        let v = h.encode();
+        assert!(v.len() <= TAG_VALUE_MAX, "{} chars: {v}", v.len());
+        let back = History::decode(&v);
+        assert_eq!(back.keys.len(), HISTORY_KEYS);
+        assert_eq!(back.find(&digest("key-19")), Some(false));
+        assert_eq!(back.find(&digest("key-18")), Some(true));
+        assert_eq!(back.find(&digest("key-0")), None, "oldest forgotten");
+        assert_eq!(back.last_success, Some(NOW + 19));
+    }
+
+    #[test]
+    fn decisions_in_protocol_order() {
+        let me = digest("mine");
+        assert_eq!(
+            decide(&Ledger::default(), &me, NOW, LEASE, COOL),
+            Decision::Claim
+        );
+        // Mine, done / failed / part-way.
+        let l = ledger(Some(run("mine", Phase::Done, NOW - 10)), History::default());
+        assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::Duplicate);
+        let mut f = run("mine", Phase::Failed, NOW - 10);
+        f.failure = Some("InvalidParameter.Mismatch".into());
+        let l = ledger(Some(f), History::default());
+        assert_eq!(
+            decide(&l, &me, NOW, LEASE, COOL),
+            Decision::AlreadyFailed {
+                code: "InvalidParameter.Mismatch".into()
+            }
+        );
+        let r = run("mine", Phase::Resetting, NOW - 5000);
+        let l = ledger(Some(r.clone()), History::default());
+        assert_eq!(
+            decide(&l, &me, NOW, LEASE, COOL),
+            Decision::Resume(r),
+            "own run resumes past the lease"
+        );
+        // Mine, in the history behind another run.
+        let mut h = History::default();
+        h.push(&me, false, NOW - 100);
+        let l = ledger(Some(run("other", Phase::Done, NOW - 50)), h);
+        assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::Duplicate);
+        // Another key, live.
+        let l = ledger(
+            Some(run("other", Phase::Stopping, NOW - 60)),
+            History::default(),
+        );
+        assert!(matches!(
+            decide(&l, &me, NOW, LEASE, COOL),
+            Decision::HeldByOther {
+                phase: Phase::Stopping,
+                ..
+            }
+        ));
+        // Another key, abandoned before its reset: take over.
+        let stale = run("other", Phase::Stopped, NOW - LEASE - 1);
+        let l = ledger(Some(stale.clone()), History::default());
+        assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::TakeOver(stale));
+        // Abandoned after its reset, within the cooldown: the reset counts.
+        let l = ledger(
+            Some(run("other", Phase::Starting, NOW - LEASE - 1)),
+            History::default(),
+        );
+        assert!(matches!(
+            decide(&l, &me, NOW, LEASE, COOL),
+            Decision::Cooldown { .. }
+        ));
+        // Cooldown after another key's success; off with 0.
+        let mut h = History::default();
+        h.push(&digest("other"), false, NOW - 100);
+        let l = ledger(Some(run("other", Phase::Done, NOW - 100)), h);
+        assert_eq!(
+            decide(&l, &me, NOW, LEASE, COOL),
+            Decision::Cooldown {
+                remaining_secs: COOL - 100
+            }
+        );
+        assert_eq!(decide(&l, &me, NOW, LEASE, 0), Decision::Claim);
+        assert_eq!(decide(&l, &me, NOW + COOL, LEASE, COOL), Decision::Claim);
+        // A failed run of another key does not hold the disk, nor start a cooldown.
+        let l = ledger(
+            Some(run("other", Phase::Failed, NOW - 1)),
+            History::default(),
+        );
+        assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::Claim);
+        // A run tag nobody can read blocks everything.
+        let l = Ledger::from_tags([(RUN_TAG, "garbage")]);
+        assert!(matches!(
+            decide(&l, &me, NOW, LEASE, COOL),
+            Decision::Unreadable(_)
+        ));
+    }
+
+    #[test]
+    fn contest_after_claiming() {
+        let me = digest("mine");
+        let mine = claim_tag(&me);
+        let other = claim_tag(&digest("other"));
+        let now = NOW.to_string();
+        let l = Ledger::from_tags([(mine.as_str(), now.as_str())]);
+        assert_eq!(contested(&l, &me, NOW, LEASE), None);
+        let l = Ledger::from_tags([
+            (mine.as_str(), now.as_str()),
+            (other.as_str(), now.as_str()),
+        ]);
+        assert!(contested(&l, &me, NOW, LEASE).is_some());
+        let old = (NOW - LEASE - 1).to_string();
+        let l = Ledger::from_tags([
+            (mine.as_str(), now.as_str()),
+            (other.as_str(), old.as_str()),
+        ]);
+        assert_eq!(
+            contested(&l, &me, NOW, LEASE),
+            None,
+            "a stale claim is ignored"
+        );
+        let theirs = run("other", Phase::Claimed, NOW).encode();
+        let l = Ledger::from_tags([(mine.as_str(), now.as_str()), (RUN_TAG, theirs.as_str())]);
+        assert!(contested(&l, &me, NOW, LEASE).is_some());
+    }
+}

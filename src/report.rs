@@ -1,0 +1,185 @@
+//! What a run reports: one CloudEvents 1.0 JSON object per request.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::ecs::EcsError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Rejected,
+    Duplicate,
+    DryRun,
+    Ignored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Rejected => "rejected",
+            Outcome::Duplicate => "duplicate",
+            Outcome::DryRun => "dry-run",
+            Outcome::Ignored => "ignored",
+        }
+    }
+
+    /// Outcomes that mean "nothing is wrong" (the CLI exits 0 when every result is one).
+    pub fn is_ok(self) -> bool {
+        matches!(
+            self,
+            Outcome::Succeeded | Outcome::Duplicate | Outcome::DryRun | Outcome::Ignored
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+    pub request_id: Option<String>,
+}
+
+impl ErrorInfo {
+    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            retryable,
+            request_id: None,
+        }
+    }
+
+    pub fn from_ecs(e: &EcsError) -> Self {
+        Self {
+            code: e.code_or_kind(),
+            message: e.to_string(),
+            retryable: e.is_retryable(),
+            request_id: e.request_id.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    Done,
+    Skipped,
+    Failed,
+    /// The call's DryRun passed.
+    DryRun,
+    /// Would run; cannot be dry-run in the current state.
+    Planned,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub name: String,
+    pub status: StepStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub region_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub disk_id: Option<String>,
+    pub snapshot_id: Option<String>,
+}
+
+/// Everything one request's result event says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub idempotency_key: Option<String>,
+    pub trigger_kind: String,
+    pub trigger_id: String,
+    pub target: Target,
+    pub steps: Vec<Step>,
+    pub error: Option<ErrorInfo>,
+    pub total_ms: u64,
+    pub downtime_ms: Option<u64>,
+    pub reason: Option<String>,
+    /// Things the reader must know: e.g. that the opt-in check was off.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn to_cloud_event(&self) -> Value {
+        let subject = self
+            .target
+            .disk_id
+            .clone()
+            .or_else(|| self.target.instance_id.clone())
+            .unwrap_or_default();
+        json!({
+            "specversion": "1.0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "source": "ecs-rollback",
+            "type": format!("ecs-rollback.{}", self.outcome.as_str()),
+            "subject": subject,
+            "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            "datacontenttype": "application/json",
+            "data": {
+                "outcome": self.outcome,
+                "idempotencyKey": self.idempotency_key,
+                "trigger": {"kind": self.trigger_kind, "id": self.trigger_id},
+                "target": self.target,
+                "steps": self.steps,
+                "error": self.error,
+                "timings": {"totalMs": self.total_ms, "downtimeMs": self.downtime_ms},
+                "reason": self.reason,
+                "warnings": self.warnings,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_event_shape() {
+        let r = Report {
+            outcome: Outcome::DryRun,
+            idempotency_key: Some("k".into()),
+            trigger_kind: "direct".into(),
+            trigger_id: String::new(),
+            target: Target {
+                disk_id: Some("d-bp1webapp0000sys01".into()),
+                ..Default::default()
+            },
+            steps: vec![],
+            error: None,
+            total_ms: 5,
+            downtime_ms: None,
+            reason: None,
+            warnings: vec![],
+        };
+        let e = r.to_cloud_event();
+        assert_eq!(e["specversion"], "1.0");
+        assert_eq!(e["type"], "ecs-rollback.dry-run");
+        assert_eq!(e["subject"], "d-bp1webapp0000sys01");
+        assert_eq!(e["data"]["outcome"], "dry-run");
+        assert_eq!(e["data"]["error"], Value::Null);
+        assert_eq!(e["data"]["timings"]["totalMs"], 5);
+        for k in ["id", "source", "time", "datacontenttype"] {
+            assert!(e[k].is_string(), "{k}");
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! The rollback request: parsed from JSON (camelCase, or the API's PascalCase for the IDs),
+//! validated field by field, and turned into a value that cannot be malformed. Anything missing,
+//! malformed, contradictory or unknown is an [`InvalidRequest`] that names the field.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::ids::{DiskId, InstanceId, RegionId, SnapshotId};
+
+/// A request that cannot be run, and the field that says why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidRequest {
+    pub field: String,
+    pub message: String,
+}
+
+impl InvalidRequest {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRequest {
+    #[serde(default, alias = "RegionId")]
+    region_id: Option<String>,
+    #[serde(default, alias = "DiskId")]
+    disk_id: Option<String>,
+    #[serde(default, alias = "InstanceId")]
+    instance_id: Option<String>,
+    #[serde(default, alias = "SnapshotId")]
+    snapshot_id: Option<String>,
+    #[serde(default)]
+    snapshot: Option<RawSelector>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(default)]
+    force_stop: Option<bool>,
+    #[serde(default)]
+    start_after_reset: Option<bool>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelector {
+    #[serde(default)]
+    tag: Option<RawTag>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    before: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTag {
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// Which snapshot to roll back to. Only snapshots of the target disk are ever candidates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SnapshotChoice {
+    /// This one.
+    Id(SnapshotId),
+    /// The newest `accomplished` snapshot of the disk that matches every filter given and was
+    /// created before `before` (default: the trigger time).
+    Newest {
+        tag: Option<(String, Option<String>)>,
+        name: Option<String>,
+        before: Option<DateTime<Utc>>,
+    },
+}
+
+/// What set the request off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Trigger {
+    /// `direct`, `sqs`, `alertmanager`, …
+    pub kind: String,
+    /// The event's own ID, when it has one.
+    pub id: String,
+    /// When the triggering event happened (an alert's start); `None` means now.
+    #[serde(skip)]
+    pub time: Option<DateTime<Utc>>,
+}
+
+impl Trigger {
+    pub fn direct() -> Self {
+        Self {
+            kind: "direct".into(),
+            id: String::new(),
+            time: None,
+        }
+    }
+}
+
+/// The idempotency key: one rollback per key, ever.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.chars().count() > 256 {
+            return Err("must hold 1 to 256 characters".into());
+        }
+        if raw.chars().any(char::is_control) {
+            return Err("must not hold control characters".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// A key derived from content: the same content always yields the same key.
+    pub fn derived(prefix: &str, content: &str) -> Self {
+        Self(format!(
+            "{prefix}-{}",
+            &hex(&Sha256::digest(content.as_bytes()))[..32]
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Hex SHA-256 of the key: what the ledger stores (tags hold 128 characters at most).
+    pub fn digest(&self) -> String {
+        hex(&Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A valid rollback request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackRequest {
+    pub region: RegionId,
+    /// The disk; `None` means the instance's system disk.
+    pub disk: Option<DiskId>,
+    pub instance: Option<InstanceId>,
+    pub snapshot: SnapshotChoice,
+    pub key: IdempotencyKey,
+    pub dry_run: bool,
+    pub force_stop: bool,
+    /// `None`: bring the instance back to the power state it had before.
+    pub start_after_reset: Option<bool>,
+    pub reason: Option<String>,
+    pub trigger: Trigger,
+}
+
+const MAX_REASON: usize = 512;
+
+fn parse_id<T>(
+    field: &str,
+    raw: Option<String>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, InvalidRequest> {
+    raw.map(|r| parse(&r).map_err(|m| InvalidRequest::new(field, m)))
+        .transpose()
+}
+
+/// Parses the direct form. `default_region` is `ALIBABA_CLOUD_REGION_ID`; `trigger` says where
+/// the request came from (its key derives the idempotency key when the request names none).
+pub fn parse(
+    value: &Value,
+    default_region: Option<&str>,
+    trigger: Trigger,
+) -> Result<RollbackRequest, InvalidRequest> {
+    if !value.is_object() {
+        return Err(InvalidRequest::new(
+            "$",
+            "a rollback request is a JSON object",
+        ));
+    }
+    let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde names an unknown or duplicate field in its message; the path is its parent.
+        let field = field_in(&inner).unwrap_or(path);
+        InvalidRequest::new(field, inner)
+    })?;
+    let region_raw = raw
+        .region_id
+        .or_else(|| default_region.map(str::to_owned))
+        .ok_or_else(|| {
+            InvalidRequest::new(
+                "regionId",
+                "missing, and ALIBABA_CLOUD_REGION_ID is not set",
+            )
+        })?;
+    let region = RegionId::parse(&region_raw).map_err(|m| InvalidRequest::new("regionId", m))?;
+    let disk = parse_id("diskId", raw.disk_id, DiskId::parse)?;
+    let instance = parse_id("instanceId", raw.instance_id, InstanceId::parse)?;
+    if disk.is_none() && instance.is_none() {
+        return Err(InvalidRequest::new(
+            "diskId",
+            "name a diskId, or an instanceId (its system disk)",
+        ));
+    }
+    let snapshot = match (raw.snapshot_id, raw.snapshot) {
+        (Some(_), Some(_)) => {
+            return Err(InvalidRequest::new(
+                "snapshot",
+                "give snapshotId or snapshot, not both",
+            ))
+        }
+        (Some(id), None) => SnapshotChoice::Id(
+            SnapshotId::parse(&id).map_err(|m| InvalidRequest::new("snapshotId", m))?,
+        ),
+        (None, Some(sel)) => {
+            if sel.tag.is_none() && sel.name.is_none() && sel.before.is_none() {
+                return Err(InvalidRequest::new("snapshot", "needs tag, name or before"));
+            }
+            let tag = match sel.tag {
+                Some(t) if t.key.is_empty() || t.key.chars().count() > 128 => {
+                    return Err(InvalidRequest::new(
+                        "snapshot.tag.key",
+                        "1 to 128 characters",
+                    ))
+                }
+                Some(t) => Some((t.key, t.value)),
+                None => None,
+            };
+            if sel
+                .name
+                .as_ref()
+                .is_some_and(|n| n.is_empty() || n.chars().count() > 128)
+            {
+                return Err(InvalidRequest::new("snapshot.name", "1 to 128 characters"));
+            }
+            let before = sel
+                .before
+                .map(|b| {
+                    DateTime::parse_from_rfc3339(&b)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| {
+                            InvalidRequest::new("snapshot.before", format!("not RFC 3339: {e}"))
+                        })
+                })
+                .transpose()?;
+            SnapshotChoice::Newest {
+                tag,
+                name: sel.name,
+                before,
+            }
+        }
+        (None, None) => SnapshotChoice::Newest {
+            tag: None,
+            name: None,
+            before: None,
+        },
+    };
+    if let Some(r) = &raw.reason {
+        if r.chars().count() > MAX_REASON {
+            return Err(InvalidRequest::new(
+                "reason",
+                format!("at most {MAX_REASON} characters"),
+            ));
+        }
+    }
+    let key = match raw.idempotency_key {
+        Some(k) => {
+            IdempotencyKey::parse(&k).map_err(|m| InvalidRequest::new("idempotencyKey", m))?
+        }
+        None if !trigger.id.is_empty() => IdempotencyKey::derived(&trigger.kind, &trigger.id),
+        // No key and no event ID: the request's own content is the key (serde_json writes
+        // object keys sorted, so equal requests give equal text).
+        None => IdempotencyKey::derived(&trigger.kind, &value.to_string()),
+    };
+    Ok(RollbackRequest {
+        region,
+        disk,
+        instance,
+        snapshot,
+        key,
+        dry_run: raw.dry_run.unwrap_or(false),
+        force_stop: raw.force_stop.unwrap_or(false),
+        start_after_reset: raw.start_after_reset,
+        reason: raw.reason,
+        trigger,
+    })
+}
+
+/// The field named in serde's "unknown field `x`" or "duplicate field `x`" message.
+fn field_in(message: &str) -> Option<String> {
+    for marker in ["unknown field `", "duplicate field `", "missing field `"] {
+        if let Some(rest) = message.split(marker).nth(1) {
+            return rest.split('`').next().map(str::to_owned);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(v: Value) -> RollbackRequest {
+        parse(&v, Some("cn-hangzhou"), Trigger::direct()).expect("valid")
+    }
+
+    fn field(v: Value) -> String {
+        parse(&v, Some("cn-hangzhou"), Trigger::direct())
+            .expect_err("invalid")
+            .field
+    }
+
+    #[test]
+    fn camel_and_pascal_case() {
+        let a = ok(json!({"diskId": "d-bp1webapp0000sys01", "snapshotId": "s-bp1webapp0sys00001"}));
+        let b = ok(
+            json!({"DiskId": "d-bp1webapp0000sys01", "SnapshotId": "s-bp1webapp0sys00001", "RegionId": "cn-hangzhou"}),
+        );
+        assert_eq!(a.disk, b.disk);
+        assert_eq!(a.snapshot, b.snapshot);
+        assert_eq!(a.region.as_str(), "cn-hangzhou");
+    }
+
+    #[test]
+    fn instance_only_means_its_system_disk() {
+        let r = ok(json!({"instanceId": "i-bp1webapp00000001"}));
+        assert!(r.disk.is_none());
+        assert_eq!(
+            r.snapshot,
+            SnapshotChoice::Newest {
+                tag: None,
+                name: None,
+                before: None
+            }
+        );
+        assert_eq!(r.start_after_reset, None);
+        assert!(!r.dry_run && !r.force_stop);
+    }
+
+    #[test]
+    fn selectors() {
+        let r = ok(json!({"diskId": "d-bp1webapp0000sys01",
+            "snapshot": {"tag": {"key": "purpose", "value": "pre-release"}, "before": "2026-01-01T00:00:00+08:00"}}));
+        match r.snapshot {
+            SnapshotChoice::Newest { tag, before, .. } => {
+                assert_eq!(tag, Some(("purpose".into(), Some("pre-release".into()))));
+                assert_eq!(
+                    before.map(|b| b.to_rfc3339()).as_deref(),
+                    Some("2025-12-31T16:00:00+00:00")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_rejection_names_its_field() {
+        let d = "d-bp1webapp0000sys01";
+        assert_eq!(field(json!({})), "diskId");
+        assert_eq!(field(json!([])), "$");
+        assert_eq!(field(json!({"diskId": "x-1"})), "diskId");
+        assert_eq!(
+            field(json!({"diskId": d, "instanceId": "i-\"; DROP"})),
+            "instanceId"
+        );
+        assert_eq!(
+            field(json!({"diskId": d, "snapshotId": "s-../../x"})),
+            "snapshotId"
+        );
+        assert_eq!(
+            field(json!({"diskId": d, "regionId": "Hangzhou"})),
+            "regionId"
+        );
+        assert_eq!(field(json!({"diskId": d, "bogus": 1})), "bogus");
+        assert_eq!(field(json!({"diskId": d, "dryRun": "yes"})), "dryRun");
+        assert_eq!(field(json!({"diskId": 7})), "diskId");
+        assert_eq!(
+            field(
+                json!({"diskId": d, "snapshotId": "s-bp1webapp0sys00001", "snapshot": {"name": "x"}})
+            ),
+            "snapshot"
+        );
+        assert_eq!(field(json!({"diskId": d, "snapshot": {}})), "snapshot");
+        assert_eq!(field(json!({"diskId": d, "snapshot": {"when": 1}})), "when");
+        assert_eq!(
+            field(json!({"diskId": d, "snapshot": {"before": "yesterday"}})),
+            "snapshot.before"
+        );
+        assert_eq!(
+            field(json!({"diskId": d, "idempotencyKey": ""})),
+            "idempotencyKey"
+        );
+        assert_eq!(
+            field(json!({"diskId": d, "reason": "x".repeat(600)})),
+            "reason"
+        );
+        assert_eq!(field(json!({"diskid": d})), "diskid");
+        let no_region =
+            parse(&json!({"diskId": d}), None, Trigger::direct()).expect_err("no region");
+        assert_eq!(no_region.field, "regionId");
+    }
+
+    #[test]
+    fn duplicate_field_through_alias_is_rejected() {
+        let text = r#"{"diskId": "d-bp1webapp0000sys01", "DiskId": "d-bp1webapp0000sys02"}"#;
+        let v: Value = serde_json::from_str(text).expect("json");
+        // serde_json keeps both keys in the map; the struct sees two values for one field.
+        assert_eq!(field(v), "diskId");
+    }
+
+    #[test]
+    fn the_same_request_derives_the_same_key() {
+        let a = ok(json!({"diskId": "d-bp1webapp0000sys01", "reason": "x"}));
+        let b = ok(json!({"reason": "x", "diskId": "d-bp1webapp0000sys01"}));
+        let c = ok(json!({"diskId": "d-bp1webapp0000sys01", "reason": "y"}));
+        assert_eq!(a.key, b.key);
+        assert_ne!(a.key, c.key);
+        assert!(a.key.as_str().starts_with("direct-"));
+        let t = Trigger {
+            kind: "sqs".into(),
+            id: "msg-1".into(),
+            time: None,
+        };
+        let k1 = parse(
+            &json!({"diskId": "d-bp1webapp0000sys01"}),
+            Some("cn-hangzhou"),
+            t.clone(),
+        )
+        .expect("ok")
+        .key;
+        let k2 = parse(
+            &json!({"diskId": "d-bp1webapp0000sys01", "reason": "other"}),
+            Some("cn-hangzhou"),
+            t,
+        )
+        .expect("ok")
+        .key;
+        assert_eq!(k1, k2, "an event ID keys the request");
+        let explicit =
+            ok(json!({"diskId": "d-bp1webapp0000sys01", "idempotencyKey": "incident-42"}));
+        assert_eq!(explicit.key.as_str(), "incident-42");
+    }
+}

@@ -1,0 +1,1303 @@
+//! The rollback state machine: preflight, claim, stop, reset, start, finish, with the ledger
+//! written before and after every state-changing call (docs/rollback-protocol.md).
+//!
+//! Invariants, each enforced right before the call it guards:
+//! - ResetDisk only after a fresh read shows the instance `Stopped`;
+//! - never ResetDisk once the ledger says `starting` (or later) for the key;
+//! - no state-changing call unless the ledger write before it succeeded;
+//! - the power state to restore comes from the run record, never from what the instance looks
+//!   like now;
+//! - a failed reset after the stop brings a running instance back before reporting.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::ecs::model::{Disk, Instance, Snapshot};
+use crate::ecs::{
+    DiskQuery, EcsClient, EcsError, InstanceQuery, Retry, SnapshotQuery, StopOptions,
+};
+use crate::ledger::{self, Decision, History, Ledger, Phase, RunRecord};
+use crate::preflight::{self, Plan};
+use crate::report::{ErrorInfo, Outcome, Report, Step, StepStatus, Target};
+use crate::request::{RollbackRequest, SnapshotChoice};
+use crate::settings::Settings;
+
+/// Margin kept before a deadline: the run must still write its ledger and report.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+/// Runs rollbacks with one client and one set of settings.
+pub struct Rollback<'a> {
+    pub ecs: &'a EcsClient,
+    pub settings: &'a Settings,
+}
+
+/// Why a run ended early: the outcome it reports and the error.
+#[derive(Debug)]
+struct Halt {
+    outcome: Outcome,
+    error: ErrorInfo,
+}
+
+impl Halt {
+    fn reject(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            outcome: Outcome::Rejected,
+            error: ErrorInfo::new(code, message, retryable),
+        }
+    }
+    fn fail(error: ErrorInfo) -> Self {
+        Self {
+            outcome: Outcome::Failed,
+            error,
+        }
+    }
+    fn ecs(outcome: Outcome, e: &EcsError) -> Self {
+        Self {
+            outcome,
+            error: ErrorInfo::from_ecs(e),
+        }
+    }
+}
+
+type Res<T> = Result<T, Halt>;
+
+fn unix(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+impl<'a> Rollback<'a> {
+    pub fn new(ecs: &'a EcsClient, settings: &'a Settings) -> Self {
+        Self { ecs, settings }
+    }
+
+    /// Runs one request to its end and reports. `deadline` bounds the run (Lambda).
+    pub async fn run(&self, req: &RollbackRequest, deadline: Option<Instant>) -> Report {
+        let mut run = Run {
+            ecs: self.ecs,
+            s: self.settings,
+            req,
+            deadline,
+            digest: req.key.digest(),
+            region: req.region.as_str().to_owned(),
+            target: Target {
+                region_id: Some(req.region.to_string()),
+                instance_id: req.instance.as_ref().map(ToString::to_string),
+                disk_id: req.disk.as_ref().map(ToString::to_string),
+                snapshot_id: match &req.snapshot {
+                    SnapshotChoice::Id(id) => Some(id.to_string()),
+                    SnapshotChoice::Newest { .. } => None,
+                },
+            },
+            record: None,
+            steps: Vec::new(),
+            started: Instant::now(),
+            downtime_ms: None,
+            warnings: Vec::new(),
+        };
+        if self.settings.require_tag.is_none() {
+            run.warnings
+                .push("the opt-in check is off (ECS_ROLLBACK_REQUIRE_TAG=none)".into());
+        }
+        let span = tracing::info_span!(
+            "rollback",
+            idempotency_key = %req.key.as_str(),
+            region = %req.region,
+        );
+        let _enter = span.enter();
+        let result = run.execute().await;
+        let (outcome, error) = match result {
+            Ok(outcome) => (outcome, None),
+            Err(h) => (h.outcome, Some(h.error)),
+        };
+        let report = Report {
+            outcome,
+            idempotency_key: Some(req.key.as_str().to_owned()),
+            trigger_kind: req.trigger.kind.clone(),
+            trigger_id: req.trigger.id.clone(),
+            target: run.target,
+            steps: run.steps,
+            error,
+            total_ms: run.started.elapsed().as_millis() as u64,
+            downtime_ms: run.downtime_ms,
+            reason: req.reason.clone(),
+            warnings: run.warnings,
+        };
+        match &report.error {
+            None => tracing::info!(
+                outcome = outcome.as_str(),
+                total_ms = report.total_ms,
+                "rollback finished"
+            ),
+            Some(e) => tracing::warn!(
+                outcome = outcome.as_str(),
+                code = %e.code,
+                retryable = e.retryable,
+                message = %e.message,
+                "rollback finished"
+            ),
+        }
+        report
+    }
+}
+
+struct Run<'a> {
+    ecs: &'a EcsClient,
+    s: &'a Settings,
+    req: &'a RollbackRequest,
+    deadline: Option<Instant>,
+    digest: String,
+    region: String,
+    target: Target,
+    /// The run record, once this run holds the disk.
+    record: Option<RunRecord>,
+    steps: Vec<Step>,
+    started: Instant,
+    downtime_ms: Option<u64>,
+    warnings: Vec<String>,
+}
+
+/// What one observation of the resources found.
+struct Seen {
+    disk: Disk,
+    instance: Option<Instance>,
+    snapshots: Vec<Snapshot>,
+}
+
+impl<'a> Run<'a> {
+    fn step(
+        &mut self,
+        name: &str,
+        status: StepStatus,
+        started_at: DateTime<Utc>,
+        request_id: Option<String>,
+        detail: Option<String>,
+    ) {
+        tracing::info!(step = name, status = ?status, detail = detail.as_deref().unwrap_or(""), "step");
+        self.steps.push(Step {
+            name: name.into(),
+            status,
+            started_at,
+            finished_at: Utc::now(),
+            request_id: request_id.filter(|r| !r.is_empty()),
+            detail,
+        });
+    }
+
+    fn disk_id(&self) -> String {
+        self.target.disk_id.clone().unwrap_or_default()
+    }
+
+    fn instance_id(&self) -> Option<String> {
+        self.target.instance_id.clone()
+    }
+
+    /// Time left before the deadline, margin kept; `None` without a deadline.
+    fn time_left(&self) -> Option<Duration> {
+        self.deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .saturating_sub(DEADLINE_MARGIN)
+        })
+    }
+
+    /// Refuses to start work estimated at `need` that cannot finish before the deadline.
+    fn fits(&self, what: &str, need: Duration) -> Res<()> {
+        match self.time_left() {
+            Some(left) if left < need => Err(Halt {
+                outcome: if self.record.is_some() { Outcome::Failed } else { Outcome::Rejected },
+                error: ErrorInfo::new(
+                    "DeadlineExceeded",
+                    format!(
+                        "{what} needs about {}s and {}s are left; stopped at a step boundary, the next delivery resumes",
+                        need.as_secs(),
+                        left.as_secs()
+                    ),
+                    true,
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// How long a wait may last: its timeout, or less if the deadline is nearer.
+    fn wait_budget(&self, timeout: Duration) -> Duration {
+        match self.time_left() {
+            Some(left) => left.min(timeout),
+            None => timeout,
+        }
+    }
+
+    fn timed_out(&self, what: &str, timeout: Duration) -> Halt {
+        let deadline_first = self.time_left().is_some_and(|l| l < timeout);
+        let code = if deadline_first {
+            "DeadlineExceeded"
+        } else {
+            "WaitTimeout"
+        };
+        Halt::fail(ErrorInfo::new(
+            code,
+            format!(
+                "{what}; the ledger keeps the phase, and the next run with this key resumes there"
+            ),
+            true,
+        ))
+    }
+
+    // ---- reading --------------------------------------------------------------------
+
+    async fn read_instance(&self, id: &str) -> Res<Instance> {
+        let q = InstanceQuery {
+            ids: vec![id.to_owned()],
+            ..Default::default()
+        };
+        let found = self
+            .ecs
+            .describe_instances(&self.region, &q)
+            .await
+            .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))?;
+        found
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .ok_or_else(|| Halt {
+                outcome: self.failed_or_rejected(),
+                error: ErrorInfo::new(
+                    "InvalidInstanceId.NotFound",
+                    format!("instance {id} not found in {}", self.region),
+                    false,
+                ),
+            })
+    }
+
+    async fn read_disk(&self, id: &str) -> Res<Disk> {
+        let q = DiskQuery {
+            ids: vec![id.to_owned()],
+            ..Default::default()
+        };
+        let found = self
+            .ecs
+            .describe_disks(&self.region, &q)
+            .await
+            .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))?;
+        found
+            .into_iter()
+            .find(|d| d.disk_id == id)
+            .ok_or_else(|| Halt {
+                outcome: self.failed_or_rejected(),
+                error: ErrorInfo::new(
+                    "InvalidDiskId.NotFound",
+                    format!("disk {id} not found in {}", self.region),
+                    false,
+                ),
+            })
+    }
+
+    /// Before this run holds the disk, a failure is a rejection: nothing was touched.
+    fn failed_or_rejected(&self) -> Outcome {
+        if self.record.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Rejected
+        }
+    }
+
+    /// Reads the disk (with its tags, the ledger), its instance and its snapshots.
+    async fn observe(&mut self) -> Res<Seen> {
+        let disk = match &self.req.disk {
+            Some(id) => self.read_disk(id.as_str()).await?,
+            None => {
+                let Some(instance) = &self.req.instance else {
+                    return Err(Halt::reject("InvalidRequest", "diskId: missing", false));
+                };
+                let q = DiskQuery {
+                    instance_id: Some(instance.to_string()),
+                    disk_type: Some("system".into()),
+                    ..Default::default()
+                };
+                let disks = self
+                    .ecs
+                    .describe_disks(&self.region, &q)
+                    .await
+                    .map_err(|e| Halt::ecs(Outcome::Rejected, &e))?;
+                disks
+                    .into_iter()
+                    .find(|d| d.disk_type == "system")
+                    .ok_or_else(|| {
+                        Halt::reject(
+                            "InvalidInstanceId.NotFound",
+                            format!(
+                                "instance {instance} has no system disk in {} (does it exist?)",
+                                self.region
+                            ),
+                            false,
+                        )
+                    })?
+            }
+        };
+        self.target.disk_id = Some(disk.disk_id.clone());
+        let instance_id = if disk.instance_id.is_empty() {
+            self.req.instance.as_ref().map(ToString::to_string)
+        } else {
+            Some(disk.instance_id.clone())
+        };
+        let instance = match &instance_id {
+            Some(id) if !disk.instance_id.is_empty() => Some(self.read_instance(id).await?),
+            _ => None,
+        };
+        self.target.instance_id = instance_id;
+        let q = SnapshotQuery {
+            disk_id: Some(disk.disk_id.clone()),
+            ..Default::default()
+        };
+        let snapshots = self
+            .ecs
+            .describe_snapshots(&self.region, &q)
+            .await
+            .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))?;
+        Ok(Seen {
+            disk,
+            instance,
+            snapshots,
+        })
+    }
+
+    // ---- the run --------------------------------------------------------------------
+
+    async fn execute(&mut self) -> Res<Outcome> {
+        let t0 = Utc::now();
+        let seen = self.observe().await?;
+        let ledger = Ledger::from_tags(
+            seen.disk
+                .tags
+                .tag
+                .iter()
+                .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+        );
+        let now = Utc::now();
+        let decision = ledger::decide(
+            &ledger,
+            &self.digest,
+            unix(now),
+            self.s.lease.as_secs() as i64,
+            self.s.cooldown.as_secs() as i64,
+        );
+        tracing::info!(decision = ?decision, "ledger read");
+        let takeover = match decision {
+            Decision::Duplicate => {
+                self.step(
+                    "preflight",
+                    StepStatus::Skipped,
+                    t0,
+                    None,
+                    Some("this key already rolled the disk back".into()),
+                );
+                if let Some(run) = &ledger.run {
+                    if run.key == ledger::run_key(&self.digest) {
+                        self.target.snapshot_id = Some(run.snapshot.clone());
+                    }
+                }
+                return Ok(Outcome::Duplicate);
+            }
+            Decision::AlreadyFailed { code } => {
+                return Err(Halt::fail(ErrorInfo::new(
+                    &code,
+                    "this idempotency key already failed; nothing was touched this time (send a new key to try again)",
+                    false,
+                )));
+            }
+            Decision::HeldByOther { key, phase, since } => {
+                return Err(Halt::reject(
+                    "RollbackInProgress",
+                    format!(
+                        "another rollback (key digest {key}) holds the disk, phase {phase} since {}",
+                        DateTime::from_timestamp(since, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+                    ),
+                    true,
+                ));
+            }
+            Decision::Cooldown { remaining_secs } => {
+                return Err(Halt::reject(
+                    "CooldownActive",
+                    format!("the disk was rolled back recently; the cooldown has {remaining_secs}s left (ECS_ROLLBACK_COOLDOWN_SECONDS)"),
+                    false,
+                ));
+            }
+            Decision::Unreadable(v) => {
+                return Err(Halt::reject(
+                    "LedgerUnavailable",
+                    format!("the tag {} holds {v:?}, which is not a run record; remove it by hand once no rollback runs", ledger::RUN_TAG),
+                    false,
+                ));
+            }
+            Decision::Resume(record) => {
+                self.target.snapshot_id = Some(record.snapshot.clone());
+                self.record = Some(record.clone());
+                if let Err(h) = self.resume_checks(&seen, &record) {
+                    self.step(
+                        "preflight",
+                        StepStatus::Failed,
+                        t0,
+                        None,
+                        Some(h.error.message.clone()),
+                    );
+                    // Before the reset, a run that cannot go on brings the instance back.
+                    if h.error.retryable || record.phase.reset_issued() {
+                        return Err(h);
+                    }
+                    return self.restore_after_failure(h.error).await;
+                }
+                self.step(
+                    "preflight",
+                    StepStatus::Done,
+                    t0,
+                    None,
+                    Some(format!("resuming at phase {}", record.phase)),
+                );
+                None
+            }
+            Decision::TakeOver(stale) => Some(stale),
+            Decision::Claim => None,
+        };
+        if self.record.is_none() {
+            let mut plan = self.preflight(&seen, now).await.inspect_err(|h| {
+                self.steps.push(Step {
+                    name: "preflight".into(),
+                    status: StepStatus::Failed,
+                    started_at: t0,
+                    finished_at: Utc::now(),
+                    request_id: h.error.request_id.clone(),
+                    detail: Some(h.error.message.clone()),
+                });
+            })?;
+            if let Some(stale) = &takeover {
+                // The truth about the instance before anyone touched it is in the stale record.
+                plan.was_running = stale.was_running;
+                if self.req.start_after_reset.is_none() {
+                    plan.end_running = stale.was_running && seen.instance.is_some();
+                }
+                self.warnings.push(format!(
+                    "took over an abandoned run (key digest {}, phase {})",
+                    stale.key, stale.phase
+                ));
+            }
+            self.target.snapshot_id = Some(plan.snapshot_id.clone());
+            self.step(
+                "preflight",
+                StepStatus::Done,
+                t0,
+                None,
+                Some(format!(
+                    "snapshot {}, instance {}",
+                    plan.snapshot_id,
+                    if plan.was_running {
+                        "running"
+                    } else {
+                        "stopped"
+                    }
+                )),
+            );
+            if self.req.dry_run {
+                return self.dry_run(&seen, &plan).await;
+            }
+            let stop_needed = seen
+                .instance
+                .as_ref()
+                .is_some_and(|i| i.status == "Running");
+            let mut need = self.s.estimate_reset;
+            if stop_needed {
+                need += self.s.estimate_stop;
+            }
+            if plan.end_running {
+                need += self.s.estimate_start;
+            }
+            self.fits("the rollback", need)?;
+            self.claim(&plan, takeover.as_ref()).await?;
+        } else if self.req.dry_run {
+            return Err(Halt::reject(
+                "RollbackInProgress",
+                "a run with this key is part-way; a dry run does not resume it",
+                true,
+            ));
+        }
+        self.drive().await
+    }
+
+    /// A resumed run checks only what it did not change itself: locks, and, before its reset,
+    /// the opt-in tag and the snapshot. Its own stop is why the instance is Stopped, its own
+    /// reset why the disk is busy.
+    fn resume_checks(&self, seen: &Seen, record: &RunRecord) -> Res<()> {
+        if let Some(i) = &seen.instance {
+            preflight::check_locks("instance", &i.lock_reasons()).map_err(Halt::fail)?;
+        }
+        if record.phase.reset_issued() {
+            return Ok(());
+        }
+        if let Some(tag) = &self.s.require_tag {
+            if !preflight::opted_in(tag, &seen.disk, seen.instance.as_ref()) {
+                return Err(Halt::fail(ErrorInfo::new(
+                    "NotOptedIn",
+                    format!(
+                        "the opt-in tag {}={} was removed while the run was part-way",
+                        tag.0, tag.1
+                    ),
+                    false,
+                )));
+            }
+        }
+        let there = seen
+            .snapshots
+            .iter()
+            .any(|s| s.snapshot_id == record.snapshot && s.is_ready());
+        if !there {
+            return Err(Halt::fail(ErrorInfo::new(
+                "InvalidSnapshotId.NotFound",
+                format!("snapshot {} is gone or no longer ready", record.snapshot),
+                false,
+            )));
+        }
+        Ok(())
+    }
+
+    async fn preflight(&mut self, seen: &Seen, now: DateTime<Utc>) -> Res<Plan> {
+        let checked = preflight::check(
+            self.req,
+            &seen.disk,
+            seen.instance.as_ref(),
+            &seen.snapshots,
+            self.s.require_tag.as_ref(),
+            now,
+        );
+        match checked {
+            Ok(plan) => Ok(plan),
+            Err(e) if e.code == "InvalidSnapshotId.NotFound" => {
+                // Tell "not of this disk" (the API's Mismatch) from "does not exist".
+                if let SnapshotChoice::Id(id) = &self.req.snapshot {
+                    let q = SnapshotQuery {
+                        ids: vec![id.to_string()],
+                        ..Default::default()
+                    };
+                    if let Ok(found) = self.ecs.describe_snapshots(&self.region, &q).await {
+                        if let Some(s) = found.iter().find(|s| s.snapshot_id == id.as_str()) {
+                            return Err(Halt::reject(
+                                "InvalidParameter.Mismatch",
+                                format!(
+                                    "snapshot {id} was taken of {}, not of {}",
+                                    s.source_disk_id, seen.disk.disk_id
+                                ),
+                                false,
+                            ));
+                        }
+                    }
+                }
+                Err(Halt {
+                    outcome: Outcome::Rejected,
+                    error: e,
+                })
+            }
+            Err(e) => Err(Halt {
+                outcome: Outcome::Rejected,
+                error: e,
+            }),
+        }
+    }
+
+    /// Every check, plus the DryRun of each call that can be dry-run now. Nothing changes.
+    async fn dry_run(&mut self, seen: &Seen, plan: &Plan) -> Res<Outcome> {
+        let disk = self.disk_id();
+        let running = seen
+            .instance
+            .as_ref()
+            .is_some_and(|i| i.status == "Running");
+        let opts = StopOptions {
+            force_stop: self.req.force_stop,
+            dry_run: true,
+            ..Default::default()
+        };
+        if let Some(iid) = self.instance_id().filter(|_| running) {
+            let t = Utc::now();
+            let ack = self
+                .ecs
+                .stop_instance(&self.region, &iid, &opts)
+                .await
+                .map_err(|e| Halt::ecs(Outcome::Rejected, &e))?;
+            self.step(
+                "stop",
+                StepStatus::DryRun,
+                t,
+                Some(ack.request_id),
+                Some("StopInstance DryRun passed (StoppedMode=KeepCharging)".into()),
+            );
+            let t = Utc::now();
+            self.step(
+                "reset",
+                StepStatus::Planned,
+                t,
+                None,
+                Some(format!(
+                    "ResetDisk {disk} to {} once Stopped (cannot be dry-run while Running)",
+                    plan.snapshot_id
+                )),
+            );
+        } else {
+            let t = Utc::now();
+            self.step(
+                "stop",
+                StepStatus::Skipped,
+                t,
+                None,
+                Some("the instance is not running".into()),
+            );
+            let t = Utc::now();
+            let ack = self
+                .ecs
+                .reset_disk(&self.region, &disk, &plan.snapshot_id, true)
+                .await
+                .map_err(|e| Halt::ecs(Outcome::Rejected, &e))?;
+            self.step(
+                "reset",
+                StepStatus::DryRun,
+                t,
+                Some(ack.request_id),
+                Some(format!(
+                    "ResetDisk {disk} to {} DryRun passed",
+                    plan.snapshot_id
+                )),
+            );
+        }
+        let t = Utc::now();
+        match self.instance_id() {
+            Some(iid) if plan.end_running && !running => {
+                let ack = self
+                    .ecs
+                    .start_instance(&self.region, &iid, true)
+                    .await
+                    .map_err(|e| Halt::ecs(Outcome::Rejected, &e))?;
+                self.step(
+                    "start",
+                    StepStatus::DryRun,
+                    t,
+                    Some(ack.request_id),
+                    Some("StartInstance DryRun passed".into()),
+                );
+            }
+            Some(_) if plan.end_running => {
+                self.step(
+                    "start",
+                    StepStatus::Planned,
+                    t,
+                    None,
+                    Some("StartInstance after the reset".into()),
+                );
+            }
+            _ => self.step(
+                "start",
+                StepStatus::Skipped,
+                t,
+                None,
+                Some("the instance stays stopped".into()),
+            ),
+        }
+        Ok(Outcome::DryRun)
+    }
+
+    // ---- the ledger -----------------------------------------------------------------
+
+    /// Writes tags on the disk. A tag write is idempotent, so a lost answer is simply repeated.
+    async fn write_tags(&self, tags: &[(String, String)]) -> Result<(), EcsError> {
+        let disk = vec![self.disk_id()];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .ecs
+                .tag_resources(&self.region, "disk", &disk, tags)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if (e.is_retryable() || e.may_have_applied)
+                        && attempt < self.s.step_attempts =>
+                {
+                    tracing::warn!(error = %e, attempt, "ledger write failed; repeating it");
+                    tokio::time::sleep(self.s.poll.initial * attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn remove_tag(&self, key: &str) {
+        let disk = vec![self.disk_id()];
+        if let Err(e) = self
+            .ecs
+            .untag_resources(&self.region, "disk", &disk, &[key.to_owned()])
+            .await
+        {
+            tracing::warn!(error = %e, tag = key, "could not remove a ledger tag; it expires with the lease");
+        }
+    }
+
+    /// Records the phase before the call it announces. If the write fails, the call is not made.
+    async fn set_phase(&mut self, phase: Phase) -> Res<()> {
+        let Some(mut record) = self.record.clone() else {
+            return Err(Halt::fail(ErrorInfo::new(
+                "Internal",
+                "no run record",
+                false,
+            )));
+        };
+        record.phase = phase;
+        record.since = unix(Utc::now());
+        let tags = [(ledger::RUN_TAG.to_owned(), record.encode())];
+        self.write_tags(&tags).await.map_err(|e| {
+            let mut h = Halt::ecs(Outcome::Failed, &e);
+            h.error.code = "LedgerWriteFailed".into();
+            h.error.retryable = true;
+            h.error.message = format!(
+                "could not record phase {phase} on the disk, so the next call was not made: {e}"
+            );
+            h
+        })?;
+        tracing::debug!(phase = %phase, "ledger written");
+        self.record = Some(record);
+        Ok(())
+    }
+
+    /// Takes the disk: a claim tag, a read-back, the run record, the claim tag removed.
+    async fn claim(&mut self, plan: &Plan, takeover: Option<&RunRecord>) -> Res<()> {
+        let t = Utc::now();
+        let now = unix(t);
+        let claim_key = ledger::claim_tag(&self.digest);
+        let lease = self.s.lease.as_secs() as i64;
+        let refuse_write = |e: &EcsError| {
+            let quota = e.is_code("OperationDenied.QuotaExceed");
+            Halt::reject(
+                "LedgerUnavailable",
+                if quota {
+                    format!(
+                        "the disk carries too many tags for the ledger (2 of 20 are needed): {e}"
+                    )
+                } else {
+                    format!("could not write the ledger tags on the disk: {e}")
+                },
+                e.is_retryable() && !quota,
+            )
+        };
+        self.write_tags(&[(claim_key.clone(), now.to_string())])
+            .await
+            .map_err(|e| refuse_write(&e))?;
+        let tags = match self
+            .ecs
+            .list_tag_resources(&self.region, "disk", &[self.disk_id()])
+            .await
+        {
+            Ok(tags) => tags,
+            Err(e) => {
+                self.remove_tag(&claim_key).await;
+                return Err(Halt::ecs(Outcome::Rejected, &e));
+            }
+        };
+        let seen = Ledger::from_tags(
+            tags.iter()
+                .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+        );
+        // An abandoned run being taken over is outside the lease, so it does not count here.
+        if let Some(other) = ledger::contested(&seen, &self.digest, now, lease) {
+            self.remove_tag(&claim_key).await;
+            return Err(Halt::reject(
+                "RollbackInProgress",
+                format!("another rollback (key digest {other}) claimed the disk at the same time"),
+                true,
+            ));
+        }
+        let record = RunRecord {
+            key: ledger::run_key(&self.digest),
+            phase: Phase::Claimed,
+            since: now,
+            snapshot: plan.snapshot_id.clone(),
+            was_running: plan.was_running,
+            end_running: plan.end_running,
+            stop_at: takeover.and_then(|r| r.stop_at),
+            failure: None,
+        };
+        let wrote = self
+            .write_tags(&[(ledger::RUN_TAG.to_owned(), record.encode())])
+            .await;
+        // Holding the run record (or not), the claim tag has done its work.
+        self.remove_tag(&claim_key).await;
+        wrote.map_err(|e| refuse_write(&e))?;
+        self.record = Some(record);
+        self.step(
+            "claim",
+            StepStatus::Done,
+            t,
+            None,
+            Some(format!("ledger: {} = phase claimed", ledger::RUN_TAG)),
+        );
+        Ok(())
+    }
+
+    /// Runs the phases from where the record is.
+    async fn drive(&mut self) -> Res<Outcome> {
+        let Some(record) = self.record.clone() else {
+            return Err(Halt::fail(ErrorInfo::new(
+                "Internal",
+                "no run record",
+                false,
+            )));
+        };
+        if let Some(code) = record.failure.clone() {
+            // A run that was bringing the instance back after a failed reset.
+            return self
+                .restore_after_failure(ErrorInfo::new(
+                    &code,
+                    "the reset failed (recorded by an earlier run)",
+                    false,
+                ))
+                .await;
+        }
+        if record.phase < Phase::Stopped {
+            if let Err(h) = self.stop().await {
+                return self.after_early_failure(h).await;
+            }
+        }
+        if self.phase() < Phase::Reset {
+            match self.reset().await {
+                Ok(()) => {}
+                Err(h) if h.error.retryable && h.error.code != "ResetGaveUp" => return Err(h),
+                Err(h) => return self.restore_after_failure(h.error).await,
+            }
+        }
+        self.finish_reset_and_start().await?;
+        self.finish().await
+    }
+
+    fn phase(&self) -> Phase {
+        self.record.as_ref().map_or(Phase::Claimed, |r| r.phase)
+    }
+
+    fn record(&self) -> RunRecord {
+        self.record.clone().unwrap_or_else(|| RunRecord {
+            key: String::new(),
+            phase: Phase::Claimed,
+            since: 0,
+            snapshot: String::new(),
+            was_running: false,
+            end_running: false,
+            stop_at: None,
+            failure: None,
+        })
+    }
+
+    /// A stop that failed for good: nothing was reset. Restore and record the failure.
+    async fn after_early_failure(&mut self, h: Halt) -> Res<Outcome> {
+        if h.error.retryable {
+            return Err(h);
+        }
+        self.restore_after_failure(h.error).await
+    }
+
+    // ---- stop -----------------------------------------------------------------------
+
+    async fn stop(&mut self) -> Res<()> {
+        let t = Utc::now();
+        let Some(iid) = self.instance_id() else {
+            self.step(
+                "stop",
+                StepStatus::Skipped,
+                t,
+                None,
+                Some("the disk is not attached".into()),
+            );
+            return self.set_phase(Phase::Stopped).await;
+        };
+        let mut request_id = None;
+        let mut attempts = 0;
+        let budget = self.wait_budget(self.s.stop_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        loop {
+            let inst = self.read_instance(&iid).await?;
+            match inst.status.as_str() {
+                "Stopped" => break,
+                "Running" => {
+                    if attempts >= self.s.step_attempts {
+                        return Err(Halt::fail(ErrorInfo::new(
+                            "StopFailed",
+                            format!(
+                                "the instance is still Running after {attempts} StopInstance calls"
+                            ),
+                            true,
+                        )));
+                    }
+                    if self.phase() != Phase::Stopping || attempts == 0 {
+                        if self.phase() < Phase::Stopping {
+                            self.fits("the stop", self.s.estimate_stop)?;
+                        }
+                        if let Some(r) = self.record.as_mut() {
+                            r.stop_at.get_or_insert(unix(Utc::now()));
+                        }
+                        self.set_phase(Phase::Stopping).await?;
+                    }
+                    attempts += 1;
+                    let opts = StopOptions {
+                        force_stop: self.req.force_stop,
+                        ..Default::default()
+                    };
+                    match self.ecs.stop_instance(&self.region, &iid, &opts).await {
+                        Ok(ack) => request_id = Some(ack.request_id),
+                        // Re-read decides: Stopping/Stopped means it took.
+                        Err(e)
+                            if e.is_code("IncorrectInstanceStatus")
+                                || e.may_have_applied
+                                || e.is_retryable() =>
+                        {
+                            tracing::warn!(error = %e, "StopInstance answer unclear; re-reading the instance");
+                        }
+                        Err(e) => return Err(Halt::ecs(Outcome::Failed, &e)),
+                    }
+                }
+                "Stopping" | "Starting" | "Pending" => {}
+                other => {
+                    return Err(Halt::fail(ErrorInfo::new(
+                        "IncorrectInstanceStatus",
+                        format!("the instance is {other}"),
+                        true,
+                    )))
+                }
+            }
+            if Instant::now() >= until {
+                return Err(self.timed_out("the instance did not reach Stopped in time", budget));
+            }
+            tokio::time::sleep(pause).await;
+            pause = self.s.poll.next(pause);
+        }
+        let detail = if request_id.is_some() {
+            "Stopped (StoppedMode=KeepCharging)".to_owned()
+        } else {
+            "already Stopped".to_owned()
+        };
+        self.step(
+            "stop",
+            if request_id.is_some() {
+                StepStatus::Done
+            } else {
+                StepStatus::Skipped
+            },
+            t,
+            request_id,
+            Some(detail),
+        );
+        self.set_phase(Phase::Stopped).await
+    }
+
+    // ---- reset ----------------------------------------------------------------------
+
+    async fn reset(&mut self) -> Res<()> {
+        let t = Utc::now();
+        let record = self.record();
+        let mut need = self.s.estimate_reset;
+        if record.end_running || record.was_running {
+            need += self.s.estimate_start;
+        }
+        self.fits("the reset", need)?;
+        if self.phase() != Phase::Resetting {
+            self.set_phase(Phase::Resetting).await?;
+        }
+        let disk = self.disk_id();
+        let snapshot = record.snapshot.clone();
+        let budget = self.wait_budget(self.s.reset_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        let mut issued = 0;
+        let accepted_id = loop {
+            // The guard: ResetDisk only right after a read shows the instance Stopped.
+            if let Some(iid) = self.instance_id() {
+                let inst = self.read_instance(&iid).await?;
+                match inst.status.as_str() {
+                    "Stopped" => {}
+                    "Stopping" => {
+                        tokio::time::sleep(pause).await;
+                        pause = self.s.poll.next(pause);
+                        continue;
+                    }
+                    other => {
+                        // Someone started it: resetting now would destroy what it writes.
+                        return Err(Halt::fail(ErrorInfo::new(
+                            "IncorrectInstanceStatus",
+                            format!("the instance is {other} before the reset (started by someone else?); the disk was not reset"),
+                            false,
+                        )));
+                    }
+                }
+            }
+            issued += 1;
+            let result = self
+                .ecs
+                .reset_disk(&self.region, &disk, &snapshot, false)
+                .await;
+            let e = match result {
+                Ok(ack) => break Some(ack.request_id),
+                Err(e) => e,
+            };
+            if e.is_code("InvalidOperation.DiskResetInProgress") {
+                break None;
+            }
+            if e.may_have_applied {
+                // Lost answer: ask, without changing anything, whether a reset is running.
+                match self
+                    .ecs
+                    .reset_disk(&self.region, &disk, &snapshot, true)
+                    .await
+                {
+                    Err(p) if p.is_code("InvalidOperation.DiskResetInProgress") => break None,
+                    // Not running: never applied, or applied and already done. The instance has
+                    // stayed Stopped, so a second reset to the same snapshot gives the same disk.
+                    _ => {
+                        tracing::warn!(error = %e, "ResetDisk answer lost; no reset is running; issuing it again")
+                    }
+                }
+            } else {
+                match e.retry {
+                    Retry::Retryable | Retry::AfterStateChange => {
+                        tracing::warn!(error = %e, "ResetDisk not accepted yet; waiting");
+                    }
+                    Retry::NotRetryable | Retry::DryRunSuccess => {
+                        self.step(
+                            "reset",
+                            StepStatus::Failed,
+                            t,
+                            e.request_id.clone(),
+                            Some(e.to_string()),
+                        );
+                        return Err(Halt::ecs(Outcome::Failed, &e));
+                    }
+                }
+            }
+            if Instant::now() >= until || issued >= self.s.step_attempts * 4 {
+                let mut h = Halt::ecs(Outcome::Failed, &e);
+                h.error.code = "ResetGaveUp".into();
+                h.error.retryable = false;
+                h.error.message = format!("ResetDisk was not accepted after {issued} tries: {e}");
+                self.step(
+                    "reset",
+                    StepStatus::Failed,
+                    t,
+                    e.request_id.clone(),
+                    Some(h.error.message.clone()),
+                );
+                return Err(h);
+            }
+            tokio::time::sleep(pause).await;
+            pause = self.s.poll.next(pause);
+        };
+        self.step(
+            "reset",
+            StepStatus::Done,
+            t,
+            accepted_id,
+            Some(format!("ResetDisk {disk} to {snapshot} accepted")),
+        );
+        self.set_phase(Phase::Reset).await
+    }
+
+    // ---- wait for the reset, start --------------------------------------------------
+
+    async fn finish_reset_and_start(&mut self) -> Res<()> {
+        let record = self.record();
+        let t = Utc::now();
+        match self.instance_id() {
+            Some(iid) if record.end_running => {
+                self.start(&iid, t).await?;
+            }
+            _ => {
+                self.wait_reset_done().await?;
+                self.step(
+                    "start",
+                    StepStatus::Skipped,
+                    t,
+                    None,
+                    Some("the instance stays stopped, as it was (or as asked)".into()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Without a start to tell us, the reset's end is seen by its DryRun no longer answering
+    /// `InvalidOperation.DiskResetInProgress` (inferred; ecs-api.md §4.5).
+    async fn wait_reset_done(&mut self) -> Res<()> {
+        let t = Utc::now();
+        let record = self.record();
+        let disk = self.disk_id();
+        let budget = self.wait_budget(self.s.reset_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        loop {
+            match self
+                .ecs
+                .reset_disk(&self.region, &disk, &record.snapshot, true)
+                .await
+            {
+                Err(e) if e.is_code("InvalidOperation.DiskResetInProgress") || e.is_retryable() => {
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    self.warnings
+                        .push(format!("the end of the reset could not be confirmed: {e}"));
+                    break;
+                }
+            }
+            if Instant::now() >= until {
+                return Err(self.timed_out("the reset did not finish in time", budget));
+            }
+            tokio::time::sleep(pause).await;
+            pause = self.s.poll.next(pause);
+        }
+        self.step(
+            "wait-reset",
+            StepStatus::Done,
+            t,
+            None,
+            Some("no reset running on the disk".into()),
+        );
+        Ok(())
+    }
+
+    /// StartInstance, refused while the reset runs (that refusal is the reset's signal), then
+    /// wait for Running.
+    async fn start(&mut self, iid: &str, t: DateTime<Utc>) -> Res<()> {
+        if self.phase() < Phase::Starting {
+            self.fits("the start", self.s.estimate_start)?;
+            self.set_phase(Phase::Starting).await?;
+        }
+        let budget = self.wait_budget(self.s.reset_timeout + self.s.start_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        let mut request_id = None;
+        loop {
+            let inst = self.read_instance(iid).await?;
+            match inst.status.as_str() {
+                "Running" => break,
+                "Stopped" => match self.ecs.start_instance(&self.region, iid, false).await {
+                    Ok(ack) => request_id = Some(ack.request_id),
+                    Err(e)
+                        if e.is_code("DiskError")
+                            || e.is_code("IncorrectDiskStatus")
+                            || e.is_code("InvalidOperation.DiskResetInProgress") =>
+                    {
+                        tracing::info!("the reset is still running; StartInstance waits");
+                    }
+                    Err(e)
+                        if e.is_code("IncorrectInstanceStatus")
+                            || e.may_have_applied
+                            || e.is_retryable() =>
+                    {
+                        tracing::warn!(error = %e, "StartInstance answer unclear; re-reading the instance");
+                    }
+                    Err(e) => {
+                        self.step(
+                            "start",
+                            StepStatus::Failed,
+                            t,
+                            e.request_id.clone(),
+                            Some(e.to_string()),
+                        );
+                        return Err(Halt::ecs(Outcome::Failed, &e));
+                    }
+                },
+                _ => {}
+            }
+            if Instant::now() >= until {
+                return Err(self.timed_out("the instance did not reach Running in time", budget));
+            }
+            tokio::time::sleep(pause).await;
+            pause = self.s.poll.next(pause);
+        }
+        if let Some(stop_at) = self.record().stop_at {
+            let ms = (Utc::now().timestamp_millis() - stop_at * 1000).max(0);
+            self.downtime_ms = Some(ms as u64);
+        }
+        self.step(
+            "start",
+            StepStatus::Done,
+            t,
+            request_id,
+            Some("Running".into()),
+        );
+        Ok(())
+    }
+
+    // ---- finish ---------------------------------------------------------------------
+
+    async fn finish(&mut self) -> Res<Outcome> {
+        let t = Utc::now();
+        self.write_final(Phase::Done, None).await?;
+        self.step(
+            "finish",
+            StepStatus::Done,
+            t,
+            None,
+            Some("ledger: phase done, key added to the history".into()),
+        );
+        Ok(Outcome::Succeeded)
+    }
+
+    async fn write_final(&mut self, phase: Phase, failure: Option<&str>) -> Res<()> {
+        let mut record = self.record();
+        let now = unix(Utc::now());
+        record.phase = phase;
+        record.since = now;
+        record.failure = failure.map(str::to_owned);
+        let disk = self.read_disk(&self.disk_id()).await.ok();
+        let mut history = disk
+            .as_ref()
+            .and_then(|d| d.tags.get(ledger::HISTORY_TAG))
+            .map(History::decode)
+            .unwrap_or_default();
+        history.push(&self.digest, phase == Phase::Failed, now);
+        let tags = [
+            (ledger::RUN_TAG.to_owned(), record.encode()),
+            (ledger::HISTORY_TAG.to_owned(), history.encode()),
+        ];
+        self.write_tags(&tags).await.map_err(|e| {
+            let mut h = Halt::ecs(Outcome::Failed, &e);
+            h.error.code = "LedgerWriteFailed".into();
+            h.error.retryable = true;
+            h.error.message = format!("the rollback ran, but its end could not be recorded ({e}); the next run with this key records it");
+            h
+        })?;
+        self.record = Some(record);
+        Ok(())
+    }
+
+    /// The reset failed for good (or the run could not go on) after the instance may have been
+    /// stopped: bring it back if it was running, record the failure, report it.
+    async fn restore_after_failure(&mut self, error: ErrorInfo) -> Res<Outcome> {
+        let record = self.record();
+        let t = Utc::now();
+        if let (Some(iid), true) = (self.instance_id(), record.was_running) {
+            // `starting` with a failure code: a crash from here resumes the restart, never a reset.
+            if let Some(r) = self.record.as_mut() {
+                r.failure = Some(error.code.clone());
+            }
+            if self.phase() != Phase::Starting {
+                self.set_phase(Phase::Starting).await?;
+            }
+            let inst = self.read_instance(&iid).await?;
+            if inst.status != "Running" {
+                self.start(&iid, t).await.map_err(|h| {
+                    Halt::fail(ErrorInfo::new(
+                        &error.code,
+                        format!(
+                            "{}; and bringing the instance back failed: {}: {}",
+                            error.message, h.error.code, h.error.message
+                        ),
+                        h.error.retryable,
+                    ))
+                })?;
+            }
+        }
+        self.write_final(Phase::Failed, Some(&error.code)).await?;
+        Err(Halt::fail(error))
+    }
+}

@@ -1,0 +1,180 @@
+//! The rollback's settings, from the environment, with defaults fit for production.
+
+use std::time::Duration;
+
+/// How waits poll: from `initial`, growing by half each time, up to `max`.
+#[derive(Clone, Debug)]
+pub struct Poll {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Poll {
+    pub fn next(&self, current: Duration) -> Duration {
+        (current + current / 2).clamp(self.initial, self.max)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The opt-in tag a disk or its instance must carry; `None` turns the check off.
+    pub require_tag: Option<(String, String)>,
+    /// A second rollback of a disk within this is refused (`CooldownActive`); zero turns it off.
+    pub cooldown: Duration,
+    /// A run that has not written its ledger for this long is taken to be dead. Longer than the
+    /// longest invocation (Lambda: 15 minutes).
+    pub lease: Duration,
+    pub stop_timeout: Duration,
+    pub reset_timeout: Duration,
+    pub start_timeout: Duration,
+    pub poll: Poll,
+    /// What a step is expected to take: with a deadline, a step starts only if it can finish.
+    pub estimate_stop: Duration,
+    pub estimate_reset: Duration,
+    pub estimate_start: Duration,
+    /// Tries of a state-changing step whose result had to be read back.
+    pub step_attempts: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            require_tag: Some(("ecs-rollback".into(), "enabled".into())),
+            cooldown: Duration::from_secs(1800),
+            lease: Duration::from_secs(1200),
+            stop_timeout: Duration::from_secs(300),
+            reset_timeout: Duration::from_secs(1800),
+            start_timeout: Duration::from_secs(300),
+            poll: Poll {
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(15),
+            },
+            estimate_stop: Duration::from_secs(60),
+            estimate_reset: Duration::from_secs(120),
+            estimate_start: Duration::from_secs(60),
+            step_attempts: 5,
+        }
+    }
+}
+
+impl Settings {
+    /// Settings for tests against a fast simulator.
+    pub fn fast() -> Self {
+        Self {
+            stop_timeout: Duration::from_secs(5),
+            reset_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(5),
+            poll: Poll {
+                initial: Duration::from_millis(5),
+                max: Duration::from_millis(40),
+            },
+            estimate_stop: Duration::from_millis(100),
+            estimate_reset: Duration::from_millis(100),
+            estimate_start: Duration::from_millis(100),
+            ..Self::default()
+        }
+    }
+
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(Self::default(), |k| {
+            std::env::var(k).ok().filter(|v| !v.is_empty())
+        })
+    }
+
+    /// Applies the `ECS_ROLLBACK_*` variables over `base`.
+    pub fn from_lookup(
+        mut base: Self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        if let Some(tag) = lookup("ECS_ROLLBACK_REQUIRE_TAG") {
+            base.require_tag = if tag.eq_ignore_ascii_case("none") {
+                None
+            } else {
+                let (k, v) = tag.split_once('=').ok_or_else(|| {
+                    format!("ECS_ROLLBACK_REQUIRE_TAG={tag:?}: expected key=value or none")
+                })?;
+                if k.is_empty() {
+                    return Err("ECS_ROLLBACK_REQUIRE_TAG: the key is empty".into());
+                }
+                Some((k.to_owned(), v.to_owned()))
+            };
+        }
+        let secs = |name: &str, d: &mut Duration| -> Result<(), String> {
+            if let Some(v) = lookup(name) {
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("{name}={v:?}: expected whole seconds"))?;
+                *d = Duration::from_secs(n);
+            }
+            Ok(())
+        };
+        secs("ECS_ROLLBACK_COOLDOWN_SECONDS", &mut base.cooldown)?;
+        secs("ECS_ROLLBACK_LEASE_SECONDS", &mut base.lease)?;
+        secs("ECS_ROLLBACK_STOP_TIMEOUT_SECONDS", &mut base.stop_timeout)?;
+        secs(
+            "ECS_ROLLBACK_RESET_TIMEOUT_SECONDS",
+            &mut base.reset_timeout,
+        )?;
+        secs(
+            "ECS_ROLLBACK_START_TIMEOUT_SECONDS",
+            &mut base.start_timeout,
+        )?;
+        if base.lease < Duration::from_secs(60) {
+            return Err("ECS_ROLLBACK_LEASE_SECONDS: at least 60".into());
+        }
+        Ok(base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Settings, String> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Settings::from_lookup(Settings::default(), |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn env() {
+        let s = with(&[]).expect("defaults");
+        assert_eq!(
+            s.require_tag,
+            Some(("ecs-rollback".into(), "enabled".into()))
+        );
+        assert_eq!(s.cooldown, Duration::from_secs(1800));
+        let s = with(&[
+            ("ECS_ROLLBACK_REQUIRE_TAG", "none"),
+            ("ECS_ROLLBACK_COOLDOWN_SECONDS", "0"),
+        ])
+        .expect("ok");
+        assert_eq!(s.require_tag, None);
+        assert!(s.cooldown.is_zero());
+        let s = with(&[("ECS_ROLLBACK_REQUIRE_TAG", "team=sre")]).expect("ok");
+        assert_eq!(s.require_tag, Some(("team".into(), "sre".into())));
+        assert!(with(&[("ECS_ROLLBACK_REQUIRE_TAG", "enabled")]).is_err());
+        assert!(with(&[("ECS_ROLLBACK_COOLDOWN_SECONDS", "-1")]).is_err());
+        assert!(with(&[("ECS_ROLLBACK_LEASE_SECONDS", "5")]).is_err());
+    }
+
+    #[test]
+    fn poll_grows_and_caps() {
+        let p = Poll {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(300),
+        };
+        assert_eq!(
+            p.next(Duration::from_millis(100)),
+            Duration::from_millis(150)
+        );
+        assert_eq!(
+            p.next(Duration::from_millis(250)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(p.next(Duration::ZERO), Duration::from_millis(100));
+    }
+}
