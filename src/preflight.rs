@@ -32,7 +32,10 @@ pub fn check_locks(what: &str, locks: &[String]) -> Result<(), ErrorInfo> {
             false,
         ));
     }
-    if let Some(l) = locks.iter().find(|l| *l == "financial" || *l == "dedicatedhostfinancial") {
+    if let Some(l) = locks
+        .iter()
+        .find(|l| *l == "financial" || *l == "dedicatedhostfinancial")
+    {
         return Err(ErrorInfo::new(
             "InstanceExpiredOrInArrears",
             format!("the {what} is locked for an overdue payment (OperationLocks: {l})"),

@@ -763,9 +763,13 @@ impl<'a> Run<'a> {
     }
 
     /// Takes the disk: a claim tag, a read-back, the run record, the claim tag removed.
+    ///
+    /// Each attempt writes its own claim tag before reading the others back, so of two runs
+    /// at least one sees the other and yields: at most one proceeds. Both may yield; each then
+    /// waits a random time and tries again, which makes it likely that one gets through.
     async fn claim(&mut self, plan: &Plan, takeover: Option<&RunRecord>) -> Res<()> {
+        const ATTEMPTS: u32 = 4;
         let t = Utc::now();
-        let now = unix(t);
         let claim_key = ledger::claim_tag(&self.digest);
         let lease = self.s.lease.as_secs() as i64;
         let refuse_write = |e: &EcsError| {
@@ -773,42 +777,55 @@ impl<'a> Run<'a> {
             Halt::reject(
                 "LedgerUnavailable",
                 if quota {
-                    format!(
-                        "the disk carries too many tags for the ledger (2 of 20 are needed): {e}"
-                    )
+                    format!("the disk carries too many tags for the ledger (3 of its 20 are needed): {e}")
                 } else {
                     format!("could not write the ledger tags on the disk: {e}")
                 },
                 e.is_retryable() && !quota,
             )
         };
-        self.write_tags(&[(claim_key.clone(), now.to_string())])
-            .await
-            .map_err(|e| refuse_write(&e))?;
-        let tags = match self
-            .ecs
-            .list_tag_resources(&self.region, "disk", &[self.disk_id()])
-            .await
-        {
-            Ok(tags) => tags,
-            Err(e) => {
-                self.remove_tag(&claim_key).await;
-                return Err(Halt::ecs(Outcome::Rejected, &e));
-            }
-        };
-        let seen = Ledger::from_tags(
-            tags.iter()
-                .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
-        );
-        // An abandoned run being taken over is outside the lease, so it does not count here.
-        if let Some(other) = ledger::contested(&seen, &self.digest, now, lease) {
+        let mut attempt = 0;
+        let now = loop {
+            attempt += 1;
+            let now = unix(Utc::now());
+            self.write_tags(&[(claim_key.clone(), now.to_string())])
+                .await
+                .map_err(|e| refuse_write(&e))?;
+            let tags = match self
+                .ecs
+                .list_tag_resources(&self.region, "disk", &[self.disk_id()])
+                .await
+            {
+                Ok(tags) => tags,
+                Err(e) => {
+                    self.remove_tag(&claim_key).await;
+                    return Err(Halt::ecs(Outcome::Rejected, &e));
+                }
+            };
+            let seen = Ledger::from_tags(
+                tags.iter()
+                    .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+            );
+            // An abandoned run being taken over is outside the lease, so it does not count here.
+            let Some(other) = ledger::contested(&seen, &self.digest, now, lease) else {
+                break now;
+            };
             self.remove_tag(&claim_key).await;
-            return Err(Halt::reject(
-                "RollbackInProgress",
-                format!("another rollback (key digest {other}) claimed the disk at the same time"),
-                true,
-            ));
-        }
+            let holds_run = seen.run.as_ref().is_some_and(|r| r.key == other);
+            if holds_run || attempt >= ATTEMPTS {
+                return Err(Halt::reject(
+                    "RollbackInProgress",
+                    format!(
+                        "another rollback (key digest {other}) claimed the disk at the same time"
+                    ),
+                    true,
+                ));
+            }
+            let ceiling = self.s.poll.initial * 4 * attempt;
+            let pause = ceiling.mul_f64(fastrand::f64());
+            tracing::info!(rival = %other, pause_ms = pause.as_millis() as u64, "two runs claimed the disk together; both yield, then retry");
+            tokio::time::sleep(pause).await;
+        };
         let record = RunRecord {
             key: ledger::run_key(&self.digest),
             phase: Phase::Claimed,

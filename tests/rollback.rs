@@ -1,0 +1,876 @@
+//! The rollback end to end against the simulator over HTTP on loopback. Every test checks the
+//! simulator's state at the end (instance power state, disk content, reset count, ledger tags,
+//! the order of applied calls), not only the result event.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ecs_rollback::handler::Handler;
+use ecs_rollback::ledger::{self, Phase, RunRecord};
+use ecs_rollback::report::{Outcome, Report, StepStatus};
+use ecs_rollback::request::{self, Trigger};
+use ecs_rollback::rollback::Rollback;
+use ecs_rollback::settings::Settings;
+use ecs_rollback::sim::{Event, FaultKind, Faults, Scenario, ScriptedFault, Simulator, Timings};
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(10);
+
+struct Bench {
+    sim: Simulator,
+    handler: Handler,
+}
+
+async fn bench_with(scenario: Scenario, settings: Settings) -> Bench {
+    let sim = sim_with(scenario);
+    let base = serve(&sim).await;
+    Bench {
+        handler: Handler {
+            ecs: http_client(&base, sim_credentials(), Duration::from_secs(5)),
+            settings,
+            default_region: Some(REGION.into()),
+        },
+        sim,
+    }
+}
+
+async fn bench() -> Bench {
+    bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await
+}
+
+impl Bench {
+    async fn run(&self, event: Value) -> Report {
+        let mut reports = self.handler.handle(&event, None).await;
+        assert_eq!(reports.len(), 1);
+        reports.remove(0)
+    }
+
+    async fn run_with_deadline(&self, event: Value, deadline: Instant) -> Report {
+        let req = request::parse(&event, Some(REGION), Trigger::direct()).expect("valid");
+        Rollback::new(&self.handler.ecs, &self.handler.settings)
+            .run(&req, Some(deadline))
+            .await
+    }
+
+    fn status(&self, instance: &str) -> String {
+        self.sim.instance_status(instance).unwrap_or_default()
+    }
+
+    fn disk(&self, disk: &str) -> Value {
+        self.sim.disk(disk).expect("disk")
+    }
+
+    fn run_record(&self, disk: &str) -> Option<RunRecord> {
+        self.disk(disk)["tags"][ledger::RUN_TAG]
+            .as_str()
+            .and_then(RunRecord::decode)
+    }
+
+    fn changes(&self) -> Vec<Event> {
+        self.sim.events()
+    }
+
+    /// Calls that change an instance or a disk (not the ledger's tag writes).
+    fn power_and_disk_calls(&self) -> Vec<(String, String)> {
+        self.changes()
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e.action.as_str(),
+                    "StopInstance" | "StartInstance" | "ResetDisk"
+                )
+            })
+            .map(|e| (e.action, e.instance_status))
+            .collect()
+    }
+}
+
+/// The safety invariants, read from the simulator's log of applied calls.
+fn assert_safe(events: &[Event], disk: &str) {
+    let mut started_after_reset = false;
+    for e in events {
+        if e.action == "ResetDisk" && e.resource == disk {
+            assert_eq!(
+                e.instance_status, "Stopped",
+                "a reset while the instance was not Stopped: {events:?}"
+            );
+            assert!(
+                !started_after_reset,
+                "a reset after the instance was started again: {events:?}"
+            );
+        }
+        if e.action == "StartInstance"
+            && events
+                .iter()
+                .any(|r| r.action == "ResetDisk" && r.seq < e.seq)
+        {
+            started_after_reset = true;
+        }
+    }
+}
+
+fn nothing_changed(b: &Bench) {
+    assert!(
+        b.changes().is_empty(),
+        "no state-changing call: {:?}",
+        b.changes()
+    );
+}
+
+fn web(extra: Value) -> Value {
+    let mut v =
+        json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": "key-web"});
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    v
+}
+
+fn step_names(r: &Report) -> Vec<(String, StepStatus)> {
+    r.steps.iter().map(|s| (s.name.clone(), s.status)).collect()
+}
+
+#[tokio::test]
+async fn happy_path() {
+    let b = bench().await;
+    let r = b.run(web(json!({"reason": "bad release"}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.target.disk_id.as_deref(), Some(WEB_SYS));
+    assert_eq!(r.target.snapshot_id.as_deref(), Some(WEB_SNAP_TAGGED));
+    assert_eq!(
+        step_names(&r),
+        vec![
+            ("preflight".into(), StepStatus::Done),
+            ("claim".into(), StepStatus::Done),
+            ("stop".into(), StepStatus::Done),
+            ("reset".into(), StepStatus::Done),
+            ("start".into(), StepStatus::Done),
+            ("finish".into(), StepStatus::Done),
+        ]
+    );
+    assert!(r
+        .steps
+        .iter()
+        .filter(|s| s.name == "stop" || s.name == "reset")
+        .all(|s| s.request_id.is_some()));
+    assert!(r.downtime_ms.is_some());
+    let ev = r.to_cloud_event();
+    assert_eq!(ev["type"], "ecs-rollback.succeeded");
+    assert_eq!(ev["subject"], WEB_SYS);
+    assert_eq!(ev["data"]["reason"], "bad release");
+    // The simulator's state.
+    assert_eq!(b.status(WEB), "Running");
+    assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
+    assert_eq!(b.disk(WEB_SYS)["resets"], 1);
+    assert_eq!(b.disk(WEB_DATA)["resets"], 0);
+    assert_eq!(
+        b.power_and_disk_calls(),
+        vec![
+            ("StopInstance".into(), "Running".into()),
+            ("ResetDisk".into(), "Stopped".into()),
+            ("StartInstance".into(), "Stopped".into()),
+        ]
+    );
+    let rec = b.run_record(WEB_SYS).expect("run record");
+    assert_eq!(rec.phase, Phase::Done);
+    assert!(rec.was_running && rec.end_running);
+    let tags = b.disk(WEB_SYS)["tags"].clone();
+    assert!(tags[ledger::HISTORY_TAG]
+        .as_str()
+        .is_some_and(|h| h.starts_with("t=")));
+    assert!(
+        tags.as_object()
+            .expect("tags")
+            .keys()
+            .all(|k| !k.starts_with(ledger::CLAIM_PREFIX)),
+        "the claim tag was removed: {tags}"
+    );
+    assert_eq!(b.sim.state()["instances"][0]["stoppedMode"], "KeepCharging");
+    assert_safe(&b.changes(), WEB_SYS);
+}
+
+#[tokio::test]
+async fn the_default_snapshot_is_the_newest_before_the_trigger() {
+    let b = bench().await;
+    let r = b
+        .run(json!({"instanceId": WEB, "idempotencyKey": "newest"}))
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.target.snapshot_id.as_deref(), Some(WEB_SNAP_NEW));
+    assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_NEW);
+    assert_eq!(b.disk(WEB_DATA)["content"], "original");
+}
+
+#[tokio::test]
+async fn preflight_refusals_touch_nothing() {
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"instanceId": LEGACY, "snapshotId": LEGACY_SNAP}),
+            "NotOptedIn",
+        ),
+        (
+            json!({"instanceId": LOCKED, "snapshotId": LOCKED_SNAP}),
+            "InstanceLockedForSecurity",
+        ),
+        (
+            json!({"diskId": WEB_SYS, "snapshotId": BATCH_SNAP}),
+            "InvalidParameter.Mismatch",
+        ),
+        (
+            json!({"diskId": WEB_SYS, "snapshotId": "s-bp1doesnotexist01"}),
+            "InvalidSnapshotId.NotFound",
+        ),
+        (
+            json!({"diskId": "d-bp1doesnotexist01"}),
+            "InvalidDiskId.NotFound",
+        ),
+        (
+            json!({"instanceId": "i-bp1doesnotexist01"}),
+            "InvalidInstanceId.NotFound",
+        ),
+        (
+            json!({"diskId": WEB_SYS, "instanceId": BATCH}),
+            "InvalidRequest",
+        ),
+        (
+            json!({"diskId": WEB_SYS, "snapshot": {"name": "no-such-name"}}),
+            "InvalidSnapshotId.NotFound",
+        ),
+        (
+            json!({"diskId": WEB_SYS, "snapshot": {"before": "2000-01-01T00:00:00Z"}}),
+            "InvalidSnapshotId.NotFound",
+        ),
+        (json!({"diskId": "not-a-disk"}), "InvalidRequest"),
+        (
+            json!({"diskId": WEB_SYS, "colour": "red"}),
+            "InvalidRequest",
+        ),
+    ];
+    for (event, code) in cases {
+        let b = bench().await;
+        let r = b.run(event.clone()).await;
+        assert_eq!(r.outcome, Outcome::Rejected, "{event}");
+        let e = r.error.clone().expect("error");
+        assert_eq!(e.code, code, "{event}: {}", e.message);
+        nothing_changed(&b);
+        assert_eq!(b.status(WEB), "Running");
+        assert_eq!(b.status(LEGACY), "Running");
+    }
+    // A snapshot still being taken.
+    let b = bench().await;
+    assert!(b.sim.set_snapshot_progressing(WEB_SNAP_NEW));
+    let r = b.run(web(json!({}))).await;
+    assert_eq!(
+        r.error.map(|e| e.code).as_deref(),
+        Some("IncorrectDiskStatus.HasUnfinishedSnapshot")
+    );
+    nothing_changed(&b);
+    // A lock that appears on the disk's instance.
+    let b = bench().await;
+    assert!(b.sim.set_instance_locks(WEB, &["financial"]));
+    let r = b.run(web(json!({}))).await;
+    assert_eq!(
+        r.error.map(|e| e.code).as_deref(),
+        Some("InstanceExpiredOrInArrears")
+    );
+    nothing_changed(&b);
+    // Malformed input never reaches ECS at all.
+    let b = bench().await;
+    let r = b.run(json!({"diskId": "d-\"; rm -rf"})).await;
+    assert_eq!(r.outcome, Outcome::Rejected);
+    assert!(b.sim.call_counts().is_empty(), "{:?}", b.sim.call_counts());
+}
+
+#[tokio::test]
+async fn the_opt_in_check_can_be_turned_off_and_says_so() {
+    let settings = Settings {
+        require_tag: None,
+        ..Settings::fast()
+    };
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        settings,
+    )
+    .await;
+    let r = b
+        .run(json!({"instanceId": LEGACY, "idempotencyKey": "legacy"}))
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert!(r.warnings.iter().any(|w| w.contains("opt-in check is off")));
+    assert_eq!(b.disk(LEGACY_SYS)["content"], LEGACY_SNAP);
+    assert_eq!(b.status(LEGACY), "Running");
+}
+
+#[tokio::test]
+async fn an_instance_already_stopped_is_not_stopped_and_stays_stopped() {
+    let b = bench().await;
+    let r = b
+        .run(json!({"instanceId": BATCH, "idempotencyKey": "batch"}))
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(b.status(BATCH), "Stopped");
+    assert_eq!(b.disk(BATCH_SYS)["content"], BATCH_SNAP);
+    assert_eq!(
+        b.power_and_disk_calls(),
+        vec![("ResetDisk".into(), "Stopped".into())]
+    );
+    assert!(r.downtime_ms.is_none());
+    // startAfterReset starts it.
+    let b = bench().await;
+    let r = b
+        .run(json!({"instanceId": BATCH, "idempotencyKey": "batch-2", "startAfterReset": true}))
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(b.status(BATCH), "Running");
+    assert_safe(&b.changes(), BATCH_SYS);
+    // And startAfterReset=false leaves a running instance stopped, as asked.
+    let b = bench().await;
+    let r = b.run(web(json!({"startAfterReset": false}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(b.status(WEB), "Stopped");
+    assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
+}
+
+#[tokio::test]
+async fn throttling_and_5xx_on_every_call() {
+    for seed in 1..=4 {
+        let b = bench_with(
+            Scenario {
+                timings: Timings::fast(),
+                faults: Faults {
+                    throttle_rate: 0.2,
+                    error_rate: 0.15,
+                    seed,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            Settings::fast(),
+        )
+        .await;
+        let r = b.run(web(json!({}))).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "seed {seed}: {:?}", r.error);
+        assert_eq!(b.status(WEB), "Running", "seed {seed}");
+        assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
+        assert_eq!(b.disk(WEB_SYS)["resets"], 1, "seed {seed}");
+        assert_safe(&b.changes(), WEB_SYS);
+    }
+}
+
+#[tokio::test]
+async fn responses_lost_after_the_change() {
+    for seed in 1..=4 {
+        let b = bench_with(
+            Scenario {
+                timings: Timings {
+                    reset_ms: 300,
+                    ..Timings::fast()
+                },
+                faults: Faults {
+                    drop_rate: 0.3,
+                    seed,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            Settings::fast(),
+        )
+        .await;
+        let r = b.run(web(json!({}))).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "seed {seed}: {:?}", r.error);
+        assert_eq!(b.status(WEB), "Running", "seed {seed}");
+        assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
+        assert_eq!(
+            b.disk(WEB_SYS)["resets"],
+            1,
+            "seed {seed}: {:?}",
+            b.changes()
+        );
+        assert_safe(&b.changes(), WEB_SYS);
+    }
+    // The reset's own answer lost: resolved by reading, not by repeating.
+    let b = bench_with(
+        Scenario {
+            timings: Timings {
+                reset_ms: 300,
+                ..Timings::fast()
+            },
+            faults: Faults {
+                scripted: vec![
+                    ScriptedFault {
+                        action: "ResetDisk".into(),
+                        nth: 1,
+                        fault: FaultKind::Drop,
+                    },
+                    ScriptedFault {
+                        action: "StopInstance".into(),
+                        nth: 1,
+                        fault: FaultKind::Drop,
+                    },
+                    ScriptedFault {
+                        action: "StartInstance".into(),
+                        nth: 1,
+                        fault: FaultKind::Drop,
+                    },
+                ],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await;
+    let r = b.run(web(json!({}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(b.disk(WEB_SYS)["resets"], 1);
+    assert_eq!(
+        b.sim.call_counts()["StopInstance"],
+        1,
+        "the stop was not repeated"
+    );
+    assert_eq!(b.status(WEB), "Running");
+    assert_safe(&b.changes(), WEB_SYS);
+}
+
+#[tokio::test]
+async fn a_reset_that_fails_after_the_stop_brings_the_instance_back() {
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            faults: Faults {
+                scripted: vec![ScriptedFault {
+                    action: "ResetDisk".into(),
+                    nth: 1,
+                    fault: FaultKind::Error {
+                        status: 403,
+                        code: "OperationDenied".into(),
+                        message: "The specified snapshot dees not support ResetDisk.".into(),
+                    },
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await;
+    let r = b.run(web(json!({}))).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.clone().expect("error");
+    assert_eq!(e.code, "OperationDenied");
+    assert!(!e.retryable && e.request_id.is_some());
+    assert_eq!(b.status(WEB), "Running", "brought back");
+    assert_eq!(b.disk(WEB_SYS)["content"], "original");
+    assert_eq!(b.disk(WEB_SYS)["resets"], 0);
+    assert_eq!(
+        b.power_and_disk_calls(),
+        vec![
+            ("StopInstance".into(), "Running".into()),
+            ("StartInstance".into(), "Stopped".into())
+        ]
+    );
+    let rec = b.run_record(WEB_SYS).expect("record");
+    assert_eq!(rec.phase, Phase::Failed);
+    assert_eq!(rec.failure.as_deref(), Some("OperationDenied"));
+    // The same key again: reported as failed, nothing touched.
+    let before = b.changes().len();
+    let again = b.run(web(json!({}))).await;
+    assert_eq!(again.outcome, Outcome::Failed);
+    assert_eq!(
+        again.error.map(|e| e.code).as_deref(),
+        Some("OperationDenied")
+    );
+    assert_eq!(b.changes().len(), before);
+}
+
+#[tokio::test]
+async fn a_slow_stop_is_waited_for() {
+    let b = bench_with(
+        Scenario {
+            timings: Timings {
+                stop_ms: 700,
+                ..Timings::fast()
+            },
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await;
+    let r = b.run(web(json!({}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert!(r.total_ms >= 700);
+    assert_eq!(b.status(WEB), "Running");
+    assert_eq!(b.disk(WEB_SYS)["resets"], 1);
+    // Slower than the stop timeout: the run ends retryable and the next one resumes.
+    let b = bench_with(
+        Scenario {
+            timings: Timings {
+                stop_ms: 1500,
+                ..Timings::fast()
+            },
+            ..Default::default()
+        },
+        Settings {
+            stop_timeout: Duration::from_millis(300),
+            ..Settings::fast()
+        },
+    )
+    .await;
+    let r = b.run(web(json!({}))).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.expect("error");
+    assert_eq!(e.code, "WaitTimeout");
+    assert!(e.retryable);
+    assert_eq!(
+        b.run_record(WEB_SYS).map(|r| r.phase),
+        Some(Phase::Stopping)
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let r = b.run(web(json!({}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(b.status(WEB), "Running");
+    assert_eq!(b.disk(WEB_SYS)["resets"], 1);
+    assert_eq!(b.sim.call_counts()["StopInstance"], 1);
+}
+
+#[tokio::test]
+async fn a_reset_whose_progress_is_or_is_not_visible() {
+    for shown in [None, Some("ReIniting".to_owned())] {
+        let b = bench_with(
+            Scenario {
+                timings: Timings {
+                    reset_ms: 400,
+                    reset_disk_status: shown.clone(),
+                    ..Timings::fast()
+                },
+                ..Default::default()
+            },
+            Settings::fast(),
+        )
+        .await;
+        let r = b.run(web(json!({}))).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{shown:?}: {:?}", r.error);
+        assert_eq!(b.status(WEB), "Running");
+        assert_eq!(
+            b.disk(WEB_SYS)["content"],
+            WEB_SNAP_TAGGED,
+            "the start waited for the reset"
+        );
+        assert_eq!(b.disk(WEB_SYS)["resets"], 1);
+        assert!(
+            b.sim.call_counts()["StartInstance"] >= 2,
+            "StartInstance was refused while the reset ran"
+        );
+        // And an instance that stays stopped waits for the reset through its DryRun.
+        let b = bench_with(
+            Scenario {
+                timings: Timings {
+                    reset_ms: 400,
+                    reset_disk_status: shown.clone(),
+                    ..Timings::fast()
+                },
+                ..Default::default()
+            },
+            Settings::fast(),
+        )
+        .await;
+        let r = b
+            .run(json!({"instanceId": BATCH, "idempotencyKey": "batch"}))
+            .await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+        assert_eq!(
+            b.disk(BATCH_SYS)["resetting"],
+            false,
+            "finished before the result"
+        );
+        assert_eq!(b.disk(BATCH_SYS)["content"], BATCH_SNAP);
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_touches_nothing() {
+    let b = bench().await;
+    let first = b.run(web(json!({}))).await;
+    assert_eq!(first.outcome, Outcome::Succeeded, "{:?}", first.error);
+    let changes = b.changes().len();
+    let second = b.run(web(json!({}))).await;
+    assert_eq!(second.outcome, Outcome::Duplicate);
+    assert!(second.error.is_none());
+    assert_eq!(b.changes().len(), changes);
+    assert_eq!(b.disk(WEB_SYS)["resets"], 1);
+    // A derived key: the same request body twice.
+    let b = bench().await;
+    let body = json!({"instanceId": BATCH});
+    assert_eq!(b.run(body.clone()).await.outcome, Outcome::Succeeded);
+    assert_eq!(b.run(body).await.outcome, Outcome::Duplicate);
+    assert_eq!(b.disk(BATCH_SYS)["resets"], 1);
+}
+
+#[tokio::test]
+async fn a_second_key_racing_for_the_disk() {
+    for round in 0..3 {
+        let b = bench().await;
+        let (x, y) = tokio::join!(
+            b.run(web(json!({"idempotencyKey": format!("race-a-{round}")}))),
+            b.run(web(json!({"idempotencyKey": format!("race-b-{round}")}))),
+        );
+        let outcomes = [x.outcome, y.outcome];
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == Outcome::Succeeded)
+                .count(),
+            1,
+            "{x:?} {y:?}"
+        );
+        let loser = if x.outcome == Outcome::Succeeded {
+            &y
+        } else {
+            &x
+        };
+        assert_eq!(loser.outcome, Outcome::Rejected);
+        let code = loser.error.as_ref().map(|e| e.code.as_str());
+        assert!(
+            matches!(code, Some("RollbackInProgress" | "CooldownActive")),
+            "{code:?}"
+        );
+        if code == Some("RollbackInProgress") {
+            assert!(loser.error.as_ref().is_some_and(|e| e.retryable));
+        }
+        assert_eq!(b.disk(WEB_SYS)["resets"], 1);
+        assert_eq!(b.status(WEB), "Running");
+        assert_safe(&b.changes(), WEB_SYS);
+    }
+}
+
+#[tokio::test]
+async fn the_cooldown_guards_against_alert_loops() {
+    let b = bench().await;
+    assert_eq!(
+        b.run(web(json!({"idempotencyKey": "alert-1"})))
+            .await
+            .outcome,
+        Outcome::Succeeded
+    );
+    let changes = b.changes().len();
+    let r = b.run(web(json!({"idempotencyKey": "alert-2"}))).await;
+    assert_eq!(r.outcome, Outcome::Rejected);
+    assert_eq!(r.error.map(|e| e.code).as_deref(), Some("CooldownActive"));
+    assert_eq!(b.changes().len(), changes);
+    // Off with 0.
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        Settings {
+            cooldown: Duration::ZERO,
+            ..Settings::fast()
+        },
+    )
+    .await;
+    assert_eq!(
+        b.run(web(json!({"idempotencyKey": "alert-1"})))
+            .await
+            .outcome,
+        Outcome::Succeeded
+    );
+    assert_eq!(
+        b.run(web(json!({"idempotencyKey": "alert-2"})))
+            .await
+            .outcome,
+        Outcome::Succeeded
+    );
+    assert_eq!(b.disk(WEB_SYS)["resets"], 2);
+    // Two rollbacks, each reset made while Stopped.
+    let once = [
+        ("StopInstance".to_owned(), "Running".to_owned()),
+        ("ResetDisk".to_owned(), "Stopped".to_owned()),
+        ("StartInstance".to_owned(), "Stopped".to_owned()),
+    ];
+    assert_eq!(b.power_and_disk_calls(), [once.clone(), once].concat());
+}
+
+#[tokio::test]
+async fn a_run_killed_at_each_step_resumes_safely() {
+    // A full run applies 12 changes (tags included); kill it after each of them in turn.
+    for kill_after in 1..=12 {
+        let b = bench().await;
+        let handler = &b.handler;
+        let event = web(json!({}));
+        let sim = b.sim.clone();
+        let run = handler.handle(&event, None);
+        tokio::select! {
+            _ = run => {}
+            _ = async {
+                while sim.events().len() < kill_after {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            } => {}
+        }
+        // The first run is gone, mid-step. Run the same request again until it finishes.
+        let mut last = None;
+        for _ in 0..3 {
+            let r = b.run(event.clone()).await;
+            let done = matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate);
+            last = Some(r);
+            if done {
+                break;
+            }
+        }
+        let r = last.expect("ran");
+        assert!(
+            matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate),
+            "killed after {kill_after}: {:?} {:?}",
+            r.outcome,
+            r.error
+        );
+        assert!(
+            eventually(T, || b.status(WEB) == "Running").await,
+            "killed after {kill_after}"
+        );
+        assert_eq!(
+            b.disk(WEB_SYS)["content"],
+            WEB_SNAP_TAGGED,
+            "killed after {kill_after}"
+        );
+        assert_eq!(
+            b.disk(WEB_SYS)["resets"],
+            1,
+            "killed after {kill_after}: {:?}",
+            b.changes()
+        );
+        assert_eq!(b.run_record(WEB_SYS).map(|r| r.phase), Some(Phase::Done));
+        assert_safe(&b.changes(), WEB_SYS);
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing_and_lists_the_plan() {
+    let b = bench().await;
+    let r = b.run(web(json!({"dryRun": true}))).await;
+    assert_eq!(r.outcome, Outcome::DryRun, "{:?}", r.error);
+    assert_eq!(
+        step_names(&r),
+        vec![
+            ("preflight".into(), StepStatus::Done),
+            ("stop".into(), StepStatus::DryRun),
+            ("reset".into(), StepStatus::Planned),
+            ("start".into(), StepStatus::Planned),
+        ]
+    );
+    nothing_changed(&b);
+    assert_eq!(b.status(WEB), "Running");
+    // A stopped instance: the reset itself can be dry-run.
+    let r = b
+        .run(json!({"instanceId": BATCH, "dryRun": true, "startAfterReset": true}))
+        .await;
+    assert_eq!(r.outcome, Outcome::DryRun, "{:?}", r.error);
+    assert_eq!(
+        step_names(&r),
+        vec![
+            ("preflight".into(), StepStatus::Done),
+            ("stop".into(), StepStatus::Skipped),
+            ("reset".into(), StepStatus::DryRun),
+            ("start".into(), StepStatus::DryRun),
+        ]
+    );
+    nothing_changed(&b);
+    assert_eq!(b.disk(BATCH_SYS)["resets"], 0);
+    // A dry run is refused like the real thing.
+    let r = b.run(json!({"instanceId": LEGACY, "dryRun": true})).await;
+    assert_eq!(r.error.map(|e| e.code).as_deref(), Some("NotOptedIn"));
+    nothing_changed(&b);
+}
+
+#[tokio::test]
+async fn a_deadline_too_close_starts_nothing() {
+    let b = bench().await;
+    let r = b
+        .run_with_deadline(web(json!({})), Instant::now() + Duration::from_millis(500))
+        .await;
+    assert_eq!(r.outcome, Outcome::Rejected);
+    let e = r.error.expect("error");
+    assert_eq!(e.code, "DeadlineExceeded");
+    assert!(e.retryable);
+    nothing_changed(&b);
+    let r = b
+        .run_with_deadline(web(json!({})), Instant::now() + Duration::from_secs(30))
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(b.status(WEB), "Running");
+}
+
+#[tokio::test]
+async fn an_abandoned_run_of_another_key_is_taken_over_with_its_power_state() {
+    let b = bench().await;
+    // Another key stopped web-01 long ago and died: the ledger says so, the instance is Stopped.
+    let stale = RunRecord {
+        key: "0123456789abcdef".into(),
+        phase: Phase::Stopped,
+        since: chrono::Utc::now().timestamp() - 7200,
+        snapshot: WEB_SNAP_OLD.into(),
+        was_running: true,
+        end_running: true,
+        stop_at: Some(chrono::Utc::now().timestamp() - 7200),
+        failure: None,
+    };
+    let c = inproc_client(&b.sim);
+    c.tag_resources(
+        REGION,
+        "disk",
+        &[WEB_SYS.to_owned()],
+        &[(ledger::RUN_TAG.into(), stale.encode())],
+    )
+    .await
+    .expect("tag");
+    c.stop_instance(REGION, WEB, &Default::default())
+        .await
+        .expect("stop");
+    assert!(eventually(T, || b.status(WEB) == "Stopped").await);
+    let r = b.run(web(json!({}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert!(r.warnings.iter().any(|w| w.contains("took over")));
+    assert_eq!(
+        b.status(WEB),
+        "Running",
+        "the power state from before the abandoned run"
+    );
+    assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
+    assert_eq!(b.disk(WEB_SYS)["resets"], 1);
+    assert_safe(&b.changes(), WEB_SYS);
+}
+
+#[tokio::test]
+async fn a_disk_full_of_tags_is_refused_before_anything_changes() {
+    let b = bench().await;
+    let c = inproc_client(&b.sim);
+    let tags: Vec<(String, String)> = (0..20).map(|i| (format!("user-{i}"), "v".into())).collect();
+    c.tag_resources(REGION, "disk", &[WEB_SYS.to_owned()], &tags)
+        .await
+        .expect("20 tags");
+    let before = b.changes().len();
+    let r = b
+        .run(json!({"diskId": WEB_SYS, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": "full"}))
+        .await;
+    // The disk carries no opt-in tag now, but its instance does.
+    assert_eq!(r.outcome, Outcome::Rejected);
+    assert_eq!(
+        r.error.map(|e| e.code).as_deref(),
+        Some("LedgerUnavailable")
+    );
+    assert_eq!(b.changes().len(), before);
+    assert_eq!(b.status(WEB), "Running");
+}
