@@ -91,7 +91,12 @@ pub async fn main() -> ExitCode {
     match cli.command {
         Command::Invoke { file, simulate } => invoke(file, simulate).await,
         Command::Simulate { port, scenario } => {
-            let sim = match load_scenario(scenario.as_ref()).and_then(Simulator::new) {
+            let loaded = load_scenario(scenario.as_ref());
+            let access_key = loaded
+                .as_ref()
+                .map(|s| s.access_key_id.clone())
+                .unwrap_or_default();
+            let sim = match loaded.and_then(Simulator::new) {
                 Ok(sim) => sim,
                 Err(e) => {
                     eprintln!("ecs-rollback simulate: {e}");
@@ -114,7 +119,7 @@ pub async fn main() -> ExitCode {
             };
             // The one line on stdout: where to point ECS_ROLLBACK_ECS_ENDPOINT.
             println!("http://{addr}/");
-            tracing::info!(%addr, "ECS simulator listening; access key {}", sim::SIM_ACCESS_KEY_ID);
+            tracing::info!(%addr, access_key_id = %access_key, "ECS simulator listening");
             match sim::server::serve(sim, listener).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

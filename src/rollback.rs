@@ -892,17 +892,11 @@ impl<'a> Run<'a> {
         self.record.as_ref().map_or(Phase::Claimed, |r| r.phase)
     }
 
-    fn record(&self) -> RunRecord {
-        self.record.clone().unwrap_or_else(|| RunRecord {
-            key: String::new(),
-            phase: Phase::Claimed,
-            since: 0,
-            snapshot: String::new(),
-            was_running: false,
-            end_running: false,
-            stop_at: None,
-            failure: None,
-        })
+    /// The run record; every step after the claim has one.
+    fn record(&self) -> Res<RunRecord> {
+        self.record
+            .clone()
+            .ok_or_else(|| Halt::fail(ErrorInfo::new("Internal", "no run record", false)))
     }
 
     /// A stop that failed for good: nothing was reset. Restore and record the failure.
@@ -946,7 +940,8 @@ impl<'a> Run<'a> {
                             true,
                         )));
                     }
-                    if self.phase() != Phase::Stopping || attempts == 0 {
+                    if attempts == 0 {
+                        // Announce the stop (and when it was asked) before the first call.
                         if self.phase() < Phase::Stopping {
                             self.fits("the stop", self.s.estimate_stop)?;
                         }
@@ -1011,7 +1006,7 @@ impl<'a> Run<'a> {
 
     async fn reset(&mut self) -> Res<()> {
         let t = Utc::now();
-        let record = self.record();
+        let record = self.record()?;
         let mut need = self.s.estimate_reset;
         if record.end_running || record.was_running {
             need += self.s.estimate_start;
@@ -1120,7 +1115,7 @@ impl<'a> Run<'a> {
     // ---- wait for the reset, start --------------------------------------------------
 
     async fn finish_reset_and_start(&mut self) -> Res<()> {
-        let record = self.record();
+        let record = self.record()?;
         let t = Utc::now();
         match self.instance_id() {
             Some(iid) if record.end_running => {
@@ -1144,7 +1139,7 @@ impl<'a> Run<'a> {
     /// `InvalidOperation.DiskResetInProgress` (inferred; ecs-api.md §4.5).
     async fn wait_reset_done(&mut self) -> Res<()> {
         let t = Utc::now();
-        let record = self.record();
+        let record = self.record()?;
         let disk = self.disk_id();
         let budget = self.wait_budget(self.s.reset_timeout);
         let until = Instant::now() + budget;
@@ -1230,7 +1225,7 @@ impl<'a> Run<'a> {
             tokio::time::sleep(pause).await;
             pause = self.s.poll.next(pause);
         }
-        if let Some(stop_at) = self.record().stop_at {
+        if let Some(stop_at) = self.record.as_ref().and_then(|r| r.stop_at) {
             let ms = (Utc::now().timestamp_millis() - stop_at * 1000).max(0);
             self.downtime_ms = Some(ms as u64);
         }
@@ -1260,7 +1255,7 @@ impl<'a> Run<'a> {
     }
 
     async fn write_final(&mut self, phase: Phase, failure: Option<&str>) -> Res<()> {
-        let mut record = self.record();
+        let mut record = self.record()?;
         let now = unix(Utc::now());
         record.phase = phase;
         record.since = now;
@@ -1290,7 +1285,7 @@ impl<'a> Run<'a> {
     /// The reset failed for good (or the run could not go on) after the instance may have been
     /// stopped: bring it back if it was running, record the failure, report it.
     async fn restore_after_failure(&mut self, error: ErrorInfo) -> Res<Outcome> {
-        let record = self.record();
+        let record = self.record()?;
         let t = Utc::now();
         if let (Some(iid), true) = (self.instance_id(), record.was_running) {
             // `starting` with a failure code: a crash from here resumes the restart, never a reset.

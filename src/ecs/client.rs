@@ -135,6 +135,25 @@ fn json_ids(ids: &[String]) -> String {
     serde_json::Value::from(ids.to_vec()).to_string()
 }
 
+/// What every Describe call sends: region, page size, one chunk of IDs, tag filters, DryRun.
+fn describe_params(
+    region: &str,
+    ids_param: &str,
+    ids: Option<String>,
+    tags: &[(String, String)],
+    dry_run: bool,
+) -> Params {
+    let mut params = vec![p("RegionId", region), p("MaxResults", "100")];
+    if let Some(ids) = ids {
+        params.push(p(ids_param, ids));
+    }
+    tag_params(&mut params, "Tag", tags);
+    if dry_run {
+        params.push(p("DryRun", "true"));
+    }
+    params
+}
+
 pub struct EcsClient {
     transport: Arc<dyn Transport>,
     endpoint: Endpoint,
@@ -464,16 +483,9 @@ impl EcsClient {
         q: &InstanceQuery,
     ) -> Result<Vec<Instance>, EcsError> {
         self.chunked(&q.ids, |ids| {
-            let mut params = vec![p("RegionId", region), p("MaxResults", "100")];
-            if let Some(ids) = ids {
-                params.push(p("InstanceIds", ids));
-            }
+            let mut params = describe_params(region, "InstanceIds", ids, &q.tags, q.dry_run);
             if let Some(s) = &q.status {
                 params.push(p("Status", s));
-            }
-            tag_params(&mut params, "Tag", &q.tags);
-            if q.dry_run {
-                params.push(p("DryRun", "true"));
             }
             self.paginate(
                 region,
@@ -487,19 +499,12 @@ impl EcsClient {
 
     pub async fn describe_disks(&self, region: &str, q: &DiskQuery) -> Result<Vec<Disk>, EcsError> {
         self.chunked(&q.ids, |ids| {
-            let mut params = vec![p("RegionId", region), p("MaxResults", "100")];
-            if let Some(ids) = ids {
-                params.push(p("DiskIds", ids));
-            }
+            let mut params = describe_params(region, "DiskIds", ids, &q.tags, q.dry_run);
             if let Some(i) = &q.instance_id {
                 params.push(p("InstanceId", i));
             }
             if let Some(t) = &q.disk_type {
                 params.push(p("DiskType", t));
-            }
-            tag_params(&mut params, "Tag", &q.tags);
-            if q.dry_run {
-                params.push(p("DryRun", "true"));
             }
             self.paginate(region, "DescribeDisks", params, |pg: DescribeDisksPage| {
                 (pg.next_token, pg.disks.disk)
@@ -514,10 +519,7 @@ impl EcsClient {
         q: &SnapshotQuery,
     ) -> Result<Vec<Snapshot>, EcsError> {
         self.chunked(&q.ids, |ids| {
-            let mut params = vec![p("RegionId", region), p("MaxResults", "100")];
-            if let Some(ids) = ids {
-                params.push(p("SnapshotIds", ids));
-            }
+            let mut params = describe_params(region, "SnapshotIds", ids, &q.tags, q.dry_run);
             if let Some(d) = &q.disk_id {
                 params.push(p("DiskId", d));
             }
@@ -526,10 +528,6 @@ impl EcsClient {
             }
             if let Some(s) = &q.status {
                 params.push(p("Status", s));
-            }
-            tag_params(&mut params, "Tag", &q.tags);
-            if q.dry_run {
-                params.push(p("DryRun", "true"));
             }
             self.paginate(
                 region,

@@ -106,7 +106,8 @@ impl EcsError {
         }
     }
 
-    /// A transport failure; `sent` says whether the request may have left the client.
+    /// A failure below HTTP (or of our own making); `kind` says whether the request may have
+    /// reached the server.
     pub fn transport(action: &str, kind: ErrorKind, message: String) -> Self {
         let may_have_applied = matches!(kind, ErrorKind::Timeout | ErrorKind::ResponseLost);
         let retry = match kind {

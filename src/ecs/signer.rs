@@ -37,8 +37,13 @@ pub fn percent_encode(input: &str) -> String {
 /// The canonicalized query string: parameters sorted by raw name (a `BTreeMap` of `String`
 /// orders by bytes), each pair encoded and joined with `&`. `Signature` is never included.
 pub fn canonical_query(params: &BTreeMap<String, String>) -> String {
+    encode_pairs(params.iter().filter(|(k, _)| k.as_str() != "Signature"))
+}
+
+/// `k=v&k=v`, each name and value encoded with [`percent_encode`], in the given order.
+fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a String, &'a String)>) -> String {
     let mut out = String::new();
-    for (k, v) in params.iter().filter(|(k, _)| k.as_str() != "Signature") {
+    for (k, v) in pairs {
         if !out.is_empty() {
             out.push('&');
         }
@@ -82,16 +87,7 @@ pub fn signature(method: &str, params: &BTreeMap<String, String>, secret: &str) 
 pub fn wire_query(params: &BTreeMap<String, String>, signature: &str) -> String {
     let mut all = params.clone();
     all.insert("Signature".to_owned(), signature.to_owned());
-    let mut out = String::new();
-    for (k, v) in &all {
-        if !out.is_empty() {
-            out.push('&');
-        }
-        out.push_str(&percent_encode(k));
-        out.push('=');
-        out.push_str(&percent_encode(v));
-    }
-    out
+    encode_pairs(all.iter())
 }
 
 #[cfg(test)]
