@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::ecs::{
     ClientConfig, CredentialSource, Credentials, EcsClient, ReqwestTransport, RetryConfig,
 };
-use crate::handler::Handler;
+use crate::handler::{Handler, Reply};
 use crate::settings::{Poll, Settings};
 use crate::sim::{self, Scenario, SimTransport, Simulator};
+use crate::triggers::webhook::WebhookAuth;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -86,6 +87,9 @@ pub fn load_scenario(path: Option<&PathBuf>) -> Result<Scenario, String> {
 }
 
 pub async fn main() -> ExitCode {
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return lambda_main().await;
+    }
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
@@ -149,49 +153,94 @@ fn read_input(file: Option<&PathBuf>) -> Result<serde_json::Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("{name} is not JSON: {e}"))
 }
 
-/// The client and settings `invoke` runs with: the real API when credentials are set (and
-/// `--simulate` is not), else the built-in simulator with the default fleet.
-pub fn backend(simulate: bool) -> Result<(EcsClient, Settings, Option<String>), String> {
+/// Where the client sends its calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The real API when credentials are set, else the built-in simulator (`invoke`).
+    Auto,
+    /// The built-in simulator, whatever the environment says.
+    Simulator,
+    /// The real API (or `ECS_ROLLBACK_ECS_ENDPOINT`); no credentials is an error (Lambda, unless
+    /// `ECS_ROLLBACK_SIMULATE=1`).
+    Api,
+}
+
+/// The handler, built once from the environment: client, settings, webhook secrets, drill.
+pub fn build_handler(backend: Backend) -> Result<Handler, String> {
     let config = ClientConfig::from_env()?;
     let mut settings = Settings::from_env()?;
-    match config.credentials {
-        Some(source) if !simulate => {
-            tracing::info!(endpoint = ?config.endpoint, "calling the ECS API");
-            let client = EcsClient::new(
-                std::sync::Arc::new(ReqwestTransport::default()),
-                config.endpoint,
-                source,
-                RetryConfig::default(),
-            );
-            Ok((client, settings, config.default_region))
+    let drill_fallback = match std::env::var("ECS_ROLLBACK_DRILL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(raw) => Some(
+            serde_json::from_str(&raw)
+                .map_err(|e| format!("ECS_ROLLBACK_DRILL is not JSON: {e}"))?,
+        ),
+        None => None,
+    };
+    let use_sim = match (backend, &config.credentials) {
+        (Backend::Simulator, _) => true,
+        (Backend::Auto, None) => true,
+        (Backend::Auto, Some(_)) => false,
+        (Backend::Api, Some(_)) => false,
+        (Backend::Api, None) => {
+            return Err("no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (or ECS_ROLLBACK_SIMULATE=1 to use the built-in simulator)".into())
         }
-        _ => {
-            eprintln!(
-                "ecs-rollback: {}: running against the built-in ECS simulator (default fleet in cn-hangzhou; nothing real is touched)",
-                if simulate { "--simulate" } else { "no credentials in the environment" }
-            );
-            let sim = Simulator::new(Scenario::default())?;
-            // The simulator's transitions take seconds: poll it often.
-            settings.poll = Poll {
-                initial: std::time::Duration::from_millis(100),
-                max: std::time::Duration::from_millis(500),
-            };
-            let client = EcsClient::new(
-                std::sync::Arc::new(SimTransport { sim }),
-                crate::ecs::Endpoint::Regional,
-                CredentialSource::Static(Credentials::new(
-                    sim::SIM_ACCESS_KEY_ID,
-                    sim::SIM_ACCESS_KEY_SECRET,
-                )),
-                RetryConfig::default(),
-            );
-            Ok((
-                client,
-                settings,
-                config.default_region.or_else(|| Some("cn-hangzhou".into())),
-            ))
-        }
-    }
+    };
+    let (ecs, default_region) = if use_sim {
+        let scenario = load_scenario(
+            std::env::var_os("ECS_ROLLBACK_SIM_SCENARIO")
+                .map(PathBuf::from)
+                .as_ref(),
+        )?;
+        eprintln!(
+            "ecs-rollback: {}: running against the built-in ECS simulator (nothing real is touched)",
+            match backend {
+                Backend::Auto => "no credentials in the environment",
+                _ => "simulator requested",
+            }
+        );
+        let sim = Simulator::new(scenario)?;
+        // The simulator's transitions take seconds at most: poll it often.
+        settings.poll = Poll {
+            initial: std::time::Duration::from_millis(100),
+            max: std::time::Duration::from_millis(500),
+        };
+        let client = EcsClient::new(
+            std::sync::Arc::new(SimTransport { sim }),
+            crate::ecs::Endpoint::Regional,
+            CredentialSource::Static(Credentials::new(
+                sim::SIM_ACCESS_KEY_ID,
+                sim::SIM_ACCESS_KEY_SECRET,
+            )),
+            RetryConfig::default(),
+        );
+        (
+            client,
+            config.default_region.or_else(|| Some("cn-hangzhou".into())),
+        )
+    } else {
+        let Some(source) = config.credentials else {
+            return Err("no credentials".into());
+        };
+        tracing::info!(endpoint = ?config.endpoint, "calling the ECS API");
+        let client = EcsClient::new(
+            std::sync::Arc::new(ReqwestTransport::default()),
+            config.endpoint,
+            source,
+            RetryConfig::default(),
+        );
+        (client, config.default_region)
+    };
+    Ok(Handler {
+        ecs,
+        settings,
+        default_region,
+        webhook: WebhookAuth::from_env(),
+        triggers: crate::triggers::Context { drill_fallback },
+        concurrency: 10,
+    })
 }
 
 async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
@@ -202,21 +251,27 @@ async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (ecs, settings, default_region) = match backend(simulate) {
-        Ok(b) => b,
+    let handler = match build_handler(if simulate {
+        Backend::Simulator
+    } else {
+        Backend::Auto
+    }) {
+        Ok(h) => h,
         Err(e) => {
             eprintln!("ecs-rollback invoke: {e}");
             return ExitCode::from(2);
         }
     };
-    let handler = Handler {
-        ecs,
-        settings,
-        default_region,
-    };
-    let reports = handler.handle(&event, None).await;
+    let reply = handler.handle(&event, None).await;
+    match &reply {
+        Reply::Http { status, .. } => eprintln!("ecs-rollback invoke: HTTP {status}"),
+        Reply::Sqs { failures, .. } => {
+            eprintln!("ecs-rollback invoke: batchItemFailures {failures:?}")
+        }
+        Reply::Results(_) => {}
+    }
     let mut all_ok = true;
-    for r in &reports {
+    for r in reply.reports() {
         all_ok &= r.outcome.is_ok();
         println!("{}", r.to_cloud_event());
     }
@@ -224,5 +279,42 @@ async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Lambda mode: JSON logs on stdout, the handler served through the Runtime API.
+pub async fn lambda_main() -> ExitCode {
+    let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .ok()
+        .and_then(|l| tracing_subscriber::EnvFilter::try_new(l.to_ascii_lowercase()).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .try_init();
+    let simulate = std::env::var("ECS_ROLLBACK_SIMULATE").is_ok_and(|v| v == "1");
+    let handler = match build_handler(if simulate {
+        Backend::Simulator
+    } else {
+        Backend::Api
+    }) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("ecs-rollback: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::lambda::serve(handler).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ecs-rollback: the Lambda runtime stopped: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,45 +1,103 @@
-//! The one handler every front door calls: an event in, one report per request out.
-//! Today it understands the direct form (a request, or `{"requests": [...]}`); the trigger
-//! adapters map other event sources onto the same requests.
+//! The one handler every front door calls (the CLI's `invoke`, the Lambda runtime): an event in,
+//! one report per request out, in the shape its source expects back: an SQS partial batch
+//! response, an HTTP status, or the list of results.
 
 use std::time::Instant;
 
+use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 
 use crate::ecs::EcsClient;
-use crate::report::{ErrorInfo, Outcome, Report, Target};
+use crate::report::{ErrorInfo, Outcome, Report, Step, StepStatus, Target};
 use crate::request::{self, InvalidRequest, Trigger};
 use crate::rollback::Rollback;
 use crate::settings::Settings;
+use crate::triggers::{self, aws, webhook, Item, Job, Kind};
 
-/// Requests in one event, at most.
+/// Requests in one direct event, at most.
 pub const MAX_REQUESTS: usize = 100;
 
 pub struct Handler {
     pub ecs: EcsClient,
     pub settings: Settings,
     pub default_region: Option<String>,
+    pub webhook: webhook::WebhookAuth,
+    pub triggers: triggers::Context,
+    /// Requests of one event (SQS message groups, drill targets, alerts) run at once, at most.
+    pub concurrency: usize,
 }
 
-/// A report for input that never became a request: nothing was called.
-pub fn rejected(trigger: &Trigger, e: &InvalidRequest) -> Report {
+/// What an invocation answers.
+#[derive(Debug)]
+pub enum Reply {
+    Results(Vec<Report>),
+    /// SQS: the message IDs a retry can help, for `batchItemFailures`.
+    Sqs {
+        reports: Vec<Report>,
+        failures: Vec<String>,
+    },
+    Http {
+        status: u16,
+        reports: Vec<Report>,
+    },
+}
+
+impl Reply {
+    pub fn reports(&self) -> &[Report] {
+        match self {
+            Reply::Results(r) | Reply::Sqs { reports: r, .. } | Reply::Http { reports: r, .. } => r,
+        }
+    }
+
+    pub fn into_reports(self) -> Vec<Report> {
+        match self {
+            Reply::Results(r) | Reply::Sqs { reports: r, .. } | Reply::Http { reports: r, .. } => r,
+        }
+    }
+}
+
+fn bare(outcome: Outcome, trigger: &Trigger, error: Option<ErrorInfo>) -> Report {
     Report {
-        outcome: Outcome::Rejected,
+        outcome,
         idempotency_key: None,
         trigger_kind: trigger.kind.clone(),
         trigger_id: trigger.id.clone(),
         target: Target::default(),
         steps: vec![],
-        error: Some(ErrorInfo::new(
-            "InvalidRequest",
-            format!("{}: {}", e.field, e.message),
-            false,
-        )),
+        error,
         total_ms: 0,
         downtime_ms: None,
         reason: None,
         warnings: vec![],
     }
+}
+
+/// A report for input that never became a request: nothing was called.
+pub fn rejected(trigger: &Trigger, e: &InvalidRequest) -> Report {
+    bare(
+        Outcome::Rejected,
+        trigger,
+        Some(ErrorInfo::new(
+            "InvalidRequest",
+            format!("{}: {}", e.field, e.message),
+            false,
+        )),
+    )
+}
+
+/// A report for an event that asks for nothing (a resolved alert, an OK state).
+pub fn ignored(trigger: &Trigger, why: &str) -> Report {
+    let now = chrono::Utc::now();
+    let mut r = bare(Outcome::Ignored, trigger, None);
+    r.steps.push(Step {
+        name: "trigger".into(),
+        status: StepStatus::Skipped,
+        started_at: now,
+        finished_at: now,
+        request_id: None,
+        detail: Some(why.to_owned()),
+    });
+    r
 }
 
 /// The requests an event holds: itself, or each item of its `requests` list.
@@ -63,28 +121,202 @@ pub fn requests_of(event: &Value) -> Result<Vec<&Value>, InvalidRequest> {
     }
 }
 
+/// The records of one FIFO message group (or one standard-queue record), in batch order.
+struct Group<'a> {
+    id: Option<String>,
+    records: Vec<(usize, &'a Value)>,
+}
+
+/// A processed record: its place in the batch, its report, and its ID when a retry can help.
+struct Processed {
+    index: usize,
+    report: Report,
+    retry_id: Option<String>,
+}
+
+fn retryable_failure(r: &Report) -> bool {
+    !r.outcome.is_ok() && r.error.as_ref().is_some_and(|e| e.retryable)
+}
+
 impl Handler {
-    /// Runs every request of `event`, one after the other, and reports each.
-    pub async fn handle(&self, event: &Value, deadline: Option<Instant>) -> Vec<Report> {
-        let trigger = Trigger::direct();
-        let items = match requests_of(event) {
-            Ok(items) => items,
-            Err(e) => return vec![rejected(&trigger, &e)],
-        };
-        let mut reports = Vec::with_capacity(items.len());
-        for item in items {
-            match request::parse(item, self.default_region.as_deref(), trigger.clone()) {
-                Ok(req) => {
-                    let rollback = Rollback::new(&self.ecs, &self.settings);
-                    reports.push(rollback.run(&req, deadline).await);
-                }
-                Err(e) => {
-                    tracing::warn!(field = %e.field, message = %e.message, "request rejected");
-                    reports.push(rejected(&trigger, &e));
+    /// A handler with no webhook secrets, no drill fallback and the default concurrency.
+    pub fn new(ecs: EcsClient, settings: Settings, default_region: Option<String>) -> Self {
+        Self {
+            ecs,
+            settings,
+            default_region,
+            webhook: webhook::WebhookAuth::default(),
+            triggers: triggers::Context::default(),
+            concurrency: 10,
+        }
+    }
+
+    pub async fn handle(&self, event: &Value, deadline: Option<Instant>) -> Reply {
+        let kind = triggers::detect(event);
+        tracing::info!(source = ?kind, "event received");
+        match kind {
+            Kind::Sqs => self.sqs(event, deadline).await,
+            Kind::Http => self.http(event, deadline).await,
+            _ => Reply::Results(
+                self.run_jobs(triggers::jobs(event, &self.triggers), deadline)
+                    .await,
+            ),
+        }
+    }
+
+    async fn run_job(&self, job: Job, deadline: Option<Instant>) -> Report {
+        match job.item {
+            Item::Request(v) => {
+                match request::parse(&v, self.default_region.as_deref(), job.trigger.clone()) {
+                    Ok(req) => {
+                        Rollback::new(&self.ecs, &self.settings)
+                            .run(&req, deadline)
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::warn!(field = %e.field, message = %e.message, trigger = %job.trigger.kind, "request rejected");
+                        rejected(&job.trigger, &e)
+                    }
                 }
             }
+            Item::Ignored(why) => {
+                tracing::info!(trigger = %job.trigger.kind, why = %why, "event ignored");
+                ignored(&job.trigger, &why)
+            }
+            Item::Invalid(e) => {
+                tracing::warn!(field = %e.field, message = %e.message, trigger = %job.trigger.kind, "event rejected");
+                rejected(&job.trigger, &e)
+            }
         }
-        reports
+    }
+
+    /// Runs jobs, at most `concurrency` at once, reporting in their order.
+    async fn run_jobs(&self, jobs: Vec<Job>, deadline: Option<Instant>) -> Vec<Report> {
+        stream::iter(jobs)
+            .map(|job| self.run_job(job, deadline))
+            .buffered(self.concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// An SQS batch: each record's body is a request. A record that failed in a way a retry can
+    /// fix goes into `batchItemFailures`; one that can never succeed is reported, not retried.
+    /// Records of one FIFO message group run in order, and after a retryable failure the rest
+    /// of that group is returned unprocessed, so the queue keeps their order.
+    async fn sqs(&self, event: &Value, deadline: Option<Instant>) -> Reply {
+        let records = event
+            .get("Records")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let id = r
+                .pointer("/attributes/MessageGroupId")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match groups.iter_mut().find(|g| id.is_some() && g.id == id) {
+                Some(g) => g.records.push((i, r)),
+                None => groups.push(Group {
+                    id,
+                    records: vec![(i, r)],
+                }),
+            }
+        }
+        let done: Vec<Vec<Processed>> = stream::iter(groups)
+            .map(|group| async move {
+                let mut out = Vec::with_capacity(group.records.len());
+                let mut blocked = false;
+                for (index, record) in group.records {
+                    let job = aws::sqs_record(record);
+                    let id = Some(job.trigger.id.clone()).filter(|id| !id.is_empty());
+                    let report = if blocked {
+                        bare(
+                            Outcome::Rejected,
+                            &job.trigger,
+                            Some(ErrorInfo::new(
+                                "NotProcessed",
+                                "an earlier message of the same FIFO group failed; this one is returned to keep the order",
+                                true,
+                            )),
+                        )
+                    } else {
+                        self.run_job(job, deadline).await
+                    };
+                    let retry = retryable_failure(&report);
+                    blocked |= retry && group.id.is_some();
+                    out.push(Processed { index, report, retry_id: if retry { id } else { None } });
+                }
+                out
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut flat: Vec<Processed> = done.into_iter().flatten().collect();
+        flat.sort_by_key(|p| p.index);
+        let failures = flat.iter().filter_map(|p| p.retry_id.clone()).collect();
+        let reports = flat.into_iter().map(|p| p.report).collect();
+        Reply::Sqs { reports, failures }
+    }
+
+    /// An HTTP request: authenticated before anything else, then its body is any other event.
+    /// The status tells a retrying sender what to do: 200 done, 503 retry, 4xx do not.
+    async fn http(&self, event: &Value, deadline: Option<Instant>) -> Reply {
+        let trigger = Trigger {
+            kind: "http".into(),
+            id: event
+                .pointer("/requestContext/requestId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            time: None,
+        };
+        let refuse = |status: u16, code: &str, message: String| Reply::Http {
+            status,
+            reports: vec![bare(
+                Outcome::Rejected,
+                &trigger,
+                Some(ErrorInfo::new(code, message, false)),
+            )],
+        };
+        let req = match webhook::unwrap(event) {
+            Ok(r) => r,
+            Err(e) => return refuse(400, "InvalidRequest", e),
+        };
+        if let Err(why) = webhook::authenticate(&req, &self.webhook, chrono::Utc::now().timestamp())
+        {
+            tracing::warn!(why = %why, "HTTP request refused");
+            return refuse(401, "Unauthenticated", why);
+        }
+        if req.method != "POST" {
+            return refuse(
+                405,
+                "InvalidRequest",
+                format!("{} is not accepted; POST the event", req.method),
+            );
+        }
+        let inner = match webhook::body_event(&req) {
+            Ok(v) => v,
+            Err(e) => return refuse(400, "InvalidRequest", e),
+        };
+        if matches!(triggers::detect(&inner), Kind::Http | Kind::Sqs) {
+            return refuse(
+                400,
+                "InvalidRequest",
+                "an SQS batch or an HTTP event is not accepted as a body".into(),
+            );
+        }
+        let reports = self
+            .run_jobs(triggers::jobs(&inner, &self.triggers), deadline)
+            .await;
+        let status = if reports.iter().all(|r| r.outcome.is_ok()) {
+            200
+        } else if reports.iter().any(retryable_failure) {
+            503
+        } else {
+            422
+        };
+        Reply::Http { status, reports }
     }
 }
 

@@ -2,9 +2,11 @@
 //! See ARCHITECTURE.md for the map of modules and how an event flows through them.
 
 pub mod cli;
+pub mod drill;
 pub mod ecs;
 pub mod handler;
 pub mod ids;
+pub mod lambda;
 pub mod ledger;
 pub mod preflight;
 pub mod report;
@@ -12,3 +14,4 @@ pub mod request;
 pub mod rollback;
 pub mod settings;
 pub mod sim;
+pub mod triggers;

@@ -39,7 +39,8 @@ struct RawRequest {
     snapshot_id: Option<String>,
     #[serde(default)]
     snapshot: Option<RawSelector>,
-    #[serde(default)]
+    /// `requestId` is what many senders call the ID of the rollback they ask for.
+    #[serde(default, alias = "requestId")]
     idempotency_key: Option<String>,
     #[serde(default)]
     dry_run: Option<bool>,
@@ -297,7 +298,7 @@ pub fn parse(
 }
 
 /// The field named in serde's "unknown field `x`" or "duplicate field `x`" message.
-fn field_in(message: &str) -> Option<String> {
+pub(crate) fn field_in(message: &str) -> Option<String> {
     for marker in ["unknown field `", "duplicate field `", "missing field `"] {
         if let Some(rest) = message.split(marker).nth(1) {
             return rest.split('`').next().map(str::to_owned);

@@ -27,11 +27,11 @@ async fn bench_with(scenario: Scenario, settings: Settings) -> Bench {
     let sim = sim_with(scenario);
     let base = serve(&sim).await;
     Bench {
-        handler: Handler {
-            ecs: http_client(&base, sim_credentials(), Duration::from_secs(5)),
+        handler: Handler::new(
+            http_client(&base, sim_credentials(), Duration::from_secs(5)),
             settings,
-            default_region: Some(REGION.into()),
-        },
+            Some(REGION.into()),
+        ),
         sim,
     }
 }
@@ -49,7 +49,7 @@ async fn bench() -> Bench {
 
 impl Bench {
     async fn run(&self, event: Value) -> Report {
-        let mut reports = self.handler.handle(&event, None).await;
+        let mut reports = self.handler.handle(&event, None).await.into_reports();
         assert_eq!(reports.len(), 1);
         reports.remove(0)
     }
