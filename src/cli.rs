@@ -202,11 +202,13 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
             }
         );
         let sim = Simulator::new(scenario)?;
-        // The simulator's transitions take seconds at most: poll it often.
-        settings.poll = Poll {
-            initial: std::time::Duration::from_millis(100),
-            max: std::time::Duration::from_millis(500),
-        };
+        // The simulator's transitions take seconds at most: poll it often (unless told).
+        if std::env::var_os("ECS_ROLLBACK_POLL_INITIAL_MS").is_none() {
+            settings.poll = Poll {
+                initial: std::time::Duration::from_millis(100),
+                max: std::time::Duration::from_millis(500),
+            };
+        }
         let client = EcsClient::new(
             std::sync::Arc::new(SimTransport { sim }),
             crate::ecs::Endpoint::Regional,

@@ -174,7 +174,7 @@ impl Handler {
                             .await
                     }
                     Err(e) => {
-                        tracing::warn!(field = %e.field, message = %e.message, trigger = %job.trigger.kind, "request rejected");
+                        tracing::warn!(field = %e.field, error_message = %e.message, trigger = %job.trigger.kind, "request rejected");
                         rejected(&job.trigger, &e)
                     }
                 }
@@ -184,7 +184,7 @@ impl Handler {
                 ignored(&job.trigger, &why)
             }
             Item::Invalid(e) => {
-                tracing::warn!(field = %e.field, message = %e.message, trigger = %job.trigger.kind, "event rejected");
+                tracing::warn!(field = %e.field, error_message = %e.message, trigger = %job.trigger.kind, "event rejected");
                 rejected(&job.trigger, &e)
             }
         }

@@ -133,7 +133,7 @@ impl<'a> Rollback<'a> {
                 outcome = outcome.as_str(),
                 code = %e.code,
                 retryable = e.retryable,
-                message = %e.message,
+                error_message = %e.message,
                 "rollback finished"
             ),
         }

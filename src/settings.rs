@@ -119,6 +119,20 @@ impl Settings {
             "ECS_ROLLBACK_START_TIMEOUT_SECONDS",
             &mut base.start_timeout,
         )?;
+        let millis = |name: &str, d: &mut Duration| -> Result<(), String> {
+            if let Some(v) = lookup(name) {
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("{name}={v:?}: expected whole milliseconds"))?;
+                *d = Duration::from_millis(n.max(1));
+            }
+            Ok(())
+        };
+        millis("ECS_ROLLBACK_POLL_INITIAL_MS", &mut base.poll.initial)?;
+        millis("ECS_ROLLBACK_POLL_MAX_MS", &mut base.poll.max)?;
+        if base.poll.max < base.poll.initial {
+            base.poll.max = base.poll.initial;
+        }
         if base.lease < Duration::from_secs(60) {
             return Err("ECS_ROLLBACK_LEASE_SECONDS: at least 60".into());
         }

@@ -110,9 +110,12 @@ pub struct SnapshotSpec {
     /// `accomplished`, `progressing` or `failed`.
     #[serde(default = "default_accomplished")]
     pub status: String,
-    /// Hours before the simulator started.
+    /// Hours before the simulator started (when `createdAt` is not given).
     #[serde(default)]
     pub age_hours: f64,
+    /// When the snapshot was taken (RFC 3339); wins over `ageHours`.
+    #[serde(default)]
+    pub created_at: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
@@ -417,7 +420,12 @@ impl World {
             if !w.disks.contains_key(&s.disk_id) {
                 return Err(format!("snapshot {}: unknown disk {}", s.id, s.disk_id));
             }
-            let created = now - chrono::Duration::seconds((s.age_hours * 3600.0) as i64);
+            let created = match &s.created_at {
+                Some(t) => DateTime::parse_from_rfc3339(t)
+                    .map_err(|e| format!("snapshot {}: createdAt {t:?}: {e}", s.id))?
+                    .with_timezone(&Utc),
+                None => now - chrono::Duration::seconds((s.age_hours * 3600.0) as i64),
+            };
             w.snapshots.insert(
                 s.id.clone(),
                 SimSnapshot {
@@ -1220,19 +1228,21 @@ pub fn default_fleet() -> FleetSpec {
         locks: vec![],
         tags: tags.clone(),
     };
-    let snap = |id: &str, disk: &str, name: &str, status: &str, age: f64, tags: &[(&str, &str)]| {
-        SnapshotSpec {
+    // Fixed dates, not "hours ago": sample events with fixed trigger times keep finding a
+    // snapshot taken before them.
+    let snap =
+        |id: &str, disk: &str, name: &str, created: &str, tags: &[(&str, &str)]| SnapshotSpec {
             id: id.into(),
             disk_id: disk.into(),
             name: name.into(),
-            status: status.into(),
-            age_hours: age,
+            status: "accomplished".into(),
+            age_hours: 0.0,
+            created_at: Some(created.into()),
             tags: tags
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-        }
-    };
+        };
     let none = BTreeMap::new();
     FleetSpec {
         instances: vec![
@@ -1282,57 +1292,50 @@ pub fn default_fleet() -> FleetSpec {
             snap(
                 "s-bp1webapp0sys00001",
                 "d-bp1webapp0000sys01",
-                "nightly-3d",
-                "accomplished",
-                72.0,
+                "web-01-weekly",
+                "2026-11-20T02:00:00Z",
                 &[],
             ),
             snap(
                 "s-bp1webapp0sys00002",
                 "d-bp1webapp0000sys01",
                 "before-release-42",
-                "accomplished",
-                24.0,
+                "2026-11-26T10:00:00Z",
                 &[("purpose", "pre-release")],
             ),
             snap(
                 "s-bp1webapp0sys00003",
                 "d-bp1webapp0000sys01",
-                "nightly-1h",
-                "accomplished",
-                1.0,
+                "web-01-nightly",
+                "2026-11-28T20:00:00Z",
                 &[],
             ),
             snap(
                 "s-bp1webapp0dat00001",
                 "d-bp1webapp0000dat01",
-                "data-nightly",
-                "accomplished",
-                12.0,
+                "web-01-data-nightly",
+                "2026-11-28T20:00:00Z",
                 &[],
             ),
             snap(
                 "s-bp1batch00sys00001",
                 "d-bp1batch00000sys02",
-                "batch-nightly",
-                "accomplished",
-                6.0,
+                "batch-02-nightly",
+                "2026-11-28T20:00:00Z",
                 &[],
             ),
             snap(
                 "s-bp1legacy0sys00001",
                 "d-bp1legacy0000sys03",
-                "legacy-nightly",
-                "accomplished",
-                6.0,
+                "legacy-03-nightly",
+                "2026-11-28T20:00:00Z",
                 &[],
             ),
             snap(
                 "s-bp1locked0sys00001",
                 "d-bp1locked0000sys04",
-                "locked-nightly",
-                "accomplished",
-                6.0,
+                "locked-04-nightly",
+                "2026-11-28T20:00:00Z",
                 &[],
             ),
         ],

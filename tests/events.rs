@@ -1,0 +1,141 @@
+//! Every file in `events/` runs through `ecs-rollback invoke` against the built-in simulator,
+//! with the outcomes `events/README.md` states.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `file -> outcomes`, from the README's table.
+fn expectations() -> BTreeMap<String, Vec<String>> {
+    let readme =
+        std::fs::read_to_string(root().join("events/README.md")).expect("events/README.md");
+    readme
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let file = cells[1].trim_matches('`').to_owned();
+            let outcomes = cells[3]
+                .trim_matches('`')
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            (file, outcomes)
+        })
+        .collect()
+}
+
+fn invoke(file: &Path, token: bool) -> (Vec<Value>, i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
+    cmd.arg("invoke")
+        .arg(file)
+        .env(
+            "ECS_ROLLBACK_SIM_SCENARIO",
+            root().join("tests/data/fast-scenario.json"),
+        )
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .env_remove("ECS_ROLLBACK_DRILL")
+        .env_remove("ECS_ROLLBACK_WEBHOOK_SECRET");
+    if token {
+        cmd.env("ECS_ROLLBACK_WEBHOOK_TOKEN", "example-webhook-token");
+    } else {
+        cmd.env_remove("ECS_ROLLBACK_WEBHOOK_TOKEN");
+    }
+    let out = cmd.output().expect("runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    let events = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON result event per line"))
+        .collect();
+    (
+        events,
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_sample_event_has_the_stated_outcome() {
+    let want = expectations();
+    let mut files: Vec<String> = std::fs::read_dir(root().join("events"))
+        .expect("events/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "{files:?}");
+    for f in &files {
+        let expected = want
+            .get(f)
+            .unwrap_or_else(|| panic!("events/README.md has no row for {f}"));
+        let (events, code, stderr) = invoke(&root().join("events").join(f), true);
+        let got: Vec<String> = events
+            .iter()
+            .map(|e| e["data"]["outcome"].as_str().unwrap_or("?").to_owned())
+            .collect();
+        assert_eq!(&got, expected, "{f}: {stderr}");
+        for e in &events {
+            assert_eq!(e["specversion"], "1.0", "{f}");
+            assert_eq!(
+                e["type"],
+                format!(
+                    "ecs-rollback.{}",
+                    e["data"]["outcome"].as_str().unwrap_or("")
+                ),
+                "{f}"
+            );
+        }
+        let ok = got.iter().all(|o| {
+            matches!(
+                o.as_str(),
+                "succeeded" | "duplicate" | "dry-run" | "ignored"
+            )
+        });
+        assert_eq!(code, if ok { 0 } else { 1 }, "{f}: exit code");
+    }
+    for f in want.keys() {
+        assert!(
+            files.contains(f),
+            "events/README.md lists {f}, which does not exist"
+        );
+    }
+}
+
+#[test]
+fn http_samples_without_the_token_are_refused_and_touch_nothing() {
+    for f in ["http-alertmanager.json", "http-cms-callback-form.json"] {
+        let (events, code, stderr) = invoke(&root().join("events").join(f), false);
+        assert_eq!(events.len(), 1, "{f}");
+        assert_eq!(events[0]["data"]["outcome"], "rejected");
+        assert_eq!(events[0]["data"]["error"]["code"], "Unauthenticated");
+        assert!(stderr.contains("HTTP 401"), "{stderr}");
+        assert_eq!(code, 1);
+    }
+}
+
+#[test]
+fn unreadable_input_exits_2() {
+    let dir = std::env::temp_dir().join(format!("ecs-rollback-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{not json").expect("write");
+    let (events, code, stderr) = invoke(&bad, false);
+    assert!(events.is_empty());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is not JSON"), "{stderr}");
+    let (_, code, _) = invoke(&dir.join("missing.json"), false);
+    assert_eq!(code, 2);
+    let out = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
+        .args(["invoke", "--bogus"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}

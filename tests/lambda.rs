@@ -1,0 +1,431 @@
+//! The built binary in Lambda mode, against a small Lambda Runtime API emulator written here
+//! (rust-lambda.md §2.3-2.4) and the ECS simulator over loopback HTTP: an SQS batch with a good,
+//! a bad and a retryable record, an SNS alarm, a scheduled drill, a signed HTTP request, an
+//! unsigned one, an Alertmanager webhook, and a refused request's error type.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use common::*;
+use ecs_rollback::ledger::{self, Phase, RunRecord};
+use ecs_rollback::sim::{Scenario, Timings};
+use ecs_rollback::triggers::webhook;
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+const WEBHOOK_SECRET: &str = "test-webhook-secret";
+const WEBHOOK_TOKEN: &str = "test-webhook-token";
+
+/// What the function answered to one invocation.
+#[derive(Debug)]
+enum Answer {
+    Response(Value),
+    Error { error_type: String, body: Value },
+}
+
+type Pending = (String, Value, oneshot::Sender<Answer>);
+
+#[derive(Clone)]
+struct Emulator {
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>,
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
+}
+
+async fn next(State(em): State<Emulator>) -> Response {
+    // A blocking long poll, as real Lambda does: never a 204.
+    let Some((id, payload, reply)) = em.queue.lock().await.recv().await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    em.waiting.lock().expect("lock").insert(id.clone(), reply);
+    // The function timeout of template.yaml.
+    let deadline = chrono::Utc::now().timestamp_millis() + 900_000;
+    (
+        [
+            ("lambda-runtime-aws-request-id", id),
+            ("lambda-runtime-deadline-ms", deadline.to_string()),
+            (
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:ecs-rollback".into(),
+            ),
+            (
+                "lambda-runtime-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
+            ),
+            ("content-type", "application/json".into()),
+        ],
+        payload.to_string(),
+    )
+        .into_response()
+}
+
+async fn response(State(em): State<Emulator>, Path(id): Path<String>, body: String) -> StatusCode {
+    if let Some(tx) = em.waiting.lock().expect("lock").remove(&id) {
+        let _ = tx.send(Answer::Response(
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        ));
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn error(
+    State(em): State<Emulator>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    let error_type = body["errorType"].as_str().unwrap_or("").to_owned();
+    let _ = headers;
+    if let Some(tx) = em.waiting.lock().expect("lock").remove(&id) {
+        let _ = tx.send(Answer::Error { error_type, body });
+    }
+    StatusCode::ACCEPTED
+}
+
+struct Function {
+    submit: mpsc::Sender<Pending>,
+    child: tokio::process::Child,
+    counter: u32,
+    /// Everything the function printed, read as it comes (a full pipe would block it).
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn drain(pipe: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    if let Some(mut pipe) = pipe {
+        let sink = Arc::clone(&buf);
+        tokio::spawn(async move {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("lock")
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+    }
+    buf
+}
+
+impl Function {
+    async fn invoke(&mut self, payload: Value) -> Answer {
+        self.counter += 1;
+        let (tx, rx) = oneshot::channel();
+        self.submit
+            .send((format!("req-{:04}", self.counter), payload, tx))
+            .await
+            .expect("emulator running");
+        match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(answer) => answer.expect("answered"),
+            Err(_) => {
+                let _ = self.child.start_kill();
+                let out = self.stdout.lock().expect("lock").clone();
+                let err = self.stderr.lock().expect("lock").clone();
+                panic!(
+                    "invocation {} got no answer in a minute\nstdout:\n{out}\nstderr:\n{err}",
+                    self.counter
+                );
+            }
+        }
+    }
+}
+
+async fn start(sim_base: &str) -> Function {
+    let (submit, queue) = mpsc::channel(16);
+    let em = Emulator {
+        queue: Arc::new(tokio::sync::Mutex::new(queue)),
+        waiting: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .with_state(em);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "ecs-rollback")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env(
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            ecs_rollback::sim::SIM_ACCESS_KEY_ID,
+        )
+        .env(
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            ecs_rollback::sim::SIM_ACCESS_KEY_SECRET,
+        )
+        .env("ALIBABA_CLOUD_REGION_ID", REGION)
+        .env("ECS_ROLLBACK_ECS_ENDPOINT", sim_base)
+        .env("ECS_ROLLBACK_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("ECS_ROLLBACK_WEBHOOK_TOKEN", WEBHOOK_TOKEN)
+        .env("ECS_ROLLBACK_COOLDOWN_SECONDS", "0")
+        .env("ECS_ROLLBACK_POLL_INITIAL_MS", "10")
+        .env("ECS_ROLLBACK_POLL_MAX_MS", "50")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the function");
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    Function {
+        submit,
+        child,
+        counter: 0,
+        stdout,
+        stderr,
+    }
+}
+
+fn sample(name: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR")))
+        .expect("sample");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn sqs_record(id: &str, body: &str) -> Value {
+    json!({"messageId": id, "receiptHandle": "rh", "body": body, "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1796025600000"},
+        "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ecs-rollback-requests", "awsRegion": "us-east-1"})
+}
+
+fn http_event(body: &str, headers: Value) -> Value {
+    json!({"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "", "headers": headers,
+        "requestContext": {"http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1", "userAgent": "test"},
+            "requestId": "http-1", "routeKey": "$default", "stage": "$default", "timeEpoch": 0},
+        "body": body, "isBase64Encoded": false})
+}
+
+fn outcomes(results: &Value) -> Vec<String> {
+    results["results"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|e| e["data"]["outcome"].as_str().unwrap_or("?").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn lambda_mode_end_to_end() {
+    let sim = sim_with(Scenario {
+        timings: Timings::fast(),
+        ..Default::default()
+    });
+    let base = serve(&sim).await;
+    // Another run holds legacy-03's disk: a request for it is retryable (RollbackInProgress).
+    let held = RunRecord {
+        key: "fedcba9876543210".into(),
+        phase: Phase::Stopping,
+        since: chrono::Utc::now().timestamp(),
+        snapshot: LEGACY_SNAP.into(),
+        was_running: true,
+        end_running: true,
+        stop_at: None,
+        failure: None,
+    };
+    inproc_client(&sim)
+        .tag_resources(
+            REGION,
+            "disk",
+            &[LEGACY_SYS.to_owned()],
+            &[(ledger::RUN_TAG.into(), held.encode())],
+        )
+        .await
+        .expect("seed the ledger");
+    let mut f = start(&base).await;
+
+    // 1. SQS: a good, a bad and a retryable record.
+    let batch = json!({"Records": [
+        sqs_record("m-good", &json!({"diskId": WEB_DATA, "reason": "sqs"}).to_string()),
+        sqs_record("m-bad", "{\"diskId\": 42}"),
+        sqs_record("m-retry", &json!({"diskId": LEGACY_SYS}).to_string()),
+    ]});
+    match f.invoke(batch).await {
+        Answer::Response(v) => assert_eq!(
+            v,
+            json!({"batchItemFailures": [{"itemIdentifier": "m-retry"}]})
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.disk(WEB_DATA).expect("disk")["content"], WEB_DATA_SNAP);
+
+    // 2. An SNS CloudWatch alarm in ALARM.
+    match f.invoke(sample("sns-cloudwatch-alarm.json")).await {
+        Answer::Response(v) => assert_eq!(outcomes(&v), vec!["succeeded"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.disk(WEB_SYS).expect("disk")["resets"], 1);
+    assert_eq!(sim.instance_status(WEB).as_deref(), Some("Running"));
+
+    // 3. A scheduled drill (EventBridge Scheduler input).
+    match f.invoke(sample("scheduler-drill.json")).await {
+        Answer::Response(v) => assert_eq!(outcomes(&v), vec!["succeeded", "succeeded"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.disk(BATCH_SYS).expect("disk")["content"], BATCH_SNAP);
+    assert_eq!(
+        sim.instance_status(BATCH).as_deref(),
+        Some("Running"),
+        "the drill asked startAfterReset"
+    );
+
+    // 4. A signed HTTP request.
+    let body =
+        json!({"diskId": WEB_DATA, "idempotencyKey": "http-signed-1", "dryRun": true}).to_string();
+    let ts = chrono::Utc::now().timestamp();
+    let signed = http_event(
+        &body,
+        json!({"content-type": "application/json", "x-rollback-timestamp": ts.to_string(),
+        "x-rollback-signature": webhook::sign(WEBHOOK_SECRET, ts, body.as_bytes())}),
+    );
+    match f.invoke(signed).await {
+        Answer::Response(v) => {
+            assert_eq!(v["statusCode"], 200);
+            let inner: Value =
+                serde_json::from_str(v["body"].as_str().expect("body")).expect("json");
+            assert_eq!(outcomes(&inner), vec!["dry-run"]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // 5. The same body unsigned, and signed with the wrong secret: 401, nothing touched.
+    let before = sim.events().len();
+    for headers in [
+        json!({"content-type": "application/json"}),
+        json!({"x-rollback-timestamp": ts.to_string(), "x-rollback-signature": webhook::sign("wrong", ts, body.as_bytes())}),
+    ] {
+        match f
+            .invoke(http_event(
+                &json!({"diskId": WEB_DATA}).to_string(),
+                headers,
+            ))
+            .await
+        {
+            Answer::Response(v) => assert_eq!(v["statusCode"], 401),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(sim.events().len(), before);
+
+    // 6. An Alertmanager webhook, through the Function URL with the bearer token.
+    let am = sample("alertmanager-webhook.json").to_string();
+    match f
+        .invoke(http_event(
+            &am,
+            json!({"authorization": format!("Bearer {WEBHOOK_TOKEN}")}),
+        ))
+        .await
+    {
+        Answer::Response(v) => {
+            assert_eq!(v["statusCode"], 200);
+            let inner: Value =
+                serde_json::from_str(v["body"].as_str().expect("body")).expect("json");
+            assert_eq!(outcomes(&inner), vec!["succeeded", "ignored"]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // 7. A refused request: an error whose type says so, not a Rust type name.
+    match f
+        .invoke(
+            json!({"instanceId": LEGACY, "snapshotId": LEGACY_SNAP, "idempotencyKey": "legacy-1"}),
+        )
+        .await
+    {
+        Answer::Error { error_type, body } => {
+            assert_eq!(error_type, "Retryable", "{body}");
+            assert!(body["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("RollbackInProgress")));
+        }
+        other => panic!("{other:?}"),
+    }
+    match f
+        .invoke(json!({"instanceId": LOCKED, "idempotencyKey": "locked-1"}))
+        .await
+    {
+        Answer::Error { error_type, .. } => assert_eq!(error_type, "RollbackRejected"),
+        other => panic!("{other:?}"),
+    }
+    match f.invoke(json!("not an event")).await {
+        Answer::Error { error_type, body } => {
+            assert_eq!(error_type, "RollbackRejected");
+            assert!(
+                body["errorMessage"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("unrecognised event")),
+                "{body}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The logs: JSON lines on stdout carrying the Lambda request id and the idempotency key,
+    // and one line per result event.
+    let _ = f.child.kill().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let out = f.stdout.lock().expect("lock").clone();
+    let lines: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "JSON log lines on stdout: {out}");
+    assert!(lines
+        .iter()
+        .any(|l| l.to_string().contains("\"lambda_request_id\":\"req-0001\"")));
+    assert!(lines
+        .iter()
+        .any(|l| l.to_string().contains("\"idempotency_key\"")));
+    for l in out.lines() {
+        assert!(l.matches("\"message\":").count() <= 1, "a log line with two message keys: {l}");
+    }
+    let results = lines
+        .iter()
+        .filter(|l| l["message"] == "result event")
+        .count();
+    assert!(results >= 10, "{results} result event lines");
+    assert!(
+        !out.contains(ecs_rollback::sim::SIM_ACCESS_KEY_SECRET),
+        "the secret never reaches the logs"
+    );
+    assert!(!out.contains(WEBHOOK_SECRET) && !out.contains(WEBHOOK_TOKEN));
+}
+
+#[tokio::test]
+async fn lambda_mode_without_credentials_refuses_to_start() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "ecs-rollback")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no credentials"));
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Checks template.yaml for what cfn-lint and `sam validate --lint` do not catch.
+
+Run by .ci/run after `pip install cfn-lint` (it reuses cfn-lint's YAML decoder, which knows the
+CloudFormation tags). Prints one line per check and a closing 'N passed, N failed' line.
+"""
+import os
+import re
+import sys
+
+from cfnlint.decode import decode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+template, errors = decode(os.path.join(ROOT, "template.yaml"))
+if errors or template is None:
+    print("template.yaml does not parse:", errors)
+    sys.exit(1)
+
+resources = template["Resources"]
+glob = template.get("Globals", {}).get("Function", {})
+fn = resources["RollbackFunction"]
+props = fn["Properties"]
+env = props["Environment"]["Variables"]
+source = "".join(
+    open(os.path.join(dp, f), encoding="utf-8").read()
+    for dp, _, files in os.walk(os.path.join(ROOT, "src"))
+    for f in files
+    if f.endswith(".rs")
+)
+cargo = open(os.path.join(ROOT, "Cargo.toml"), encoding="utf-8").read()
+
+results = []
+
+
+def check(name, ok, detail=""):
+    results.append(ok)
+    print(("ok    " if ok else "FAIL  ") + name + ("" if ok else f": {detail}"))
+
+
+def prop(key):
+    return props.get(key, glob.get(key))
+
+
+def text(value):
+    """The literal text of a value, through Fn::Sub."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    return value if isinstance(value, str) else ""
+
+
+timeout = int(prop("Timeout"))
+check("runtime is provided.al2023", prop("Runtime") == "provided.al2023", prop("Runtime"))
+check("handler is bootstrap", prop("Handler") == "bootstrap", prop("Handler"))
+check("architecture is arm64", list(prop("Architectures")) == ["arm64"], prop("Architectures"))
+meta = fn.get("Metadata", {})
+check("built with rust-cargolambda", meta.get("BuildMethod") == "rust-cargolambda", meta)
+binary = meta.get("BuildProperties", {}).get("Binary")
+check("the built binary is the crate's", f'name = "{binary}"' in cargo, binary)
+check("timeout fits Lambda (<= 900 s)", 0 < timeout <= 900, timeout)
+lease = 1200
+m = re.search(r"lease: Duration::from_secs\((\d+)\)", source)
+if m:
+    lease = int(m.group(1))
+check("the ledger lease outlives an invocation", lease > timeout, f"lease {lease} <= timeout {timeout}")
+
+sqs_events = [e for e in props.get("Events", {}).values() if e["Type"] == "SQS"]
+check("an SQS event source", len(sqs_events) == 1, sqs_events)
+for ev in sqs_events:
+    p = ev["Properties"]
+    check(
+        "SQS reports partial batch failures",
+        p.get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
+        p.get("FunctionResponseTypes"),
+    )
+    queue = resources[p["Queue"]["Fn::GetAtt"][0]]["Properties"]
+    fifo = queue.get("FifoQueue") is True
+    check("the request queue is FIFO", fifo, queue)
+    if fifo:
+        check("FIFO batch size <= 10", int(p.get("BatchSize", 10)) <= 10, p.get("BatchSize"))
+        check("no batching window on FIFO", "MaximumBatchingWindowInSeconds" not in p, p)
+    vis = int(queue.get("VisibilityTimeout", 30))
+    check("visibility timeout >= 6 x function timeout", vis >= 6 * timeout, f"{vis} < 6 x {timeout}")
+    redrive = queue.get("RedrivePolicy", {})
+    dlq_ref = redrive.get("deadLetterTargetArn", {}).get("Fn::GetAtt", [None])[0]
+    check("the queue has a dead-letter queue", dlq_ref in resources, redrive)
+    if dlq_ref in resources and fifo:
+        check("the DLQ of a FIFO queue is FIFO", resources[dlq_ref]["Properties"].get("FifoQueue") is True, dlq_ref)
+    mc = p.get("ScalingConfig", {}).get("MaximumConcurrency")
+    check("SQS maximum concurrency is 2 to 1000 when set", mc is None or 2 <= int(mc) <= 1000, mc)
+
+eic = props.get("EventInvokeConfig", {})
+check("async retries are 0 to 2", 0 <= int(eic.get("MaximumRetryAttempts", 2)) <= 2, eic)
+dest = eic.get("DestinationConfig", {})
+check("async success and failure destinations", "OnSuccess" in dest and "OnFailure" in dest, dest)
+check("a Function URL", "FunctionUrlConfig" in props, props.keys())
+
+drills = [e for e in props.get("Events", {}).values() if e["Type"] == "ScheduleV2"]
+check("a drill schedule", len(drills) == 1, drills)
+for d in drills:
+    state = d["Properties"].get("State")
+    default = template["Parameters"][state["Ref"]]["Default"] if isinstance(state, dict) else state
+    check("the drill schedule is disabled by default", default == "DISABLED", default)
+    check("the drill input carries a drill and its scheduled time",
+          '"drill"' in text(d["Properties"].get("Input")) and "<aws.scheduler.scheduled-time>" in text(d["Properties"].get("Input")),
+          d["Properties"].get("Input"))
+
+    import json
+    rendered = text(d["Properties"].get("Input")).replace("${DrillTargets}", '[{"instanceId": "i-bp1webapp00000001"}]')
+    try:
+        json.loads(rendered)
+        renders = True
+    except ValueError as e:
+        renders = str(e)
+    check("the drill input renders to JSON", renders is True, renders)
+
+for name in ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN"]:
+    v = text(env.get(name))
+    check(f"{name} comes from Secrets Manager or SSM, not plain text",
+          v.startswith("{{resolve:secretsmanager:") or v.startswith("{{resolve:ssm"), env.get(name))
+for name in env:
+    check(f"the code reads {name}", f'"{name}"' in source or name == "RUST_LOG", name)
+
+passed = sum(results)
+failed = len(results) - passed
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
