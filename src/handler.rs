@@ -121,12 +121,6 @@ pub fn requests_of(event: &Value) -> Result<Vec<&Value>, InvalidRequest> {
     }
 }
 
-/// The records of one FIFO message group (or one standard-queue record), in batch order.
-struct Group<'a> {
-    id: Option<String>,
-    records: Vec<(usize, &'a Value)>,
-}
-
 /// A processed record: its place in the batch, its report, and its ID when a retry can help.
 struct Processed {
     index: usize,
@@ -204,26 +198,7 @@ impl Handler {
     /// Records of one FIFO message group run in order, and after a retryable failure the rest
     /// of that group is returned unprocessed, so the queue keeps their order.
     async fn sqs(&self, event: &Value, deadline: Option<Instant>) -> Reply {
-        let records = event
-            .get("Records")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let mut groups: Vec<Group> = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            let id = r
-                .pointer("/attributes/MessageGroupId")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            match groups.iter_mut().find(|g| id.is_some() && g.id == id) {
-                Some(g) => g.records.push((i, r)),
-                None => groups.push(Group {
-                    id,
-                    records: vec![(i, r)],
-                }),
-            }
-        }
-        let done: Vec<Vec<Processed>> = stream::iter(groups)
+        let done: Vec<Vec<Processed>> = stream::iter(aws::sqs_groups(event))
             .map(|group| async move {
                 let mut out = Vec::with_capacity(group.records.len());
                 let mut blocked = false;
@@ -264,11 +239,7 @@ impl Handler {
     async fn http(&self, event: &Value, deadline: Option<Instant>) -> Reply {
         let trigger = Trigger {
             kind: "http".into(),
-            id: event
-                .pointer("/requestContext/requestId")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            id: webhook::request_id(event),
             time: None,
         };
         let refuse = |status: u16, code: &str, message: String| Reply::Http {

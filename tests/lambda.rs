@@ -401,7 +401,10 @@ async fn lambda_mode_end_to_end() {
         .iter()
         .any(|l| l.to_string().contains("\"idempotency_key\"")));
     for l in out.lines() {
-        assert!(l.matches("\"message\":").count() <= 1, "a log line with two message keys: {l}");
+        assert!(
+            l.matches("\"message\":").count() <= 1,
+            "a log line with two message keys: {l}"
+        );
     }
     let results = lines
         .iter()

@@ -6,6 +6,37 @@ use serde_json::Value;
 use super::{direct, drill_jobs, parse_when, request_of, str_at, Context, Job};
 use crate::request::Trigger;
 
+/// The records of one FIFO message group (or one standard-queue record), in batch order.
+pub struct SqsGroup<'a> {
+    pub id: Option<String>,
+    pub records: Vec<(usize, &'a Value)>,
+}
+
+/// An SQS batch's records grouped by `MessageGroupId` (FIFO); a standard queue's records each
+/// stand alone.
+pub fn sqs_groups(event: &Value) -> Vec<SqsGroup<'_>> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut groups: Vec<SqsGroup> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let id = r
+            .pointer("/attributes/MessageGroupId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        match groups.iter_mut().find(|g| id.is_some() && g.id == id) {
+            Some(g) => g.records.push((i, r)),
+            None => groups.push(SqsGroup {
+                id,
+                records: vec![(i, r)],
+            }),
+        }
+    }
+    groups
+}
+
 /// One SQS record: its body is a request. Key: the body's own, else the message ID.
 pub fn sqs_record(record: &Value) -> Job {
     let id = str_at(record, &["messageId"]).unwrap_or("").to_owned();

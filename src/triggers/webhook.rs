@@ -60,6 +60,15 @@ impl HttpRequest {
     }
 }
 
+/// The request's own ID (`requestContext.requestId`), for the trigger.
+pub fn request_id(event: &Value) -> String {
+    event
+        .pointer("/requestContext/requestId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// Unwraps a Function URL / API Gateway v2 event.
 pub fn unwrap(event: &Value) -> Result<HttpRequest, String> {
     let headers: Map<String, Value> = event
