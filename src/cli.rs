@@ -150,7 +150,7 @@ fn read_input(file: Option<&PathBuf>) -> Result<serde_json::Value, String> {
             ("stdin".to_owned(), s)
         }
     };
-    serde_json::from_str(&text).map_err(|e| format!("{name} is not JSON: {e}"))
+    crate::strict_json::from_str(&text).map_err(|e| format!("{name} is not JSON: {e}"))
 }
 
 /// Where the client sends its calls.
@@ -174,7 +174,7 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
         .filter(|v| !v.is_empty())
     {
         Some(raw) => Some(
-            serde_json::from_str(&raw)
+            crate::strict_json::from_str(&raw)
                 .map_err(|e| format!("ECS_ROLLBACK_DRILL is not JSON: {e}"))?,
         ),
         None => None,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
@@ -14,7 +15,7 @@ use crate::report::Outcome;
 /// Serves invocations until the runtime stops.
 pub async fn serve(handler: Handler) -> Result<(), lambda_runtime::Error> {
     let handler = Arc::new(handler);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let handler = Arc::clone(&handler);
         async move { invoke(&handler, event).await }
     }))
@@ -29,13 +30,30 @@ fn deadline_of(deadline: SystemTime) -> Instant {
     Instant::now() + left
 }
 
-pub async fn invoke(handler: &Handler, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
-    let (payload, ctx) = event.into_parts();
+/// The payload is taken raw and parsed strictly (no repeated keys), so bad input becomes a
+/// `rejected` result rather than the runtime's own deserialization error.
+pub async fn invoke(
+    handler: &Handler,
+    event: LambdaEvent<Box<RawValue>>,
+) -> Result<Value, Diagnostic> {
+    let (raw, ctx) = event.into_parts();
     let span = tracing::info_span!("invocation", lambda_request_id = %ctx.request_id);
-    let reply = handler
-        .handle(&payload, Some(deadline_of(ctx.deadline())))
-        .instrument(span.clone())
-        .await;
+    let reply = match crate::strict_json::from_str(raw.get()) {
+        Ok(payload) => {
+            handler
+                .handle(&payload, Some(deadline_of(ctx.deadline())))
+                .instrument(span.clone())
+                .await
+        }
+        Err(e) => {
+            let trigger = crate::request::Trigger::direct();
+            let invalid = crate::request::InvalidRequest::new(
+                "$",
+                format!("the event is not acceptable JSON: {e}"),
+            );
+            Reply::Results(vec![crate::handler::rejected(&trigger, &invalid)])
+        }
+    };
     let _enter = span.enter();
     for r in reply.reports() {
         // One line per result event, for log-based pipelines.

@@ -8,8 +8,9 @@
 //!   `f`: the failure code);
 //! - `ecs-rollback:history`: `t=<unix of the last success>;k=<12 hex>[x],…` newest first
 //!   (`x` marks a key that failed);
-//! - `ecs-rollback:claim:<16 hex>`: `<unix>`, written by a run before it takes the disk and
-//!   removed once it holds it (see docs/rollback-protocol.md, "Claiming").
+//! - `ecs-rollback:claim:<invocation>`: `<unix>;<16 hex key>`, written by each invocation before
+//!   it acts, refreshed as a heartbeat while it runs, removed when it ends (see
+//!   docs/rollback-protocol.md, "Claiming").
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -215,8 +216,24 @@ pub fn run_key(digest: &str) -> String {
     short(digest, 16)
 }
 
-pub fn claim_tag(digest: &str) -> String {
-    format!("{CLAIM_PREFIX}{}", short(digest, 16))
+/// The claim tag of one invocation.
+pub fn claim_tag(invocation: &str) -> String {
+    format!("{CLAIM_PREFIX}{invocation}")
+}
+
+/// The claim's value: when it was (re)written, and whose key it runs.
+pub fn claim_value(now: i64, digest: &str) -> String {
+    format!("{now};{}", run_key(digest))
+}
+
+/// One invocation's claim on the disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub invocation: String,
+    /// Unix time of its last heartbeat.
+    pub at: i64,
+    /// The 16-hex key it runs.
+    pub key: String,
 }
 
 /// What the disk's tags say.
@@ -224,8 +241,8 @@ pub fn claim_tag(digest: &str) -> String {
 pub struct Ledger {
     pub run: Option<RunRecord>,
     pub history: History,
-    /// Claim tags: (16-hex key, unix time).
-    pub claims: Vec<(String, i64)>,
+    /// Claim tags of invocations.
+    pub claims: Vec<Claim>,
     /// A run tag that could not be read (hand-edited?): nothing is done while it is there.
     pub unreadable_run: Option<String>,
 }
@@ -241,8 +258,13 @@ impl Ledger {
                 }
             } else if k == HISTORY_TAG {
                 l.history = History::decode(v);
-            } else if let Some(key) = k.strip_prefix(CLAIM_PREFIX) {
-                l.claims.push((key.to_owned(), v.parse().unwrap_or(0)));
+            } else if let Some(invocation) = k.strip_prefix(CLAIM_PREFIX) {
+                let (at, key) = v.split_once(';').unwrap_or((v, ""));
+                l.claims.push(Claim {
+                    invocation: invocation.to_owned(),
+                    at: at.parse().unwrap_or(0),
+                    key: key.to_owned(),
+                });
             }
         }
         l
@@ -337,16 +359,28 @@ pub fn decide(
     }
 }
 
-/// After this run wrote its claim tag and read the tags back: is anyone else in the way?
-/// Another live claim, or another key's live, unfinished run.
-pub fn contested(ledger: &Ledger, digest: &str, now: i64, lease_secs: i64) -> Option<String> {
+/// After this invocation wrote its claim tag and read the tags back: is anyone else in the way?
+/// Another invocation's live claim (whatever its key: a twin of this key counts too), or another
+/// key's live, unfinished run. A claim is live while its heartbeat is younger than `heartbeat_secs`.
+pub fn contested(
+    ledger: &Ledger,
+    invocation: &str,
+    digest: &str,
+    now: i64,
+    lease_secs: i64,
+    heartbeat_secs: i64,
+) -> Option<String> {
     let me = run_key(digest);
     if let Some(other) = ledger
         .claims
         .iter()
-        .find(|(k, t)| *k != me && now - *t <= lease_secs)
+        .find(|c| c.invocation != invocation && now - c.at <= heartbeat_secs)
     {
-        return Some(other.0.clone());
+        return Some(if other.key.is_empty() {
+            other.invocation.clone()
+        } else {
+            other.key.clone()
+        });
     }
     match &ledger.run {
         Some(run) if run.key != me && !run.phase.is_final() && now - run.since <= lease_secs => {
@@ -500,29 +534,54 @@ mod tests {
 
     #[test]
     fn contest_after_claiming() {
+        const BEAT: i64 = 60;
         let me = digest("mine");
-        let mine = claim_tag(&me);
-        let other = claim_tag(&digest("other"));
-        let now = NOW.to_string();
-        let l = Ledger::from_tags([(mine.as_str(), now.as_str())]);
-        assert_eq!(contested(&l, &me, NOW, LEASE), None);
+        let mine = claim_tag("inv-mine");
+        let now_mine = claim_value(NOW, &me);
+        let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str())]);
+        assert_eq!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT), None);
+        // Another key claiming at the same time.
+        let other = claim_tag("inv-other");
+        let now_other = claim_value(NOW, &digest("other"));
         let l = Ledger::from_tags([
-            (mine.as_str(), now.as_str()),
-            (other.as_str(), now.as_str()),
+            (mine.as_str(), now_mine.as_str()),
+            (other.as_str(), now_other.as_str()),
         ]);
-        assert!(contested(&l, &me, NOW, LEASE).is_some());
-        let old = (NOW - LEASE - 1).to_string();
+        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
+        // A twin: the same key, another invocation.
+        let twin = claim_tag("inv-twin");
+        let now_twin = claim_value(NOW, &me);
         let l = Ledger::from_tags([
-            (mine.as_str(), now.as_str()),
-            (other.as_str(), old.as_str()),
+            (mine.as_str(), now_mine.as_str()),
+            (twin.as_str(), now_twin.as_str()),
+        ]);
+        assert!(
+            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some(),
+            "a live twin is in the way"
+        );
+        // A dead invocation's claim (no heartbeat for longer than the timeout) is not.
+        let old = claim_value(NOW - BEAT - 1, &me);
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (twin.as_str(), old.as_str()),
         ]);
         assert_eq!(
-            contested(&l, &me, NOW, LEASE),
+            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
             None,
             "a stale claim is ignored"
         );
         let theirs = run("other", Phase::Claimed, NOW).encode();
-        let l = Ledger::from_tags([(mine.as_str(), now.as_str()), (RUN_TAG, theirs.as_str())]);
-        assert!(contested(&l, &me, NOW, LEASE).is_some());
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (RUN_TAG, theirs.as_str()),
+        ]);
+        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
+        let ours = run("mine", Phase::Resetting, NOW).encode();
+        let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str()), (RUN_TAG, ours.as_str())]);
+        assert_eq!(
+            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
+            None,
+            "our own run is no rival"
+        );
     }
 }

@@ -14,4 +14,5 @@ pub mod request;
 pub mod rollback;
 pub mod settings;
 pub mod sim;
+pub mod strict_json;
 pub mod triggers;

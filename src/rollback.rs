@@ -66,6 +66,20 @@ fn unix(t: DateTime<Utc>) -> i64 {
     t.timestamp()
 }
 
+/// The ledger could not be written before anything changed: refuse, saying why.
+fn refuse_ledger(e: &EcsError) -> Halt {
+    let quota = e.is_code("OperationDenied.QuotaExceed");
+    Halt::reject(
+        "LedgerUnavailable",
+        if quota {
+            format!("the disk carries too many tags for the ledger (3 of its 20 are needed): {e}")
+        } else {
+            format!("could not write the ledger tags on the disk: {e}")
+        },
+        e.is_retryable() && !quota,
+    )
+}
+
 impl<'a> Rollback<'a> {
     pub fn new(ecs: &'a EcsClient, settings: &'a Settings) -> Self {
         Self { ecs, settings }
@@ -94,6 +108,9 @@ impl<'a> Rollback<'a> {
             started: Instant::now(),
             downtime_ms: None,
             warnings: Vec::new(),
+            invocation: format!("{:016x}", fastrand::u64(..)),
+            claimed: false,
+            last_heartbeat: Instant::now(),
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -106,6 +123,10 @@ impl<'a> Rollback<'a> {
         );
         let _enter = span.enter();
         let result = run.execute().await;
+        if run.claimed {
+            // However the run ended, its claim has done its work.
+            run.remove_tag(&ledger::claim_tag(&run.invocation)).await;
+        }
         let (outcome, error) = match result {
             Ok(outcome) => (outcome, None),
             Err(h) => (h.outcome, Some(h.error)),
@@ -155,6 +176,11 @@ struct Run<'a> {
     started: Instant,
     downtime_ms: Option<u64>,
     warnings: Vec<String>,
+    /// This invocation's ID: its claim tag on the disk.
+    invocation: String,
+    /// The claim tag is on the disk (removed when the run ends).
+    claimed: bool,
+    last_heartbeat: Instant,
 }
 
 /// What one observation of the resources found.
@@ -747,7 +773,11 @@ impl<'a> Run<'a> {
         };
         record.phase = phase;
         record.since = unix(Utc::now());
-        let tags = [(ledger::RUN_TAG.to_owned(), record.encode())];
+        // The phase write doubles as the claim's heartbeat.
+        let tags = [
+            (ledger::RUN_TAG.to_owned(), record.encode()),
+            self.claim_tags(),
+        ];
         self.write_tags(&tags).await.map_err(|e| {
             let mut h = Halt::ecs(Outcome::Failed, &e);
             h.error.code = "LedgerWriteFailed".into();
@@ -758,90 +788,103 @@ impl<'a> Run<'a> {
             h
         })?;
         tracing::debug!(phase = %phase, "ledger written");
+        self.last_heartbeat = Instant::now();
         self.record = Some(record);
         Ok(())
     }
 
-    /// Takes the disk: a claim tag, a read-back, the run record, the claim tag removed.
+    fn claim_tags(&self) -> (String, String) {
+        (
+            ledger::claim_tag(&self.invocation),
+            ledger::claim_value(unix(Utc::now()), &self.digest),
+        )
+    }
+
+    /// Writes this invocation's claim tag, reads the tags back, and yields to any other live
+    /// claim or other key's live run.
     ///
-    /// Each attempt writes its own claim tag before reading the others back, so of two runs
-    /// at least one sees the other and yields: at most one proceeds. Both may yield; each then
-    /// waits a random time and tries again, which makes it likely that one gets through.
-    async fn claim(&mut self, plan: &Plan, takeover: Option<&RunRecord>) -> Res<()> {
+    /// Each invocation writes its own claim tag before reading the others back, so of two
+    /// invocations (different keys, or twins of one key) at least one sees the other and
+    /// yields: at most one proceeds. Both may yield; each then waits a random time and tries
+    /// again, which makes it likely that one gets through. The claim stays for the whole run,
+    /// refreshed as a heartbeat, and is removed when the run ends.
+    async fn take_claim(&mut self) -> Res<()> {
         const ATTEMPTS: u32 = 4;
-        let t = Utc::now();
-        let claim_key = ledger::claim_tag(&self.digest);
         let lease = self.s.lease.as_secs() as i64;
-        let refuse_write = |e: &EcsError| {
-            let quota = e.is_code("OperationDenied.QuotaExceed");
-            Halt::reject(
-                "LedgerUnavailable",
-                if quota {
-                    format!("the disk carries too many tags for the ledger (3 of its 20 are needed): {e}")
-                } else {
-                    format!("could not write the ledger tags on the disk: {e}")
-                },
-                e.is_retryable() && !quota,
-            )
-        };
+        let beat = self.s.heartbeat_timeout.as_secs().max(1) as i64;
         let mut attempt = 0;
-        let now = loop {
+        loop {
             attempt += 1;
-            let now = unix(Utc::now());
-            self.write_tags(&[(claim_key.clone(), now.to_string())])
+            let tag = self.claim_tags();
+            self.write_tags(&[tag.clone()])
                 .await
-                .map_err(|e| refuse_write(&e))?;
+                .map_err(|e| refuse_ledger(&e))?;
+            self.claimed = true;
+            self.last_heartbeat = Instant::now();
             let tags = match self
                 .ecs
                 .list_tag_resources(&self.region, "disk", &[self.disk_id()])
                 .await
             {
                 Ok(tags) => tags,
-                Err(e) => {
-                    self.remove_tag(&claim_key).await;
-                    return Err(Halt::ecs(Outcome::Rejected, &e));
-                }
+                Err(e) => return Err(Halt::ecs(self.failed_or_rejected(), &e)),
             };
             let seen = Ledger::from_tags(
                 tags.iter()
                     .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
             );
             // An abandoned run being taken over is outside the lease, so it does not count here.
-            let Some(other) = ledger::contested(&seen, &self.digest, now, lease) else {
-                break now;
+            let Some(other) = ledger::contested(
+                &seen,
+                &self.invocation,
+                &self.digest,
+                unix(Utc::now()),
+                lease,
+                beat,
+            ) else {
+                return Ok(());
             };
-            self.remove_tag(&claim_key).await;
+            self.remove_tag(&tag.0).await;
+            self.claimed = false;
             let holds_run = seen.run.as_ref().is_some_and(|r| r.key == other);
             if holds_run || attempt >= ATTEMPTS {
-                return Err(Halt::reject(
-                    "RollbackInProgress",
-                    format!(
-                        "another rollback (key digest {other}) claimed the disk at the same time"
+                return Err(Halt {
+                    outcome: self.failed_or_rejected(),
+                    error: ErrorInfo::new(
+                        "RollbackInProgress",
+                        format!("another rollback (key digest {other}) is running on the disk"),
+                        true,
                     ),
-                    true,
-                ));
+                });
             }
             let ceiling = self.s.poll.initial * 4 * attempt;
             let pause = ceiling.mul_f64(fastrand::f64());
             tracing::info!(rival = %other, pause_ms = pause.as_millis() as u64, "two runs claimed the disk together; both yield, then retry");
             tokio::time::sleep(pause).await;
-        };
+        }
+    }
+
+    /// Takes the disk for a fresh run: the claim contest, then the run record.
+    async fn claim(&mut self, plan: &Plan, takeover: Option<&RunRecord>) -> Res<()> {
+        let t = Utc::now();
+        self.take_claim().await?;
         let record = RunRecord {
             key: ledger::run_key(&self.digest),
             phase: Phase::Claimed,
-            since: now,
+            since: unix(Utc::now()),
             snapshot: plan.snapshot_id.clone(),
             was_running: plan.was_running,
             end_running: plan.end_running,
             stop_at: takeover.and_then(|r| r.stop_at),
             failure: None,
         };
-        let wrote = self
-            .write_tags(&[(ledger::RUN_TAG.to_owned(), record.encode())])
-            .await;
-        // Holding the run record (or not), the claim tag has done its work.
-        self.remove_tag(&claim_key).await;
-        wrote.map_err(|e| refuse_write(&e))?;
+        let tags = [
+            (ledger::RUN_TAG.to_owned(), record.encode()),
+            self.claim_tags(),
+        ];
+        self.write_tags(&tags)
+            .await
+            .map_err(|e| refuse_ledger(&e))?;
         self.record = Some(record);
         self.step(
             "claim",
@@ -851,6 +894,17 @@ impl<'a> Run<'a> {
             Some(format!("ledger: {} = phase claimed", ledger::RUN_TAG)),
         );
         Ok(())
+    }
+
+    /// Refreshes this invocation's claim when a third of the heartbeat timeout has passed.
+    async fn heartbeat(&mut self) {
+        if !self.claimed || self.last_heartbeat.elapsed() < self.s.heartbeat_timeout / 3 {
+            return;
+        }
+        match self.write_tags(&[self.claim_tags()]).await {
+            Ok(()) => self.last_heartbeat = Instant::now(),
+            Err(e) => tracing::warn!(error = %e, "could not refresh the claim's heartbeat"),
+        }
     }
 
     /// Runs the phases from where the record is.
@@ -980,6 +1034,7 @@ impl<'a> Run<'a> {
             if Instant::now() >= until {
                 return Err(self.timed_out("the instance did not reach Stopped in time", budget));
             }
+            self.heartbeat().await;
             tokio::time::sleep(pause).await;
             pause = self.s.poll.next(pause);
         }
@@ -1028,6 +1083,7 @@ impl<'a> Run<'a> {
                 match inst.status.as_str() {
                     "Stopped" => {}
                     "Stopping" => {
+                        self.heartbeat().await;
                         tokio::time::sleep(pause).await;
                         pause = self.s.poll.next(pause);
                         continue;
@@ -1099,6 +1155,7 @@ impl<'a> Run<'a> {
                 );
                 return Err(h);
             }
+            self.heartbeat().await;
             tokio::time::sleep(pause).await;
             pause = self.s.poll.next(pause);
         };
@@ -1162,6 +1219,7 @@ impl<'a> Run<'a> {
             if Instant::now() >= until {
                 return Err(self.timed_out("the reset did not finish in time", budget));
             }
+            self.heartbeat().await;
             tokio::time::sleep(pause).await;
             pause = self.s.poll.next(pause);
         }
@@ -1222,6 +1280,7 @@ impl<'a> Run<'a> {
             if Instant::now() >= until {
                 return Err(self.timed_out("the instance did not reach Running in time", budget));
             }
+            self.heartbeat().await;
             tokio::time::sleep(pause).await;
             pause = self.s.poll.next(pause);
         }

@@ -24,6 +24,9 @@ pub struct Settings {
     /// A run that has not written its ledger for this long is taken to be dead. Longer than the
     /// longest invocation (Lambda: 15 minutes).
     pub lease: Duration,
+    /// An invocation's claim is live while its heartbeat is younger than this; a run refreshes
+    /// it at every phase and at least every third of it while waiting.
+    pub heartbeat_timeout: Duration,
     pub stop_timeout: Duration,
     pub reset_timeout: Duration,
     pub start_timeout: Duration,
@@ -42,6 +45,7 @@ impl Default for Settings {
             require_tag: Some(("ecs-rollback".into(), "enabled".into())),
             cooldown: Duration::from_secs(1800),
             lease: Duration::from_secs(1200),
+            heartbeat_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(300),
             reset_timeout: Duration::from_secs(1800),
             start_timeout: Duration::from_secs(300),
@@ -64,6 +68,7 @@ impl Settings {
             stop_timeout: Duration::from_secs(5),
             reset_timeout: Duration::from_secs(5),
             start_timeout: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(1),
             poll: Poll {
                 initial: Duration::from_millis(5),
                 max: Duration::from_millis(40),
@@ -129,6 +134,10 @@ impl Settings {
             Ok(())
         };
         millis("ECS_ROLLBACK_POLL_INITIAL_MS", &mut base.poll.initial)?;
+        millis(
+            "ECS_ROLLBACK_HEARTBEAT_TIMEOUT_MS",
+            &mut base.heartbeat_timeout,
+        )?;
         millis("ECS_ROLLBACK_POLL_MAX_MS", &mut base.poll.max)?;
         if base.poll.max < base.poll.initial {
             base.poll.max = base.poll.initial;

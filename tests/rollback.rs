@@ -656,6 +656,74 @@ async fn a_second_key_racing_for_the_disk() {
 }
 
 #[tokio::test]
+async fn two_invocations_of_one_key_racing_for_the_disk() {
+    for round in 0..3 {
+        let b = bench().await;
+        let event = web(json!({"idempotencyKey": format!("twin-{round}")}));
+        let (x, y) = tokio::join!(b.run(event.clone()), b.run(event.clone()));
+        let outcomes = [x.outcome, y.outcome];
+        assert!(outcomes.contains(&Outcome::Succeeded), "{x:?} {y:?}");
+        let other = if x.outcome == Outcome::Succeeded {
+            &y
+        } else {
+            &x
+        };
+        match other.outcome {
+            Outcome::Duplicate => {}
+            Outcome::Rejected | Outcome::Failed => {
+                let e = other.error.as_ref().expect("error");
+                assert_eq!(e.code, "RollbackInProgress");
+                assert!(e.retryable);
+            }
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(b.disk(WEB_SYS)["resets"], 1, "{:?}", b.changes());
+        assert_eq!(
+            b.sim.call_counts()["ResetDisk"],
+            1,
+            "the twin never called ResetDisk"
+        );
+        assert_eq!(b.status(WEB), "Running");
+        assert_safe(&b.changes(), WEB_SYS);
+        // The twin, delivered again, is a duplicate.
+        assert_eq!(b.run(event).await.outcome, Outcome::Duplicate);
+    }
+    // A twin that arrives while the first is part-way reads "resume" and must still yield.
+    for wait_for in ["StopInstance", "ResetDisk"] {
+        let b = bench_with(
+            Scenario {
+                timings: Timings {
+                    stop_ms: 200,
+                    reset_ms: 300,
+                    ..Timings::fast()
+                },
+                ..Default::default()
+            },
+            Settings::fast(),
+        )
+        .await;
+        let event = web(json!({"idempotencyKey": format!("late-twin-{wait_for}")}));
+        let sim = b.sim.clone();
+        let late = async {
+            while !sim.events().iter().any(|e| e.action == wait_for) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            b.run(event.clone()).await
+        };
+        let (first, twin) = tokio::join!(b.run(event.clone()), late);
+        assert_eq!(first.outcome, Outcome::Succeeded, "{:?}", first.error);
+        assert_ne!(twin.outcome, Outcome::Succeeded, "{twin:?}");
+        assert_eq!(
+            twin.error.as_ref().map(|e| e.code.as_str()),
+            Some("RollbackInProgress")
+        );
+        assert_eq!(b.sim.call_counts()["ResetDisk"], 1);
+        assert_eq!(b.sim.call_counts()["StopInstance"], 1);
+        assert_safe(&b.changes(), WEB_SYS);
+    }
+}
+
+#[tokio::test]
 async fn the_cooldown_guards_against_alert_loops() {
     let b = bench().await;
     assert_eq!(
@@ -706,7 +774,13 @@ async fn the_cooldown_guards_against_alert_loops() {
 #[tokio::test]
 async fn a_run_killed_at_each_step_resumes_safely() {
     // A full run applies 12 changes (tags included); kill it after each of them in turn.
-    for kill_after in 1..=12 {
+    let full = {
+        let b = bench().await;
+        assert_eq!(b.run(web(json!({}))).await.outcome, Outcome::Succeeded);
+        b.changes().len()
+    };
+    assert!(full >= 10, "{full} changes in a full run");
+    for kill_after in 1..=full {
         let b = bench().await;
         let handler = &b.handler;
         let event = web(json!({}));
@@ -720,15 +794,18 @@ async fn a_run_killed_at_each_step_resumes_safely() {
                 }
             } => {}
         }
-        // The first run is gone, mid-step. Run the same request again until it finishes.
+        // The first run is gone, mid-step. Run the same request again until it finishes, as a
+        // redelivery would (its dead claim holds the disk until its heartbeat times out).
         let mut last = None;
-        for _ in 0..3 {
+        for _ in 0..40 {
             let r = b.run(event.clone()).await;
             let done = matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate);
+            let retry = r.error.as_ref().is_some_and(|e| e.retryable);
             last = Some(r);
-            if done {
+            if done || !retry {
                 break;
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let r = last.expect("ran");
         assert!(

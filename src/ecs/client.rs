@@ -35,6 +35,65 @@ const MAX_PAGES: usize = 1000;
 /// Renew assumed-role credentials this long before they expire.
 const CREDENTIAL_MARGIN: Duration = Duration::from_secs(180);
 
+/// Every ECS action the client can call. The RAM policy in the README grants exactly these
+/// (`tests/least_privilege.rs` compares them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    DescribeInstances,
+    DescribeDisks,
+    DescribeSnapshots,
+    StopInstance,
+    StartInstance,
+    ResetDisk,
+    TagResources,
+    UntagResources,
+    ListTagResources,
+}
+
+impl Action {
+    pub const ALL: [Action; 9] = [
+        Action::DescribeInstances,
+        Action::DescribeDisks,
+        Action::DescribeSnapshots,
+        Action::StopInstance,
+        Action::StartInstance,
+        Action::ResetDisk,
+        Action::TagResources,
+        Action::UntagResources,
+        Action::ListTagResources,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::DescribeInstances => "DescribeInstances",
+            Action::DescribeDisks => "DescribeDisks",
+            Action::DescribeSnapshots => "DescribeSnapshots",
+            Action::StopInstance => "StopInstance",
+            Action::StartInstance => "StartInstance",
+            Action::ResetDisk => "ResetDisk",
+            Action::TagResources => "TagResources",
+            Action::UntagResources => "UntagResources",
+            Action::ListTagResources => "ListTagResources",
+        }
+    }
+
+    /// Its place in [`Action::ALL`]; the match makes a new variant fail to compile until listed.
+    #[cfg(test)]
+    const fn index(self) -> usize {
+        match self {
+            Action::DescribeInstances => 0,
+            Action::DescribeDisks => 1,
+            Action::DescribeSnapshots => 2,
+            Action::StopInstance => 3,
+            Action::StartInstance => 4,
+            Action::ResetDisk => 5,
+            Action::TagResources => 6,
+            Action::UntagResources => 7,
+            Action::ListTagResources => 8,
+        }
+    }
+}
+
 /// Whether a call changes state: decides what the retry loop may repeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallKind {
@@ -267,10 +326,11 @@ impl EcsClient {
     pub async fn call<T: DeserializeOwned>(
         &self,
         region: &str,
-        action: &str,
+        action: Action,
         params: Params,
         kind: CallKind,
     ) -> Result<T, EcsError> {
+        let action = action.as_str();
         let base = self
             .endpoint
             .url_for(region)
@@ -423,7 +483,7 @@ impl EcsClient {
     async fn paginate<P, T>(
         &self,
         region: &str,
-        action: &str,
+        action: Action,
         page_params: Params,
         items: fn(P) -> (String, Vec<T>),
     ) -> Result<Vec<T>, EcsError>
@@ -445,7 +505,7 @@ impl EcsClient {
             }
             if next == token {
                 return Err(EcsError::transport(
-                    action,
+                    action.as_str(),
                     ErrorKind::Decode,
                     "NextToken did not advance".into(),
                 ));
@@ -453,7 +513,7 @@ impl EcsClient {
             token = next;
         }
         Err(EcsError::transport(
-            action,
+            action.as_str(),
             ErrorKind::Decode,
             format!("more than {MAX_PAGES} pages"),
         ))
@@ -489,7 +549,7 @@ impl EcsClient {
             }
             self.paginate(
                 region,
-                "DescribeInstances",
+                Action::DescribeInstances,
                 params,
                 |pg: DescribeInstancesPage| (pg.next_token, pg.instances.instance),
             )
@@ -506,9 +566,12 @@ impl EcsClient {
             if let Some(t) = &q.disk_type {
                 params.push(p("DiskType", t));
             }
-            self.paginate(region, "DescribeDisks", params, |pg: DescribeDisksPage| {
-                (pg.next_token, pg.disks.disk)
-            })
+            self.paginate(
+                region,
+                Action::DescribeDisks,
+                params,
+                |pg: DescribeDisksPage| (pg.next_token, pg.disks.disk),
+            )
         })
         .await
     }
@@ -531,7 +594,7 @@ impl EcsClient {
             }
             self.paginate(
                 region,
-                "DescribeSnapshots",
+                Action::DescribeSnapshots,
                 params,
                 |pg: DescribeSnapshotsPage| (pg.next_token, pg.snapshots.snapshot),
             )
@@ -544,7 +607,7 @@ impl EcsClient {
     async fn act(
         &self,
         region: &str,
-        action: &str,
+        action: Action,
         mut params: Params,
         dry_run: bool,
     ) -> Result<Ack, EcsError> {
@@ -556,7 +619,7 @@ impl EcsClient {
             Ok(ack) if dry_run => Err(EcsError {
                 may_have_applied: true,
                 ..EcsError::transport(
-                    action,
+                    action.as_str(),
                     ErrorKind::Decode,
                     format!(
                         "the server answered a DryRun with success (RequestId {}): it may have applied it",
@@ -584,7 +647,8 @@ impl EcsClient {
             p("ForceStop", o.force_stop.to_string()),
             p("StoppedMode", o.stopped_mode.as_str()),
         ];
-        self.act(region, "StopInstance", params, o.dry_run).await
+        self.act(region, Action::StopInstance, params, o.dry_run)
+            .await
     }
 
     pub async fn start_instance(
@@ -594,7 +658,8 @@ impl EcsClient {
         dry_run: bool,
     ) -> Result<Ack, EcsError> {
         let params = vec![p("InstanceId", instance_id)];
-        self.act(region, "StartInstance", params, dry_run).await
+        self.act(region, Action::StartInstance, params, dry_run)
+            .await
     }
 
     pub async fn reset_disk(
@@ -605,7 +670,7 @@ impl EcsClient {
         dry_run: bool,
     ) -> Result<Ack, EcsError> {
         let params = vec![p("DiskId", disk_id), p("SnapshotId", snapshot_id)];
-        self.act(region, "ResetDisk", params, dry_run).await
+        self.act(region, Action::ResetDisk, params, dry_run).await
     }
 
     pub async fn tag_resources(
@@ -626,7 +691,7 @@ impl EcsClient {
             params.push(p(format!("ResourceId.{}", i + 1), id));
         }
         tag_params(&mut params, "Tag", tags);
-        self.act(region, "TagResources", params, false).await
+        self.act(region, Action::TagResources, params, false).await
     }
 
     pub async fn untag_resources(
@@ -649,7 +714,8 @@ impl EcsClient {
         for (i, k) in keys.iter().enumerate() {
             params.push(p(format!("TagKey.{}", i + 1), k));
         }
-        self.act(region, "UntagResources", params, false).await
+        self.act(region, Action::UntagResources, params, false)
+            .await
     }
 
     pub async fn list_tag_resources(
@@ -667,7 +733,7 @@ impl EcsClient {
             out.extend(
                 self.paginate(
                     region,
-                    "ListTagResources",
+                    Action::ListTagResources,
                     params,
                     |pg: ListTagResourcesPage| (pg.next_token, pg.tag_resources.tag_resource),
                 )
@@ -680,7 +746,14 @@ impl EcsClient {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_token;
+    use super::{redact_token, Action};
+
+    #[test]
+    fn all_actions_are_listed_once() {
+        for (i, a) in Action::ALL.iter().enumerate() {
+            assert_eq!(a.index(), i, "{a:?}");
+        }
+    }
 
     #[test]
     fn the_token_is_cut_out_of_a_quoted_string_to_sign() {

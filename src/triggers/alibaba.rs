@@ -113,7 +113,7 @@ pub fn cms_mns(event: &Value, region: Option<String>) -> Vec<Job> {
     let resources: Value = event
         .get("resources")
         .and_then(Value::as_str)
-        .and_then(|s| serde_json::from_str(s).ok())
+        .and_then(|s| crate::strict_json::from_str(s).ok())
         .or_else(|| event.get("resources").filter(|r| r.is_object()).cloned())
         .unwrap_or(Value::Null);
     let instance = text(&resources, "instanceId")
@@ -228,7 +228,7 @@ pub fn cloud_event(event: &Value, ctx: &Context) -> Vec<Job> {
                 "an MNS message without a body",
             )];
         };
-        let inner: Value = match serde_json::from_str(body) {
+        let inner: Value = match crate::strict_json::from_str(body) {
             Ok(v) => v,
             Err(e) => {
                 return vec![Job::invalid(
@@ -313,7 +313,7 @@ pub fn fc_timer(event: &Value, _ctx: &Context) -> Vec<Job> {
         id: format!("{name}|{when}"),
         time: parse_when(event.get("triggerTime")),
     };
-    let payload: Value = match str_at(event, &["payload"]).map(serde_json::from_str) {
+    let payload: Value = match str_at(event, &["payload"]).map(crate::strict_json::from_str) {
         Some(Ok(v)) => v,
         Some(Err(e)) => return vec![Job::invalid(trigger, "payload", format!("not JSON: {e}"))],
         None => {

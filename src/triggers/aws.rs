@@ -55,7 +55,7 @@ pub fn sqs_record(record: &Value) -> Job {
     let Some(body) = str_at(record, &["body"]) else {
         return Job::invalid(trigger, "body", "an SQS record without a body");
     };
-    match serde_json::from_str::<Value>(body) {
+    match crate::strict_json::from_str(body) {
         Ok(v) => {
             let mut jobs = direct(&v, trigger.clone());
             match (jobs.pop(), jobs.is_empty()) {
@@ -99,7 +99,7 @@ pub fn sns(event: &Value) -> Vec<Job> {
                     "an SNS record without a message",
                 )];
             };
-            match serde_json::from_str::<Value>(message) {
+            match crate::strict_json::from_str(message) {
                 Ok(m) if m.get("AlarmName").is_some() && m.get("NewStateValue").is_some() => {
                     vec![cloudwatch_alarm(&m, trigger)]
                 }
@@ -128,7 +128,7 @@ fn cloudwatch_alarm(m: &Value, mut trigger: Trigger) -> Job {
         return Job::ignored(trigger, format!("alarm {name} is {state}, not ALARM"));
     }
     if let Some(desc) = str_at(m, &["AlarmDescription"]) {
-        if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(desc) {
+        if let Ok(v @ Value::Object(_)) = crate::strict_json::from_str(desc) {
             return Job::request(trigger, v);
         }
     }

@@ -191,7 +191,7 @@ pub fn body_event(req: &HttpRequest) -> Result<Value, String> {
         }
         return Ok(Value::Object(m));
     }
-    serde_json::from_str(text).map_err(|e| format!("the body is not JSON: {e}"))
+    crate::strict_json::from_str(text).map_err(|e| format!("the body is not JSON: {e}"))
 }
 
 #[cfg(test)]
