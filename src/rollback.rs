@@ -457,6 +457,9 @@ impl<'a> Run<'a> {
             Decision::Resume(record) => {
                 self.target.snapshot_id = Some(record.snapshot.clone());
                 self.record = Some(record.clone());
+                // A twin of this key may be running right now: contest the disk like anyone
+                // else before acting (the failure path below acts too).
+                self.take_claim().await?;
                 if let Err(h) = self.resume_checks(&seen, &record) {
                     self.step(
                         "preflight",
