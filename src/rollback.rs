@@ -819,7 +819,7 @@ impl<'a> Run<'a> {
         loop {
             attempt += 1;
             let tag = self.claim_tags();
-            self.write_tags(&[tag.clone()])
+            self.write_tags(std::slice::from_ref(&tag))
                 .await
                 .map_err(|e| refuse_ledger(&e))?;
             self.claimed = true;
