@@ -25,6 +25,8 @@ use crate::settings::Settings;
 
 /// Margin kept before a deadline: the run must still write its ledger and report.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+/// Tries of one idempotent ledger operation (a tag write or removal).
+const LEDGER_ATTEMPTS: u32 = 10;
 
 /// Runs rollbacks with one client and one set of settings.
 pub struct Rollback<'a> {
@@ -315,6 +317,27 @@ impl<'a> Run<'a> {
                     false,
                 ),
             })
+    }
+
+    /// Reads the instance inside a wait: a failure a retry can fix only costs one poll
+    /// (`Ok(None)`: it slept, read again), until the wait's end.
+    async fn poll_instance(
+        &mut self,
+        id: &str,
+        until: Instant,
+        pause: &mut Duration,
+    ) -> Res<Option<Instance>> {
+        match self.read_instance(id).await {
+            Ok(i) => Ok(Some(i)),
+            Err(h) if h.error.retryable && Instant::now() < until => {
+                tracing::warn!(error = %h.error.message, "reading the instance failed; waiting, then reading again");
+                self.heartbeat().await;
+                tokio::time::sleep(*pause).await;
+                *pause = self.s.poll.next(*pause);
+                Ok(None)
+            }
+            Err(h) => Err(h),
+        }
     }
 
     /// Before this run holds the disk, a failure is a rejection: nothing was touched.
@@ -730,50 +753,63 @@ impl<'a> Run<'a> {
 
     // ---- the ledger -----------------------------------------------------------------
 
-    /// Writes tags on the disk. A tag write is idempotent, so a lost answer is simply repeated.
-    async fn write_tags(&self, tags: &[(String, String)]) -> Result<(), EcsError> {
-        let disk = vec![self.disk_id()];
+    /// Runs an idempotent ledger operation (writing or removing tags), repeating it with
+    /// backoff when its answer was lost or refused for a reason a retry can fix.
+    async fn idempotent<F, Fut>(&self, what: &str, op: F) -> Result<(), EcsError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<crate::ecs::model::Ack, EcsError>>,
+    {
+        let mut pause = self.s.poll.initial;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self
-                .ecs
-                .tag_resources(&self.region, "disk", &disk, tags)
-                .await
-            {
+            match op().await {
                 Ok(_) => return Ok(()),
-                Err(e)
-                    if (e.is_retryable() || e.may_have_applied)
-                        && attempt < self.s.step_attempts =>
-                {
-                    tracing::warn!(error = %e, attempt, "ledger write failed; repeating it");
-                    tokio::time::sleep(self.s.poll.initial * attempt).await;
+                Err(e) if (e.is_retryable() || e.may_have_applied) && attempt < LEDGER_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, what, "ledger operation failed; repeating it");
+                    tokio::time::sleep(pause).await;
+                    pause = self.s.poll.next(pause);
                 }
                 Err(e) => return Err(e),
             }
         }
     }
 
-    async fn remove_tag(&self, key: &str) {
+    /// Writes tags on the disk.
+    async fn write_tags(&self, tags: &[(String, String)]) -> Result<(), EcsError> {
         let disk = vec![self.disk_id()];
-        if let Err(e) = self
-            .ecs
-            .untag_resources(&self.region, "disk", &disk, &[key.to_owned()])
-            .await
-        {
-            tracing::warn!(error = %e, tag = key, "could not remove a ledger tag; it expires with the lease");
+        self.idempotent("write", || {
+            self.ecs.tag_resources(&self.region, "disk", &disk, tags)
+        })
+        .await
+    }
+
+    /// Removes tags from the disk (best effort: a claim left behind goes stale by itself).
+    async fn remove_tags(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
         }
+        let disk = vec![self.disk_id()];
+        for chunk in keys.chunks(20) {
+            let result = self
+                .idempotent("remove", || {
+                    self.ecs.untag_resources(&self.region, "disk", &disk, chunk)
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, tags = ?chunk, "could not remove ledger tags; a claim goes stale by itself");
+            }
+        }
+    }
+
+    async fn remove_tag(&self, key: &str) {
+        self.remove_tags(&[key.to_owned()]).await;
     }
 
     /// Records the phase before the call it announces. If the write fails, the call is not made.
     async fn set_phase(&mut self, phase: Phase) -> Res<()> {
-        let Some(mut record) = self.record.clone() else {
-            return Err(Halt::fail(ErrorInfo::new(
-                "Internal",
-                "no run record",
-                false,
-            )));
-        };
+        let mut record = self.record()?;
         record.phase = phase;
         record.since = unix(Utc::now());
         // The phase write doubles as the claim's heartbeat.
@@ -812,6 +848,19 @@ impl<'a> Run<'a> {
     /// again, which makes it likely that one gets through. The claim stays for the whole run,
     /// refreshed as a heartbeat, and is removed when the run ends.
     async fn take_claim(&mut self) -> Res<()> {
+        // A run that already holds the disk (a resume) must never give up for good here: its
+        // instance may be stopped. Whatever goes wrong, the next delivery tries again.
+        let resuming = self.record.is_some();
+        self.contest().await.map_err(|mut h| {
+            if resuming {
+                h.outcome = Outcome::Failed;
+                h.error.retryable = true;
+            }
+            h
+        })
+    }
+
+    async fn contest(&mut self) -> Res<()> {
         const ATTEMPTS: u32 = 4;
         let lease = self.s.lease.as_secs() as i64;
         let beat = self.s.heartbeat_timeout.as_secs().max(1) as i64;
@@ -836,6 +885,16 @@ impl<'a> Run<'a> {
                 tags.iter()
                     .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
             );
+            // Claims of invocations that died (or could not remove theirs) are cleared away,
+            // so they never fill the disk's 20 tags.
+            let now = unix(Utc::now());
+            let stale: Vec<String> = seen
+                .claims
+                .iter()
+                .filter(|c| c.invocation != self.invocation && now - c.at > beat)
+                .map(|c| ledger::claim_tag(&c.invocation))
+                .collect();
+            self.remove_tags(&stale).await;
             // An abandoned run being taken over is outside the lease, so it does not count here.
             let Some(other) = ledger::contested(
                 &seen,
@@ -984,7 +1043,9 @@ impl<'a> Run<'a> {
         let until = Instant::now() + budget;
         let mut pause = self.s.poll.initial;
         loop {
-            let inst = self.read_instance(&iid).await?;
+            let Some(inst) = self.poll_instance(&iid, until, &mut pause).await? else {
+                continue;
+            };
             match inst.status.as_str() {
                 "Stopped" => break,
                 "Running" => {
@@ -1082,7 +1143,9 @@ impl<'a> Run<'a> {
         let accepted_id = loop {
             // The guard: ResetDisk only right after a read shows the instance Stopped.
             if let Some(iid) = self.instance_id() {
-                let inst = self.read_instance(&iid).await?;
+                let Some(inst) = self.poll_instance(&iid, until, &mut pause).await? else {
+                    continue;
+                };
                 match inst.status.as_str() {
                     "Stopped" => {}
                     "Stopping" => {
@@ -1248,7 +1311,9 @@ impl<'a> Run<'a> {
         let mut pause = self.s.poll.initial;
         let mut request_id = None;
         loop {
-            let inst = self.read_instance(iid).await?;
+            let Some(inst) = self.poll_instance(iid, until, &mut pause).await? else {
+                continue;
+            };
             match inst.status.as_str() {
                 "Running" => break,
                 "Stopped" => match self.ecs.start_instance(&self.region, iid, false).await {
@@ -1322,10 +1387,26 @@ impl<'a> Run<'a> {
         record.phase = phase;
         record.since = now;
         record.failure = failure.map(str::to_owned);
-        let disk = self.read_disk(&self.disk_id()).await.ok();
+        // The history must be read before it is rewritten: a failed read never becomes an
+        // empty history (that would forget the cooldown and the keys that finished).
+        let mut attempt = 0;
+        let disk = loop {
+            attempt += 1;
+            match self.read_disk(&self.disk_id()).await {
+                Ok(d) => break d,
+                Err(h) if h.error.retryable && attempt < LEDGER_ATTEMPTS => {
+                    tokio::time::sleep(self.s.poll.initial * attempt).await;
+                }
+                Err(mut h) => {
+                    h.error.code = "LedgerWriteFailed".into();
+                    h.error.retryable = true;
+                    return Err(h);
+                }
+            }
+        };
         let mut history = disk
-            .as_ref()
-            .and_then(|d| d.tags.get(ledger::HISTORY_TAG))
+            .tags
+            .get(ledger::HISTORY_TAG)
             .map(History::decode)
             .unwrap_or_default();
         history.push(&self.digest, phase == Phase::Failed, now);

@@ -204,6 +204,7 @@ fn exercise(v: &Value) {
         let auth = webhook::WebhookAuth {
             secret: Some(ecs_rollback::ecs::credentials::Secret::new("s")),
             token: Some(ecs_rollback::ecs::credentials::Secret::new("t")),
+            seen: Default::default(),
         };
         let _ = webhook::authenticate(&req, &auth, 1_800_000_000);
         let _ = webhook::body_event(&req);

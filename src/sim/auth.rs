@@ -82,6 +82,8 @@ pub struct KeyEntry {
 #[derive(Default)]
 pub struct Gateway {
     pub keys: HashMap<String, KeyEntry>,
+    /// Signatures received, for tests that look for them where they must not be.
+    pub signatures: std::collections::VecDeque<String>,
     nonces: HashMap<String, DateTime<Utc>>,
     pub skew_limit_secs: i64,
 }
@@ -120,6 +122,10 @@ impl Gateway {
         };
         let ak = get("AccessKeyId").ok_or_else(|| missing("AccessKeyId"))?;
         let signature = get("Signature").ok_or_else(|| missing("Signature"))?;
+        if self.signatures.len() >= 10_000 {
+            self.signatures.pop_front();
+        }
+        self.signatures.push_back(signature.to_owned());
         let nonce = get("SignatureNonce").ok_or_else(|| missing("SignatureNonce"))?;
         let ts = get("Timestamp").ok_or_else(|| missing("Timestamp"))?;
         get("Action").ok_or_else(|| missing("Action"))?;

@@ -75,11 +75,28 @@ pub fn throttled() -> ApiError {
     )
 }
 
+/// How many faults of each kind were injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultStats {
+    pub throttled: u64,
+    pub errors: u64,
+    pub slowed: u64,
+    pub dropped: u64,
+}
+
+impl FaultStats {
+    pub fn total(&self) -> u64 {
+        self.throttled + self.errors + self.slowed + self.dropped
+    }
+}
+
 /// Decides the fate of each call.
 pub struct Injector {
     pub faults: Faults,
     rng: fastrand::Rng,
     counts: HashMap<String, u32>,
+    pub stats: FaultStats,
 }
 
 impl Injector {
@@ -89,6 +106,7 @@ impl Injector {
             faults,
             rng,
             counts: HashMap::new(),
+            stats: FaultStats::default(),
         }
     }
 
@@ -104,6 +122,18 @@ impl Injector {
     }
 
     pub fn decide(&mut self, action: &str) -> Fate {
+        let fate = self.fate(action);
+        match &fate.refuse {
+            Some(e) if e.code.starts_with("Throttling") => self.stats.throttled += 1,
+            Some(_) => self.stats.errors += 1,
+            None => {}
+        }
+        self.stats.dropped += u64::from(fate.drop);
+        self.stats.slowed += u64::from(!fate.delay.is_zero());
+        fate
+    }
+
+    fn fate(&mut self, action: &str) -> Fate {
         let n = {
             let c = self.counts.entry(action.to_owned()).or_insert(0);
             *c += 1;

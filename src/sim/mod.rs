@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::ecs::{HttpRequest, HttpResponse, Transport, TransportError};
-pub use faults::{FaultKind, Faults, ScriptedFault};
+pub use faults::{FaultKind, FaultStats, Faults, ScriptedFault};
 pub use world::{default_fleet, Event, FleetSpec, Timings};
 
 /// The access key the simulator accepts unless a scenario names another.
@@ -52,6 +52,8 @@ impl ApiError {
 pub struct Scenario {
     pub access_key_id: String,
     pub access_key_secret: String,
+    /// When set, the key is temporary: every request must carry this `SecurityToken`.
+    pub security_token: Option<String>,
     pub timings: Timings,
     pub faults: Faults,
     /// The fleet; absent means [`default_fleet`].
@@ -65,6 +67,7 @@ impl Default for Scenario {
         Self {
             access_key_id: SIM_ACCESS_KEY_ID.into(),
             access_key_secret: SIM_ACCESS_KEY_SECRET.into(),
+            security_token: None,
             timings: Timings::default(),
             faults: Faults::default(),
             fleet: None,
@@ -101,10 +104,16 @@ impl Simulator {
         let fleet = scenario.fleet.clone().unwrap_or_else(default_fleet);
         let mut world = world::World::new(&fleet, scenario.timings.clone())?;
         world.max_tags = scenario.max_tags;
+        let mut gateway = auth::Gateway::new(&scenario.access_key_id, &scenario.access_key_secret);
+        if let Some(token) = &scenario.security_token {
+            if let Some(k) = gateway.keys.get_mut(&scenario.access_key_id) {
+                k.token = Some(token.clone());
+            }
+        }
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner {
                 world,
-                gateway: auth::Gateway::new(&scenario.access_key_id, &scenario.access_key_secret),
+                gateway,
                 injector: faults::Injector::new(scenario.faults),
             })),
         })
@@ -204,6 +213,16 @@ impl Simulator {
     /// counts carry on (scripted faults count from the simulator's start).
     pub fn set_faults(&self, faults: Faults) {
         self.lock().injector.replace(faults);
+    }
+
+    /// Faults injected so far.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.lock().injector.stats
+    }
+
+    /// Every `Signature` the gateway received (the last 10 000).
+    pub fn signatures_seen(&self) -> Vec<String> {
+        self.lock().gateway.signatures.iter().cloned().collect()
     }
 
     /// Calls of each action that passed the gateway.

@@ -22,10 +22,17 @@ pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 /// Bodies larger than this are refused before they are read as JSON.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// Signatures accepted in the last tolerance window, at most this many remembered.
+const REPLAY_MEMORY: usize = 10_000;
+
 #[derive(Clone, Debug, Default)]
 pub struct WebhookAuth {
     pub secret: Option<Secret>,
     pub token: Option<Secret>,
+    /// Signatures accepted within the tolerance window, refused if seen again. Per process: in
+    /// Lambda a warm container remembers; across containers, the idempotency key makes a
+    /// replayed request a `duplicate`.
+    pub seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 impl WebhookAuth {
@@ -39,6 +46,7 @@ impl WebhookAuth {
         Self {
             secret: get("ECS_ROLLBACK_WEBHOOK_SECRET"),
             token: get("ECS_ROLLBACK_WEBHOOK_TOKEN"),
+            seen: Default::default(),
         }
     }
 }
@@ -154,9 +162,18 @@ pub fn authenticate(req: &HttpRequest, auth: &WebhookAuth, now: i64) -> Result<(
         mac.update(ts.to_string().as_bytes());
         mac.update(b".");
         mac.update(&req.body);
-        return mac
-            .verify_slice(&given)
-            .map_err(|_| "X-Rollback-Signature does not match the body".to_owned());
+        mac.verify_slice(&given)
+            .map_err(|_| "X-Rollback-Signature does not match the body".to_owned())?;
+        let mut seen = auth.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, at| (now - *at).abs() <= SIGNATURE_TOLERANCE_SECS);
+        if seen.contains_key(sig.trim()) {
+            return Err("this signed request was already received (replay)".into());
+        }
+        if seen.len() >= REPLAY_MEMORY {
+            seen.clear();
+        }
+        seen.insert(sig.trim().to_owned(), ts);
+        return Ok(());
     }
     if let (Some(token), Some(header)) = (&auth.token, req.header("authorization")) {
         let given = header.trim().strip_prefix("Bearer ").unwrap_or("").trim();
@@ -207,6 +224,7 @@ mod tests {
         WebhookAuth {
             secret: Some(Secret::new("s3cret")),
             token: Some(Secret::new("tok-123")),
+            seen: Default::default(),
         }
     }
 
@@ -219,7 +237,9 @@ mod tests {
             json!({"X-Rollback-Timestamp": now.to_string(), "X-Rollback-Signature": sig}),
             body,
         );
-        assert_eq!(authenticate(&good, &auth(), now + 10), Ok(()));
+        let a = auth();
+        assert_eq!(authenticate(&good, &a, now + 10), Ok(()));
+        assert!(authenticate(&good, &a, now + 20).is_err(), "replayed");
         assert!(authenticate(&good, &auth(), now + 301).is_err(), "expired");
         let tampered = req(
             json!({"x-rollback-timestamp": now.to_string(), "x-rollback-signature": sig}),
