@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::ecs::{
     ClientConfig, CredentialSource, Credentials, EcsClient, ReqwestTransport, RetryConfig,
 };
-use crate::handler::{Handler, Reply};
+use crate::handler::{Handler, Shape};
 use crate::settings::{Poll, Settings};
 use crate::sim::{self, Scenario, SimTransport, Simulator};
 use crate::triggers::webhook::WebhookAuth;
@@ -265,17 +265,21 @@ async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
         }
     };
     let reply = handler.handle(&event, None).await;
-    match &reply {
-        Reply::Http { status, .. } => eprintln!("ecs-rollback invoke: HTTP {status}"),
-        Reply::Sqs { failures, .. } => {
+    match &reply.shape {
+        Shape::Http { status } => eprintln!("ecs-rollback invoke: HTTP {status}"),
+        Shape::Sqs { failures } => {
             eprintln!("ecs-rollback invoke: batchItemFailures {failures:?}")
         }
-        Reply::Results(_) => {}
+        Shape::Results => {}
     }
     let mut all_ok = true;
     for r in reply.reports() {
         all_ok &= r.outcome.is_ok();
         println!("{}", r.to_cloud_event());
+    }
+    // A drill's summary comes after its targets' results.
+    for s in &reply.summaries {
+        println!("{s}");
     }
     if all_ok {
         ExitCode::SUCCESS

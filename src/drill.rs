@@ -1,21 +1,27 @@
-//! Recovery drills: a scheduled event names a set of targets, and each becomes an ordinary
-//! rollback request whose idempotency key is derived from the drill's name, its scheduled time
-//! and the target, so a redelivered schedule never drills a target twice.
+//! Recovery drills: a scheduled event names a set of targets (explicit, or a tag selector), and
+//! each becomes an ordinary rollback request whose idempotency key is derived from the drill's
+//! name, its scheduled time and the target, so a redelivered schedule never drills a target
+//! twice. `concurrency` bounds how many run at once; once more than `maxErrors` have failed, no
+//! new target starts (running ones finish). The drill ends with a summary event.
 //!
 //! ```json
 //! {"drill": {"name": "weekly", "regionId": "cn-hangzhou",
-//!            "targets": [{"instanceId": "i-…"}, {"diskId": "d-…", "snapshot": {"tag": {"key": "golden"}}}],
+//!            "targets": [{"instanceId": "i-…"}, {"diskId": "d-…"}],
+//!            "selector": {"tags": {"drill": "weekly"}, "resource": "instance"},
 //!            "snapshot": {"tag": {"key": "golden", "value": "true"}}, "startAfterReset": true,
-//!            "concurrency": 10, "rtoSeconds": 600},
+//!            "concurrency": 10, "maxErrors": "10%", "rtoSeconds": 600},
 //!  "scheduledTime": "2026-11-29T03:00:00Z"}
 //! ```
-//! `regionId`, `snapshot`, `dryRun`, `forceStop` and `startAfterReset` at the drill level are
-//! defaults for every target.
+//! `regionId`, `snapshot`, `dryRun`, `forceStop`, `startAfterReset` and `reason` at the drill
+//! level are defaults for every target. Pure: the selector is resolved by the handler.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
+use crate::report::{Outcome, Report};
 use crate::request::{InvalidRequest, Trigger};
 
 /// Targets in one drill, at most.
@@ -23,63 +29,146 @@ pub const MAX_TARGETS: usize = 500;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DrillSpec {
-    pub name: String,
-    pub targets: Vec<Map<String, Value>>,
+struct DrillSpec {
+    name: String,
     #[serde(default)]
-    pub region_id: Option<String>,
+    targets: Vec<Map<String, Value>>,
     #[serde(default)]
-    pub snapshot: Option<Value>,
+    selector: Option<Selector>,
     #[serde(default)]
-    pub dry_run: Option<bool>,
+    region_id: Option<String>,
     #[serde(default)]
-    pub force_stop: Option<bool>,
+    snapshot: Option<Value>,
     #[serde(default)]
-    pub start_after_reset: Option<bool>,
+    dry_run: Option<bool>,
     #[serde(default)]
-    pub concurrency: Option<usize>,
+    force_stop: Option<bool>,
     #[serde(default)]
-    pub rto_seconds: Option<u64>,
+    start_after_reset: Option<bool>,
     #[serde(default)]
-    pub scheduled_time: Option<String>,
+    concurrency: Option<usize>,
     #[serde(default)]
-    pub reason: Option<String>,
+    max_errors: Option<Value>,
+    #[serde(default)]
+    rto_seconds: Option<u64>,
+    #[serde(default)]
+    scheduled_time: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
-/// One drill, expanded into requests.
-#[derive(Debug)]
-pub struct Drill {
+/// Targets chosen by tags: every instance (its system disk) or every disk carrying all of them.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Selector {
+    pub tags: BTreeMap<String, String>,
+    #[serde(default = "instance")]
+    pub resource: String,
+}
+
+fn instance() -> String {
+    "instance".into()
+}
+
+/// How many failed targets stop the drill from starting new ones.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MaxErrors {
+    Count(usize),
+    Percent(f64),
+}
+
+impl MaxErrors {
+    /// More failures than allowed, out of `total` targets.
+    pub fn exceeded(self, failed: usize, total: usize) -> bool {
+        match self {
+            MaxErrors::Count(n) => failed > n,
+            MaxErrors::Percent(p) => (failed as f64) > p / 100.0 * total as f64,
+        }
+    }
+}
+
+/// A drill, ready to run once its selector (if any) is resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrillPlan {
     pub name: String,
+    pub when: Option<DateTime<Utc>>,
+    /// What keys the drill's run: the scheduled time, else the day.
+    pub slot: String,
+    pub region: Option<String>,
+    pub targets: Vec<Map<String, Value>>,
+    pub selector: Option<Selector>,
+    pub defaults: Map<String, Value>,
     pub concurrency: usize,
-    pub requests: Vec<(Trigger, Value)>,
+    pub max_errors: Option<MaxErrors>,
+    pub rto_seconds: Option<u64>,
 }
 
 fn invalid(field: &str, m: impl Into<String>) -> InvalidRequest {
     InvalidRequest::new(format!("drill.{field}"), m)
 }
 
-/// Expands `spec`. `scheduled` is the event's scheduled time (it keys the drill's run);
-/// a `scheduledTime` inside the spec wins.
-pub fn expand(spec: &Value, scheduled: Option<&str>) -> Result<Drill, InvalidRequest> {
+/// Validates a drill spec. `scheduled` is the event's scheduled time (a `scheduledTime` inside
+/// the spec wins).
+pub fn parse(spec: &Value, scheduled: Option<&str>) -> Result<DrillPlan, InvalidRequest> {
     let spec: DrillSpec = serde_path_to_error::deserialize(spec).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
         invalid(&crate::request::field_in(&message).unwrap_or(path), message)
     })?;
-    if spec.name.is_empty()
-        || spec.name.len() > 64
-        || !spec
+    let name_ok = !spec.name.is_empty()
+        && spec.name.len() <= 64
+        && spec
             .name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !name_ok {
         return Err(invalid("name", "1 to 64 letters, digits, - _ ."));
     }
-    if spec.targets.is_empty() || spec.targets.len() > MAX_TARGETS {
-        return Err(invalid("targets", format!("1 to {MAX_TARGETS} targets")));
+    match (&spec.selector, spec.targets.len()) {
+        (None, 0) => return Err(invalid("targets", "name targets, or a selector")),
+        (_, n) if n > MAX_TARGETS => {
+            return Err(invalid("targets", format!("at most {MAX_TARGETS} targets")))
+        }
+        (Some(sel), _) if sel.tags.is_empty() || sel.tags.len() > 20 => {
+            return Err(invalid("selector.tags", "1 to 20 tags"))
+        }
+        (Some(sel), _) if sel.resource != "instance" && sel.resource != "disk" => {
+            return Err(invalid("selector.resource", "instance or disk"))
+        }
+        _ => {}
     }
+    for (i, t) in spec.targets.iter().enumerate() {
+        if t.contains_key("idempotencyKey") || t.contains_key("requestId") {
+            return Err(invalid(
+                &format!("targets[{i}].idempotencyKey"),
+                "a drill target's key comes from the drill",
+            ));
+        }
+    }
+    let max_errors = match spec.max_errors {
+        None => None,
+        Some(Value::Number(n)) => Some(MaxErrors::Count(
+            n.as_u64()
+                .ok_or_else(|| invalid("maxErrors", "a whole number or a percentage"))?
+                as usize,
+        )),
+        Some(Value::String(s)) => {
+            let p: f64 = s
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse().ok())
+                .filter(|p: &f64| (0.0..=100.0).contains(p))
+                .ok_or_else(|| {
+                    invalid(
+                        "maxErrors",
+                        "a whole number, or a percentage such as \"10%\"",
+                    )
+                })?;
+            Some(MaxErrors::Percent(p))
+        }
+        Some(_) => return Err(invalid("maxErrors", "a whole number or a percentage")),
+    };
     let when_raw = spec.scheduled_time.as_deref().or(scheduled).unwrap_or("");
-    let when: Option<DateTime<Utc>> = if when_raw.is_empty() {
+    let when = if when_raw.is_empty() {
         None
     } else {
         Some(
@@ -94,74 +183,151 @@ pub fn expand(spec: &Value, scheduled: Option<&str>) -> Result<Drill, InvalidReq
         Some(t) => t.to_rfc3339(),
         None => Utc::now().format("%Y-%m-%d").to_string(),
     };
-    let mut requests = Vec::with_capacity(spec.targets.len());
-    for (i, target) in spec.targets.iter().enumerate() {
-        if target.contains_key("idempotencyKey") || target.contains_key("requestId") {
-            return Err(invalid(
-                &format!("targets[{i}].idempotencyKey"),
-                "a drill target's key comes from the drill",
-            ));
+    let mut defaults = Map::new();
+    let fields: [(&str, Option<Value>); 5] = [
+        ("snapshot", spec.snapshot),
+        ("dryRun", spec.dry_run.map(Value::Bool)),
+        ("forceStop", spec.force_stop.map(Value::Bool)),
+        ("startAfterReset", spec.start_after_reset.map(Value::Bool)),
+        (
+            "reason",
+            Some(Value::String(
+                spec.reason
+                    .unwrap_or_else(|| format!("recovery drill {}", spec.name)),
+            )),
+        ),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v {
+            defaults.insert(k.to_owned(), v);
         }
-        let mut req = target.clone();
-        let defaults: [(&str, Option<Value>); 6] = [
-            ("regionId", spec.region_id.clone().map(Value::String)),
-            ("snapshot", spec.snapshot.clone()),
-            ("dryRun", spec.dry_run.map(Value::Bool)),
-            ("forceStop", spec.force_stop.map(Value::Bool)),
-            ("startAfterReset", spec.start_after_reset.map(Value::Bool)),
-            (
-                "reason",
-                Some(Value::String(
-                    spec.reason
-                        .clone()
-                        .unwrap_or_else(|| format!("recovery drill {}", spec.name)),
-                )),
-            ),
-        ];
-        for (k, v) in defaults {
-            if let Some(v) = v {
+    }
+    Ok(DrillPlan {
+        name: spec.name,
+        when,
+        slot,
+        region: spec.region_id,
+        targets: spec.targets,
+        selector: spec.selector,
+        defaults,
+        concurrency: spec.concurrency.unwrap_or(10).clamp(1, 50),
+        max_errors,
+        rto_seconds: spec.rto_seconds,
+    })
+}
+
+impl DrillPlan {
+    /// One request per target (the explicit ones, then those the selector found), each with
+    /// the drill's defaults and a key of its own.
+    pub fn requests(&self, selected: &[Map<String, Value>]) -> Vec<(Trigger, Value)> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for target in self.targets.iter().chain(selected) {
+            let mut req = target.clone();
+            if let (Some(r), false) = (
+                &self.region,
+                req.contains_key("regionId") || req.contains_key("RegionId"),
+            ) {
+                req.insert("regionId".into(), Value::String(r.clone()));
+            }
+            for (k, v) in &self.defaults {
                 let taken = req.contains_key(k)
                     || (k == "snapshot"
                         && (req.contains_key("snapshotId") || req.contains_key("SnapshotId")));
                 if !taken {
-                    req.insert(k.to_owned(), v);
+                    req.insert(k.clone(), v.clone());
                 }
             }
+            let who = ["diskId", "DiskId", "instanceId", "InstanceId"]
+                .iter()
+                .find_map(|k| req.get(*k).and_then(Value::as_str))
+                .unwrap_or("")
+                .to_owned();
+            if !seen.insert(who.clone()) {
+                continue;
+            }
+            out.push((
+                Trigger {
+                    kind: "drill".into(),
+                    id: format!("{}|{}|{who}", self.name, self.slot),
+                    time: self.when,
+                },
+                Value::Object(req),
+            ));
         }
-        let who = ["diskId", "DiskId", "instanceId", "InstanceId"]
-            .iter()
-            .find_map(|k| req.get(*k).and_then(Value::as_str))
-            .unwrap_or("")
-            .to_owned();
-        requests.push((
-            Trigger {
-                kind: "drill".into(),
-                id: format!("{}|{slot}|{who}", spec.name),
-                time: when,
-            },
-            Value::Object(req),
-        ));
+        out
     }
-    Ok(Drill {
-        name: spec.name,
-        concurrency: spec.concurrency.unwrap_or(10).clamp(1, 50),
-        requests,
-    })
+
+    /// The drill's summary event (CloudEvents 1.0): targets, outcomes, the recovery time of each
+    /// target (stop asked to Running again) with min, median, p95 and max, and the objective.
+    pub fn summary(&self, reports: &[Report], skipped: usize, stopped_early: bool) -> Value {
+        let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
+        let succeeded =
+            count(Outcome::Succeeded) + count(Outcome::Duplicate) + count(Outcome::DryRun);
+        let failed = reports.len() - succeeded - count(Outcome::Ignored);
+        let mut times: Vec<u64> = reports.iter().filter_map(|r| r.downtime_ms).collect();
+        times.sort_unstable();
+        let pick = |q: f64| -> Option<u64> {
+            if times.is_empty() {
+                return None;
+            }
+            let i = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1;
+            Some(times[i])
+        };
+        let objective_ms = self.rto_seconds.map(|s| s * 1000);
+        let met =
+            objective_ms.map(|o| failed == 0 && skipped == 0 && times.iter().all(|t| *t <= o));
+        let per_target: Vec<Value> = reports
+            .iter()
+            .map(|r| {
+                json!({
+                    "target": r.target.disk_id.clone().or_else(|| r.target.instance_id.clone()),
+                    "outcome": r.outcome,
+                    "recoveryMs": r.downtime_ms,
+                    "error": r.error.as_ref().map(|e| e.code.clone()),
+                    "withinObjective": objective_ms.zip(r.downtime_ms).map(|(o, t)| t <= o),
+                })
+            })
+            .collect();
+        json!({
+            "specversion": "1.0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "source": "ecs-rollback",
+            "type": "ecs-rollback.drill-summary",
+            "subject": self.name,
+            "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            "datacontenttype": "application/json",
+            "data": {
+                "drill": self.name,
+                "scheduledTime": self.when.map(|t| t.to_rfc3339()),
+                "targets": reports.len() + skipped,
+                "succeeded": succeeded,
+                "failed": failed,
+                "skipped": skipped,
+                "ignored": count(Outcome::Ignored),
+                "stoppedEarly": stopped_early,
+                "recoveryMs": {"min": times.first(), "median": pick(0.5), "p95": pick(0.95), "max": times.last()},
+                "rtoSeconds": self.rto_seconds,
+                "objectiveMet": met,
+                "perTarget": per_target,
+            }
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn targets_take_the_drill_defaults_and_a_stable_key() {
         let spec = json!({"name": "weekly", "regionId": "cn-hangzhou", "startAfterReset": true,
             "snapshot": {"tag": {"key": "golden"}},
             "targets": [{"instanceId": "i-bp1webapp00000001"}, {"diskId": "d-bp1batch00000sys02", "snapshotId": "s-bp1batch00sys00001"}]});
-        let d = expand(&spec, Some("2026-11-29T03:00:00Z")).expect("valid");
-        assert_eq!(d.requests.len(), 2);
-        let (t0, r0) = &d.requests[0];
+        let d = parse(&spec, Some("2026-11-29T03:00:00Z")).expect("valid");
+        let reqs = d.requests(&[]);
+        assert_eq!(reqs.len(), 2);
+        let (t0, r0) = &reqs[0];
         assert_eq!(t0.kind, "drill");
         assert_eq!(
             t0.id,
@@ -169,38 +335,55 @@ mod tests {
         );
         assert_eq!(r0["snapshot"]["tag"]["key"], "golden");
         assert_eq!(r0["startAfterReset"], true);
-        let (_, r1) = &d.requests[1];
+        assert_eq!(r0["regionId"], "cn-hangzhou");
         assert!(
-            r1.get("snapshot").is_none(),
+            reqs[1].1.get("snapshot").is_none(),
             "an explicit snapshotId wins over the default selector"
         );
-        let again = expand(&spec, Some("2026-11-29T03:00:00Z")).expect("valid");
-        assert_eq!(again.requests[0].0.id, t0.id);
+        let again = parse(&spec, Some("2026-11-29T03:00:00Z"))
+            .expect("valid")
+            .requests(&[]);
+        assert_eq!(again[0].0.id, t0.id);
+        // A target named twice (explicitly and by the selector) is drilled once.
+        let mut sel = Map::new();
+        sel.insert("instanceId".into(), json!("i-bp1webapp00000001"));
+        assert_eq!(d.requests(&[sel]).len(), 2);
     }
 
     #[test]
     fn rejections_name_the_field() {
+        let f = |v: Value| parse(&v, None).expect_err("invalid").field;
+        assert_eq!(f(json!({"name": "x", "targets": []})), "drill.targets");
+        assert_eq!(f(json!({"name": "x y", "targets": [{}]})), "drill.name");
         assert_eq!(
-            expand(&json!({"name": "x", "targets": []}), None)
-                .expect_err("empty")
-                .field,
-            "drill.targets"
-        );
-        assert_eq!(
-            expand(&json!({"name": "x y", "targets": [{}]}), None)
-                .expect_err("name")
-                .field,
-            "drill.name"
-        );
-        assert_eq!(
-            expand(&json!({"name": "x", "targets": [{}], "when": 1}), None)
-                .expect_err("unknown")
-                .field,
+            f(json!({"name": "x", "targets": [{}], "when": 1})),
             "drill.when"
         );
         assert_eq!(
-            expand(&json!({"name": "x", "targets": [{"diskId": "d-bp1batch00000sys02", "idempotencyKey": "k"}]}), None).expect_err("key").field,
+            f(
+                json!({"name": "x", "targets": [{"diskId": "d-bp1batch00000sys02", "idempotencyKey": "k"}]})
+            ),
             "drill.targets[0].idempotencyKey"
         );
+        assert_eq!(
+            f(json!({"name": "x", "targets": [{}], "maxErrors": "lots"})),
+            "drill.maxErrors"
+        );
+        assert_eq!(
+            f(json!({"name": "x", "selector": {"tags": {}}})),
+            "drill.selector.tags"
+        );
+        assert_eq!(
+            f(json!({"name": "x", "selector": {"tags": {"a": "b"}, "resource": "vpc"}})),
+            "drill.selector.resource"
+        );
+    }
+
+    #[test]
+    fn max_errors() {
+        assert!(!MaxErrors::Count(1).exceeded(1, 25));
+        assert!(MaxErrors::Count(1).exceeded(2, 25));
+        assert!(!MaxErrors::Percent(10.0).exceeded(2, 25));
+        assert!(MaxErrors::Percent(10.0).exceeded(3, 25));
     }
 }

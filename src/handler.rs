@@ -2,12 +2,15 @@
 //! one report per request out, in the shape its source expects back: an SQS partial batch
 //! response, an HTTP status, or the list of results.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 
+use crate::drill::DrillPlan;
 use crate::ecs::EcsClient;
+use crate::ecs::{DiskQuery, InstanceQuery};
+use crate::poller::StatusCache;
 use crate::report::{ErrorInfo, Outcome, Report, Step, StepStatus, Target};
 use crate::request::{self, InvalidRequest, Trigger};
 use crate::rollback::Rollback;
@@ -16,6 +19,8 @@ use crate::triggers::{self, aws, webhook, Item, Job, Kind};
 
 /// Requests in one direct event, at most.
 pub const MAX_REQUESTS: usize = 100;
+/// Runs of one drill target that failed in a way a retry can fix, at most.
+const DRILL_TARGET_ATTEMPTS: u32 = 6;
 
 pub struct Handler {
     pub ecs: EcsClient,
@@ -27,32 +32,42 @@ pub struct Handler {
     pub concurrency: usize,
 }
 
-/// What an invocation answers.
-#[derive(Debug)]
-pub enum Reply {
-    Results(Vec<Report>),
+/// The shape of an invocation's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shape {
+    Results,
     /// SQS: the message IDs a retry can help, for `batchItemFailures`.
     Sqs {
-        reports: Vec<Report>,
         failures: Vec<String>,
     },
     Http {
         status: u16,
-        reports: Vec<Report>,
     },
 }
 
+/// What an invocation answers: one report per request, and a summary event per drill.
+#[derive(Debug)]
+pub struct Reply {
+    pub shape: Shape,
+    pub reports: Vec<Report>,
+    pub summaries: Vec<Value>,
+}
+
 impl Reply {
-    pub fn reports(&self) -> &[Report] {
-        match self {
-            Reply::Results(r) | Reply::Sqs { reports: r, .. } | Reply::Http { reports: r, .. } => r,
+    fn results(reports: Vec<Report>, summaries: Vec<Value>) -> Self {
+        Self {
+            shape: Shape::Results,
+            reports,
+            summaries,
         }
     }
 
+    pub fn reports(&self) -> &[Report] {
+        &self.reports
+    }
+
     pub fn into_reports(self) -> Vec<Report> {
-        match self {
-            Reply::Results(r) | Reply::Sqs { reports: r, .. } | Reply::Http { reports: r, .. } => r,
-        }
+        self.reports
     }
 }
 
@@ -151,15 +166,25 @@ impl Handler {
         match kind {
             Kind::Sqs => self.sqs(event, deadline).await,
             Kind::Http => self.http(event, deadline).await,
-            _ => Reply::Results(
-                self.run_jobs(triggers::jobs(event, &self.triggers), deadline)
-                    .await,
-            ),
+            _ => {
+                let (reports, summaries) = self
+                    .run_jobs(triggers::jobs(event, &self.triggers), deadline)
+                    .await;
+                Reply::results(reports, summaries)
+            }
         }
     }
 
     async fn run_job(&self, job: Job, deadline: Option<Instant>) -> Report {
         match job.item {
+            // `run_jobs` runs drills whole; a drill here reports its first target.
+            Item::Drill(plan) => self
+                .run_drill(&plan, deadline)
+                .await
+                .0
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| ignored(&job.trigger, "an empty drill")),
             Item::Request(v) => {
                 match request::parse(&v, self.default_region.as_deref(), job.trigger.clone()) {
                     Ok(req) => {
@@ -184,13 +209,163 @@ impl Handler {
         }
     }
 
-    /// Runs jobs, at most `concurrency` at once, reporting in their order.
-    async fn run_jobs(&self, jobs: Vec<Job>, deadline: Option<Instant>) -> Vec<Report> {
-        stream::iter(jobs)
-            .map(|job| self.run_job(job, deadline))
+    /// Runs jobs, at most `concurrency` at once, reporting in their order; a drill runs whole
+    /// and adds its summary event.
+    async fn run_jobs(
+        &self,
+        jobs: Vec<Job>,
+        deadline: Option<Instant>,
+    ) -> (Vec<Report>, Vec<Value>) {
+        let done: Vec<(Vec<Report>, Option<Value>)> = stream::iter(jobs)
+            .map(|job| async move {
+                match job.item {
+                    Item::Drill(plan) => {
+                        let (reports, summary) = self.run_drill(&plan, deadline).await;
+                        (reports, Some(summary))
+                    }
+                    _ => (vec![self.run_job(job, deadline).await], None),
+                }
+            })
             .buffered(self.concurrency.max(1))
             .collect()
-            .await
+            .await;
+        let mut reports = Vec::new();
+        let mut summaries = Vec::new();
+        for (r, s) in done {
+            reports.extend(r);
+            summaries.extend(s);
+        }
+        (reports, summaries)
+    }
+
+    /// A drill: its selector resolved, its targets run at most `concurrency` at once with shared
+    /// polling; once more than `maxErrors` have failed, no new target starts.
+    pub async fn run_drill(
+        &self,
+        plan: &DrillPlan,
+        deadline: Option<Instant>,
+    ) -> (Vec<Report>, Value) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        let trigger = Trigger {
+            kind: "drill".into(),
+            id: format!("{}|{}", plan.name, plan.slot),
+            time: plan.when,
+        };
+        let mut selected = Vec::new();
+        if let Some(sel) = &plan.selector {
+            let region = plan
+                .region
+                .clone()
+                .or_else(|| self.default_region.clone())
+                .unwrap_or_default();
+            let tags: Vec<(String, String)> = sel.tags.clone().into_iter().collect();
+            let found: Result<Vec<String>, _> = if sel.resource == "disk" {
+                let q = DiskQuery {
+                    tags,
+                    ..Default::default()
+                };
+                self.ecs
+                    .describe_disks(&region, &q)
+                    .await
+                    .map(|d| d.into_iter().map(|d| d.disk_id).collect())
+            } else {
+                let q = InstanceQuery {
+                    tags,
+                    ..Default::default()
+                };
+                self.ecs
+                    .describe_instances(&region, &q)
+                    .await
+                    .map(|i| i.into_iter().map(|i| i.instance_id).collect())
+            };
+            match found {
+                Ok(ids) => {
+                    let key = if sel.resource == "disk" {
+                        "diskId"
+                    } else {
+                        "instanceId"
+                    };
+                    selected = ids
+                        .into_iter()
+                        .map(|id| serde_json::Map::from_iter([(key.to_owned(), Value::String(id))]))
+                        .collect();
+                }
+                Err(e) => {
+                    let mut r = bare(Outcome::Rejected, &trigger, Some(ErrorInfo::from_ecs(&e)));
+                    r.reason = Some(format!(
+                        "drill {}: the selector could not be resolved",
+                        plan.name
+                    ));
+                    return (vec![r], plan.summary(&[], 0, true));
+                }
+            }
+        }
+        let requests = plan.requests(&selected);
+        if requests.is_empty() {
+            let r = rejected(
+                &trigger,
+                &InvalidRequest::new("drill.selector", "matched no target"),
+            );
+            return (vec![r], plan.summary(&[], 0, false));
+        }
+        let total = requests.len();
+        // About one poll interval: polls of different targets then share a call. A stale read
+        // only delays noticing a transition; every state-changing call re-reads fresh.
+        let cache = StatusCache::new(
+            &self.ecs,
+            (self.settings.poll.max / 2).max(self.settings.poll.initial),
+        );
+        let failed = AtomicUsize::new(0);
+        let stopped = AtomicBool::new(false);
+        let results: Vec<(Report, bool)> = stream::iter(requests)
+            .map(|(trigger, value)| {
+                let (cache, failed, stopped) = (&cache, &failed, &stopped);
+                async move {
+                    if stopped.load(SeqCst) {
+                        return (ignored(&trigger, "not started: more targets failed than the drill's maxErrors allows"), true);
+                    }
+                    let report = match request::parse(&value, self.default_region.as_deref(), trigger.clone()) {
+                        Ok(req) => {
+                            // A failure a retry can fix (throttling, a transient error) slows the
+                            // target down, it does not fail it: run it again (same key: it resumes).
+                            let mut pause = self.settings.poll.initial.max(Duration::from_millis(50));
+                            let mut attempt = 0;
+                            loop {
+                                attempt += 1;
+                                let r = Rollback::new(&self.ecs, &self.settings).with_cache(cache).run(&req, deadline).await;
+                                let again = !r.outcome.is_ok()
+                                    && r.error.as_ref().is_some_and(|e| e.retryable && e.code != "DeadlineExceeded")
+                                    && attempt < DRILL_TARGET_ATTEMPTS;
+                                if !again {
+                                    break r;
+                                }
+                                tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+                                pause = (pause * 2).min(self.settings.poll.max * 4);
+                            }
+                        }
+                        Err(e) => rejected(&trigger, &e),
+                    };
+                    if !report.outcome.is_ok() {
+                        let f = failed.fetch_add(1, SeqCst) + 1;
+                        if plan.max_errors.is_some_and(|m| m.exceeded(f, total)) {
+                            stopped.store(true, SeqCst);
+                        }
+                    }
+                    (report, false)
+                }
+            })
+            .buffered(plan.concurrency)
+            .collect()
+            .await;
+        let skipped = results.iter().filter(|(_, s)| *s).count();
+        let ran: Vec<Report> = results
+            .iter()
+            .filter(|(_, s)| !*s)
+            .map(|(r, _)| r.clone())
+            .collect();
+        let summary = plan.summary(&ran, skipped, stopped.load(SeqCst));
+        tracing::info!(drill = %plan.name, targets = total, skipped, "drill finished");
+        (results.into_iter().map(|(r, _)| r).collect(), summary)
     }
 
     /// An SQS batch: each record's body is a request. A record that failed in a way a retry can
@@ -231,7 +406,11 @@ impl Handler {
         flat.sort_by_key(|p| p.index);
         let failures = flat.iter().filter_map(|p| p.retry_id.clone()).collect();
         let reports = flat.into_iter().map(|p| p.report).collect();
-        Reply::Sqs { reports, failures }
+        Reply {
+            shape: Shape::Sqs { failures },
+            reports,
+            summaries: vec![],
+        }
     }
 
     /// An HTTP request: authenticated before anything else, then its body is any other event.
@@ -242,13 +421,14 @@ impl Handler {
             id: webhook::request_id(event),
             time: None,
         };
-        let refuse = |status: u16, code: &str, message: String| Reply::Http {
-            status,
+        let refuse = |status: u16, code: &str, message: String| Reply {
+            shape: Shape::Http { status },
             reports: vec![bare(
                 Outcome::Rejected,
                 &trigger,
                 Some(ErrorInfo::new(code, message, false)),
             )],
+            summaries: vec![],
         };
         let req = match webhook::unwrap(event) {
             Ok(r) => r,
@@ -277,7 +457,7 @@ impl Handler {
                 "an SQS batch or an HTTP event is not accepted as a body".into(),
             );
         }
-        let reports = self
+        let (reports, summaries) = self
             .run_jobs(triggers::jobs(&inner, &self.triggers), deadline)
             .await;
         let status = if reports.iter().all(|r| r.outcome.is_ok()) {
@@ -287,7 +467,11 @@ impl Handler {
         } else {
             422
         };
-        Reply::Http { status, reports }
+        Reply {
+            shape: Shape::Http { status },
+            reports,
+            summaries,
+        }
     }
 }
 

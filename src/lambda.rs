@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
-use crate::handler::{Handler, Reply};
+use crate::handler::{Handler, Reply, Shape};
 use crate::report::Outcome;
 
 /// Serves invocations until the runtime stops.
@@ -51,13 +51,20 @@ pub async fn invoke(
                 "$",
                 format!("the event is not acceptable JSON: {e}"),
             );
-            Reply::Results(vec![crate::handler::rejected(&trigger, &invalid)])
+            Reply {
+                shape: Shape::Results,
+                reports: vec![crate::handler::rejected(&trigger, &invalid)],
+                summaries: vec![],
+            }
         }
     };
     let _enter = span.enter();
     for r in reply.reports() {
         // One line per result event, for log-based pipelines.
         tracing::info!(result_event = %r.to_cloud_event(), outcome = r.outcome.as_str(), "result event");
+    }
+    for s in &reply.summaries {
+        tracing::info!(result_event = %s, "drill summary");
     }
     respond(reply)
 }
@@ -67,23 +74,25 @@ pub async fn invoke(
 /// whose type says what happened, so asynchronous invocations are retried (`Retryable`) or
 /// routed to the on-failure destination (`RollbackFailed`, `RollbackRejected`).
 pub fn respond(reply: Reply) -> Result<Value, Diagnostic> {
-    match reply {
-        Reply::Sqs { failures, .. } => Ok(json!({
+    let Reply {
+        shape,
+        reports,
+        summaries,
+    } = reply;
+    let events: Vec<Value> = reports.iter().map(|r| r.to_cloud_event()).collect();
+    match shape {
+        Shape::Sqs { failures } => Ok(json!({
             "batchItemFailures": failures.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>()
         })),
-        Reply::Http { status, reports } => {
-            let events: Vec<Value> = reports.iter().map(|r| r.to_cloud_event()).collect();
-            Ok(json!({
-                "statusCode": status,
-                "headers": {"content-type": "application/json"},
-                "body": json!({"results": events}).to_string(),
-            }))
-        }
-        Reply::Results(reports) => {
-            let events: Vec<Value> = reports.iter().map(|r| r.to_cloud_event()).collect();
+        Shape::Http { status } => Ok(json!({
+            "statusCode": status,
+            "headers": {"content-type": "application/json"},
+            "body": json!({"results": events, "summaries": summaries}).to_string(),
+        })),
+        Shape::Results => {
             let bad: Vec<_> = reports.iter().filter(|r| !r.outcome.is_ok()).collect();
             if bad.is_empty() {
-                return Ok(json!({"results": events}));
+                return Ok(json!({"results": events, "summaries": summaries}));
             }
             let error_type = if bad
                 .iter()

@@ -8,6 +8,7 @@ pub mod handler;
 pub mod ids;
 pub mod lambda;
 pub mod ledger;
+pub mod poller;
 pub mod preflight;
 pub mod report;
 pub mod request;

@@ -18,6 +18,7 @@ use crate::ecs::{
     DiskQuery, EcsClient, EcsError, InstanceQuery, Retry, SnapshotQuery, StopOptions,
 };
 use crate::ledger::{self, Decision, History, Ledger, Phase, RunRecord};
+use crate::poller::StatusCache;
 use crate::preflight::{self, Plan};
 use crate::report::{ErrorInfo, Outcome, Report, Step, StepStatus, Target};
 use crate::request::{RollbackRequest, SnapshotChoice};
@@ -32,6 +33,8 @@ const LEDGER_ATTEMPTS: u32 = 10;
 pub struct Rollback<'a> {
     pub ecs: &'a EcsClient,
     pub settings: &'a Settings,
+    /// Shared polling, when the run is one of many (a drill).
+    pub cache: Option<&'a StatusCache<'a>>,
 }
 
 /// Why a run ended early: the outcome it reports and the error.
@@ -84,7 +87,16 @@ fn refuse_ledger(e: &EcsError) -> Halt {
 
 impl<'a> Rollback<'a> {
     pub fn new(ecs: &'a EcsClient, settings: &'a Settings) -> Self {
-        Self { ecs, settings }
+        Self {
+            ecs,
+            settings,
+            cache: None,
+        }
+    }
+
+    pub fn with_cache(mut self, cache: &'a StatusCache<'a>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Runs one request to its end and reports. `deadline` bounds the run (Lambda).
@@ -111,6 +123,7 @@ impl<'a> Rollback<'a> {
             downtime_ms: None,
             warnings: Vec::new(),
             invocation: format!("{:016x}", fastrand::u64(..)),
+            cache: self.cache,
             claimed: false,
             last_heartbeat: Instant::now(),
         };
@@ -128,6 +141,9 @@ impl<'a> Rollback<'a> {
         if run.claimed {
             // However the run ended, its claim has done its work.
             run.remove_tag(&ledger::claim_tag(&run.invocation)).await;
+        }
+        if let (Some(cache), Some(iid)) = (run.cache, run.instance_id()) {
+            cache.forget(&run.region, &iid).await;
         }
         let (outcome, error) = match result {
             Ok(outcome) => (outcome, None),
@@ -180,6 +196,7 @@ struct Run<'a> {
     warnings: Vec<String>,
     /// This invocation's ID: its claim tag on the disk.
     invocation: String,
+    cache: Option<&'a StatusCache<'a>>,
     /// The claim tag is on the disk (removed when the run ends).
     claimed: bool,
     last_heartbeat: Instant,
@@ -327,7 +344,22 @@ impl<'a> Run<'a> {
         until: Instant,
         pause: &mut Duration,
     ) -> Res<Option<Instance>> {
-        match self.read_instance(id).await {
+        let read = match self.cache {
+            Some(cache) => match cache.get(&self.region, id).await {
+                Ok(Some(i)) => Ok(i),
+                Ok(None) => Err(Halt {
+                    outcome: self.failed_or_rejected(),
+                    error: ErrorInfo::new(
+                        "InvalidInstanceId.NotFound",
+                        format!("instance {id} not found in {}", self.region),
+                        false,
+                    ),
+                }),
+                Err(e) => Err(Halt::ecs(self.failed_or_rejected(), &e)),
+            },
+            None => self.read_instance(id).await,
+        };
+        match read {
             Ok(i) => Ok(Some(i)),
             Err(h) if h.error.retryable && Instant::now() < until => {
                 tracing::warn!(error = %h.error.message, "reading the instance failed; waiting, then reading again");
@@ -338,6 +370,17 @@ impl<'a> Run<'a> {
             }
             Err(h) => Err(h),
         }
+    }
+
+    /// Right before a state-changing call: a fresh read when the poll may have been served from
+    /// the shared cache (it is stored back for the others). `true` when `status` still holds.
+    async fn still(&mut self, id: &str, status: &str) -> Res<bool> {
+        let Some(cache) = self.cache else {
+            return Ok(true);
+        };
+        let fresh = self.read_instance(id).await?;
+        cache.put(&self.region, &fresh).await;
+        Ok(fresh.status == status)
     }
 
     /// Before this run holds the disk, a failure is a rejection: nothing was touched.
@@ -1046,6 +1089,10 @@ impl<'a> Run<'a> {
             let Some(inst) = self.poll_instance(&iid, until, &mut pause).await? else {
                 continue;
             };
+            // The state that decides a call is read fresh, not taken from a shared poll.
+            if inst.status == "Running" && !self.still(&iid, "Running").await? {
+                continue;
+            }
             match inst.status.as_str() {
                 "Stopped" => break,
                 "Running" => {
@@ -1146,6 +1193,9 @@ impl<'a> Run<'a> {
                 let Some(inst) = self.poll_instance(&iid, until, &mut pause).await? else {
                     continue;
                 };
+                if inst.status == "Stopped" && !self.still(&iid, "Stopped").await? {
+                    continue;
+                }
                 match inst.status.as_str() {
                     "Stopped" => {}
                     "Stopping" => {
@@ -1314,6 +1364,9 @@ impl<'a> Run<'a> {
             let Some(inst) = self.poll_instance(iid, until, &mut pause).await? else {
                 continue;
             };
+            if inst.status == "Stopped" && !self.still(iid, "Stopped").await? {
+                continue;
+            }
             match inst.status.as_str() {
                 "Running" => break,
                 "Stopped" => match self.ecs.start_instance(&self.region, iid, false).await {

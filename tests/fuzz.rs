@@ -194,7 +194,10 @@ fn exercise(v: &Value) {
         }
     }
     let _ = request::parse(v, None, Trigger::direct());
-    let _ = ecs_rollback::drill::expand(v, Some("2026-11-29T03:00:00Z"));
+    if let Ok(plan) = ecs_rollback::drill::parse(v, Some("2026-11-29T03:00:00Z")) {
+        let _ = plan.requests(&[]);
+        let _ = plan.summary(&[], 0, false);
+    }
     if triggers::detect(v) == triggers::Kind::Sqs {
         for r in v["Records"].as_array().into_iter().flatten() {
             let _ = triggers::aws::sqs_record(r);

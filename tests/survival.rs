@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ecs_rollback::handler::{Handler, Reply};
+use ecs_rollback::handler::{Handler, Reply, Shape};
 use ecs_rollback::report::{Outcome, Report};
 use ecs_rollback::settings::Settings;
 use ecs_rollback::sim::{Event, FaultStats, Faults, Scenario, Simulator, Timings};
@@ -399,7 +399,7 @@ async fn hostile_input_is_rejected_cleanly_and_never_reaches_ecs() {
                 let reply = tokio::time::timeout(Duration::from_secs(30), h.handle(&event, None))
                     .await
                     .unwrap_or_else(|_| panic!("{name}: no answer in 30 s"));
-                if let Reply::Http { status, .. } = &reply {
+                if let Shape::Http { status } = &reply.shape {
                     assert!(*status >= 400, "{name}: HTTP {status}");
                 }
                 let reports = reply.into_reports();
@@ -439,8 +439,8 @@ async fn webhook_attacks_never_reach_a_rollback() {
         json!({"version": "2.0", "rawPath": "/", "headers": headers, "requestContext": {"http": {"method": "POST"}, "requestId": "w"},
                "body": body, "isBase64Encoded": false})
     };
-    let status = |reply: Reply| match reply {
-        Reply::Http { status, .. } => status,
+    let status = |reply: Reply| match reply.shape {
+        Shape::Http { status } => status,
         other => panic!("{other:?}"),
     };
     let attacks = [

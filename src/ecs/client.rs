@@ -213,7 +213,18 @@ fn describe_params(
     params
 }
 
+/// The pace shared by every call of one client: throttling anywhere slows every call down
+/// (the gap between calls doubles, with jitter), success lets it recover (it halves).
+#[derive(Debug)]
+struct Pace {
+    next_allowed: Instant,
+    gap: Duration,
+    /// When the gap last grew: answers throttled together grow it once, not once each.
+    grown_at: Instant,
+}
+
 pub struct EcsClient {
+    pace: Mutex<Pace>,
     transport: Arc<dyn Transport>,
     endpoint: Endpoint,
     source: CredentialSource,
@@ -241,6 +252,11 @@ impl EcsClient {
         retry: RetryConfig,
     ) -> Self {
         Self {
+            pace: Mutex::new(Pace {
+                next_allowed: Instant::now(),
+                gap: Duration::ZERO,
+                grown_at: Instant::now(),
+            }),
             transport,
             endpoint,
             source,
@@ -259,6 +275,48 @@ impl EcsClient {
 
     pub fn retry_config(&self) -> &RetryConfig {
         &self.retry
+    }
+
+    /// How long to wait before the next call may go out.
+    fn pace_wait(&self) -> Duration {
+        match self.pace.lock() {
+            Ok(mut p) => {
+                let now = Instant::now();
+                let wait = p.next_allowed.saturating_duration_since(now);
+                // Calls leave at least `gap` apart while the API pushes back.
+                p.next_allowed = p.next_allowed.max(now) + p.gap;
+                wait
+            }
+            Err(_) => Duration::ZERO,
+        }
+    }
+
+    fn pace_throttled(&self) {
+        // Its own bounds, not the retry loop's: the gap must be able to grow until the calls of
+        // every concurrent run together fit under the API's rate.
+        const FLOOR: Duration = Duration::from_millis(10);
+        const CAP: Duration = Duration::from_secs(2);
+        if let Ok(mut p) = self.pace.lock() {
+            let now = Instant::now();
+            if now.duration_since(p.grown_at) >= p.gap.max(FLOOR) {
+                p.gap = (p.gap * 2)
+                    .max(FLOOR)
+                    .min(CAP)
+                    .mul_f64(0.75 + fastrand::f64() / 4.0);
+                p.grown_at = now;
+            }
+            p.next_allowed = p.next_allowed.max(now + p.gap);
+        }
+    }
+
+    fn pace_ok(&self) {
+        if let Ok(mut p) = self.pace.lock() {
+            // Recover slowly (5% less each success), so the pace settles just under the limit.
+            p.gap = p.gap.mul_f64(0.95);
+            if p.gap < Duration::from_millis(1) {
+                p.gap = Duration::ZERO;
+            }
+        }
     }
 
     // ---- credentials -------------------------------------------------------------------
@@ -428,6 +486,10 @@ impl EcsClient {
         let query = signer::wire_query(&params, &signature);
         let mut url = base.clone();
         url.set_query(Some(&query));
+        let wait = self.pace_wait();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         let sent_at = Instant::now();
         let response = self
             .transport
@@ -442,6 +504,7 @@ impl EcsClient {
             })?;
         let status = response.status;
         if (200..300).contains(&status) {
+            self.pace_ok();
             let parsed = serde_json::from_slice::<T>(&response.body).map_err(|e| {
                 let mut err = EcsError::transport(
                     action,
@@ -467,6 +530,11 @@ impl EcsClient {
             text.chars().take(200).collect()
         }));
         let err = EcsError::api(action, status, body.code, message, body.request_id);
+        if err.is_throttling() {
+            self.pace_throttled();
+        } else {
+            self.pace_ok();
+        }
         if err.retry != Retry::DryRunSuccess {
             tracing::debug!(
                 action,

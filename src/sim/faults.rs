@@ -27,6 +27,8 @@ pub struct Faults {
     /// Faults at exact places.
     pub scripted: Vec<ScriptedFault>,
     pub seed: u64,
+    /// Requests per second the API accepts (0: no limit); beyond it, `Throttling.User`.
+    pub rate_limit_rps: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -97,6 +99,8 @@ pub struct Injector {
     rng: fastrand::Rng,
     counts: HashMap<String, u32>,
     pub stats: FaultStats,
+    /// Start of the current one-second window, and requests seen in it.
+    window: (std::time::Instant, u32),
 }
 
 impl Injector {
@@ -107,7 +111,21 @@ impl Injector {
             rng,
             counts: HashMap::new(),
             stats: FaultStats::default(),
+            window: (std::time::Instant::now(), 0),
         }
+    }
+
+    /// Counts a request against the rate limit; `true` when it is over.
+    fn over_rate(&mut self) -> bool {
+        let limit = self.faults.rate_limit_rps;
+        if limit == 0 {
+            return false;
+        }
+        if self.window.0.elapsed() >= Duration::from_secs(1) {
+            self.window = (std::time::Instant::now(), 0);
+        }
+        self.window.1 += 1;
+        self.window.1 > limit
     }
 
     /// New settings; counts are kept, the random sequence restarts from the new seed.
@@ -140,6 +158,10 @@ impl Injector {
             *c
         };
         let mut fate = Fate::default();
+        if self.over_rate() {
+            fate.refuse = Some(throttled());
+            return fate;
+        }
         if let Some(s) = self
             .faults
             .scripted

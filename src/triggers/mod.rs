@@ -25,6 +25,8 @@ pub enum Item {
     Ignored(String),
     /// Input that cannot become a request.
     Invalid(InvalidRequest),
+    /// A drill: many requests, run together by the handler.
+    Drill(Box<drill::DrillPlan>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -242,12 +244,15 @@ pub fn direct(event: &Value, trigger: Trigger) -> Vec<Job> {
 }
 
 pub fn drill_jobs(spec: &Value, scheduled: Option<&str>, via: &str) -> Vec<Job> {
-    match drill::expand(spec, scheduled) {
-        Ok(d) => d
-            .requests
-            .into_iter()
-            .map(|(t, v)| Job::request(t, v))
-            .collect(),
+    match drill::parse(spec, scheduled) {
+        Ok(plan) => vec![Job {
+            trigger: Trigger {
+                kind: "drill".into(),
+                id: format!("{}|{}", plan.name, plan.slot),
+                time: plan.when,
+            },
+            item: Item::Drill(Box::new(plan)),
+        }],
         Err(e) => vec![Job {
             trigger: Trigger {
                 kind: format!("{via}-drill"),
