@@ -177,14 +177,12 @@ impl Handler {
 
     async fn run_job(&self, job: Job, deadline: Option<Instant>) -> Report {
         match job.item {
-            // `run_jobs` runs drills whole; a drill here reports its first target.
-            Item::Drill(plan) => self
-                .run_drill(&plan, deadline)
-                .await
-                .0
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| ignored(&job.trigger, "an empty drill")),
+            // Drills run whole through `run_jobs`; the sources that reach here (SQS records)
+            // carry one request each, and refuse drills before this point.
+            Item::Drill(_) => rejected(
+                &job.trigger,
+                &InvalidRequest::new("drill", "a drill is not accepted here"),
+            ),
             Item::Request(v) => {
                 match request::parse(&v, self.default_region.as_deref(), job.trigger.clone()) {
                     Ok(req) => {
@@ -345,7 +343,9 @@ impl Handler {
                         }
                         Err(e) => rejected(&trigger, &e),
                     };
-                    if !report.outcome.is_ok() {
+                    // Out of time is not a failure of the target: the next delivery resumes it.
+                    let out_of_time = report.error.as_ref().is_some_and(|e| e.code == "DeadlineExceeded");
+                    if !report.outcome.is_ok() && !out_of_time {
                         let f = failed.fetch_add(1, SeqCst) + 1;
                         if plan.max_errors.is_some_and(|m| m.exceeded(f, total)) {
                             stopped.store(true, SeqCst);

@@ -4,22 +4,24 @@
 //! guard a state-changing call bypass this and read fresh (`rollback.rs`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::ecs::model::Instance;
 use crate::ecs::{EcsClient, EcsError, InstanceQuery};
 
-#[derive(Default)]
-struct Region {
-    /// Instances some run still polls.
-    wanted: BTreeSet<String>,
-    seen: HashMap<String, (Instant, Instance)>,
-}
+/// Per region, per instance: when it was read, and what it was.
+type Seen = HashMap<String, HashMap<String, (Instant, Instance)>>;
 
 pub struct StatusCache<'a> {
     ecs: &'a EcsClient,
     max_age: Duration,
-    regions: tokio::sync::Mutex<HashMap<String, Region>>,
+    /// Per region, the instances some run still polls. Registered before waiting for a refresh,
+    /// so a refresh in flight serves everyone queued behind it.
+    wanted: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Per region, the last status seen of each instance. Held through a refresh, so concurrent
+    /// askers wait for it instead of calling too.
+    seen: tokio::sync::Mutex<Seen>,
 }
 
 impl<'a> StatusCache<'a> {
@@ -27,46 +29,67 @@ impl<'a> StatusCache<'a> {
         Self {
             ecs,
             max_age,
-            regions: tokio::sync::Mutex::new(HashMap::new()),
+            wanted: Mutex::new(HashMap::new()),
+            seen: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// The instance's status, from a call at most `max_age` old. `None`: not found. Holding the
-    /// lock through the call makes concurrent askers wait for it instead of calling too.
+    fn wanted_in(&self, region: &str) -> Vec<String> {
+        self.wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(region)
+            .map(|w| w.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The instance's status, from a call at most `max_age` old. `None`: not found.
     pub async fn get(&self, region: &str, id: &str) -> Result<Option<Instance>, EcsError> {
-        let mut regions = self.regions.lock().await;
-        let r = regions.entry(region.to_owned()).or_default();
-        r.wanted.insert(id.to_owned());
-        if let Some((at, inst)) = r.seen.get(id) {
+        self.wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(region.to_owned())
+            .or_default()
+            .insert(id.to_owned());
+        let mut seen = self.seen.lock().await;
+        let r = seen.entry(region.to_owned()).or_default();
+        if let Some((at, inst)) = r.get(id) {
             if at.elapsed() < self.max_age {
                 return Ok(Some(inst.clone()));
             }
         }
         let q = InstanceQuery {
-            ids: r.wanted.iter().cloned().collect(),
+            ids: self.wanted_in(region),
             ..Default::default()
         };
         let found = self.ecs.describe_instances(region, &q).await?;
         let now = Instant::now();
         for i in found {
-            r.seen.insert(i.instance_id.clone(), (now, i));
+            r.insert(i.instance_id.clone(), (now, i));
         }
-        Ok(r.seen.get(id).map(|(_, i)| i.clone()))
+        Ok(r.get(id).map(|(_, i)| i.clone()))
     }
 
     /// Stores a fresh read, so the next poll of any run sees it.
     pub async fn put(&self, region: &str, inst: &Instance) {
-        let mut regions = self.regions.lock().await;
-        let r = regions.entry(region.to_owned()).or_default();
-        r.seen
+        let mut seen = self.seen.lock().await;
+        seen.entry(region.to_owned())
+            .or_default()
             .insert(inst.instance_id.clone(), (Instant::now(), inst.clone()));
     }
 
     /// A run that is done polls no more.
     pub async fn forget(&self, region: &str, id: &str) {
-        if let Some(r) = self.regions.lock().await.get_mut(region) {
-            r.wanted.remove(id);
-            r.seen.remove(id);
+        if let Some(w) = self
+            .wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(region)
+        {
+            w.remove(id);
+        }
+        if let Some(r) = self.seen.lock().await.get_mut(region) {
+            r.remove(id);
         }
     }
 }

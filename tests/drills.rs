@@ -4,62 +4,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
 use ecs_rollback::handler::Handler;
 use ecs_rollback::report::Outcome;
 use ecs_rollback::settings::Settings;
-use ecs_rollback::sim::world::{DiskSpec, InstanceSpec, SnapshotSpec};
 use ecs_rollback::sim::{Faults, FleetSpec, Scenario, Simulator, Timings};
 use serde_json::{json, Value};
 
-/// `n` opted-in running instances `i-bp1drill{i:010}`, each with a system disk and a snapshot;
-/// `locked` of them locked for security; the first `tagged` tagged `drill=weekly`.
 fn fleet(n: usize, locked: &[usize], tagged: usize) -> FleetSpec {
-    let mut f = FleetSpec::default();
-    for i in 0..n {
-        let mut tags: BTreeMap<String, String> =
-            [("ecs-rollback".to_owned(), "enabled".to_owned())].into();
-        if i < tagged {
-            tags.insert("drill".into(), "weekly".into());
-        }
-        f.instances.push(InstanceSpec {
-            id: format!("i-bp1drill{i:010}"),
-            region: REGION.into(),
-            name: format!("drill-{i}"),
-            status: "Running".into(),
-            locks: if locked.contains(&i) {
-                vec!["security".into()]
-            } else {
-                vec![]
-            },
-            tags,
-            no_stock: false,
-        });
-        f.disks.push(DiskSpec {
-            id: format!("d-bp1drill{i:010}"),
-            region: REGION.into(),
-            name: String::new(),
-            instance_id: Some(format!("i-bp1drill{i:010}")),
-            disk_type: "system".into(),
-            size: 40,
-            category: None,
-            locks: vec![],
-            tags: BTreeMap::new(),
-        });
-        f.snapshots.push(SnapshotSpec {
-            id: format!("s-bp1drill{i:010}"),
-            disk_id: format!("d-bp1drill{i:010}"),
-            name: "golden".into(),
-            status: "accomplished".into(),
-            age_hours: 0.0,
-            created_at: Some("2026-11-28T00:00:00Z".into()),
-            tags: BTreeMap::new(),
-        });
-    }
-    f
+    opted_in_fleet(n, "drill", locked, tagged, ("drill", "weekly"))
 }
 
 async fn setup(fleet: FleetSpec, faults: Faults) -> (Simulator, Handler) {
@@ -158,32 +113,40 @@ async fn a_tag_selected_drill_with_a_summary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_is_shared_across_targets() {
     let n = 25;
-    let (sim, h) = setup(fleet(n, &[], 0), Faults::default()).await;
+    let describes = |sim: &Simulator| {
+        sim.call_counts()
+            .get("DescribeInstances")
+            .copied()
+            .unwrap_or(0)
+    };
+    // The same 25 rollbacks, all at once: as a drill (shared polling), and as 25 requests.
+    let (shared, h) = setup(fleet(n, &[], 0), Faults::default()).await;
     let event = json!({"drill": {"name": "batched", "targets": targets(n), "concurrency": 25}, "scheduledTime": "2026-11-29T03:00:00Z"});
     let reply = h.handle(&event, None).await;
     assert!(reply
         .reports
         .iter()
         .all(|r| r.outcome == Outcome::Succeeded));
-    let describes = sim
-        .call_counts()
-        .get("DescribeInstances")
-        .copied()
-        .unwrap_or(0) as usize;
-    // Per target: one read at the start and one fresh read before each of stop, reset and start;
-    // the waits in between share one call per poll for all 25.
+    let (alone, mut h) = setup(fleet(n, &[], 0), Faults::default()).await;
+    h.concurrency = 25;
+    let requests: Vec<Value> = (0..n).map(|i| json!({"instanceId": format!("i-bp1drill{i:010}"), "idempotencyKey": format!("alone-{i}")})).collect();
+    let reply = h.handle(&json!({"requests": requests}), None).await;
+    assert!(reply
+        .reports
+        .iter()
+        .all(|r| r.outcome == Outcome::Succeeded));
+    let (with, without) = (describes(&shared), describes(&alone));
     println!(
-        "batched polling: {describes} DescribeInstances calls for {n} targets ({:.1} per target)",
-        describes as f64 / n as f64
+        "DescribeInstances for {n} rollbacks: {with} shared in a drill, {without} without sharing"
     );
     assert!(
-        describes <= n * 6,
-        "{describes} DescribeInstances calls for {n} targets"
+        with * 4 <= without * 3,
+        "shared polling saves at least a quarter: {with} vs {without}"
     );
-    let counts = sim.call_counts();
+    let counts = shared.call_counts();
     let total: u32 = counts.values().sum();
     println!(
-        "all ECS calls: {total} ({:.1} per target): {counts:?}",
+        "all ECS calls in the drill: {total} ({:.1} per target): {counts:?}",
         total as f64 / n as f64
     );
 }
@@ -215,5 +178,38 @@ async fn throttling_slows_a_drill_without_failing_it() {
     println!(
         "throttled drill: {n} targets in {:?}, {throttled} calls throttled, 0 failures",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_describe_call_answers_many_waiting_runs() {
+    let n = 60;
+    let sim = sim_with(Scenario {
+        timings: Timings::fast(),
+        fleet: Some(fleet(n, &[], 0)),
+        ..Default::default()
+    });
+    // Over loopback HTTP, as in a drill: the first call yields while in flight, and the others
+    // register and queue behind it.
+    let base = serve(&sim).await;
+    let client = http_client(&base, sim_credentials(), Duration::from_secs(5));
+    let cache = ecs_rollback::poller::StatusCache::new(&client, Duration::from_secs(5));
+    let asks = (0..n).map(|i| {
+        let cache = &cache;
+        async move { cache.get(REGION, &format!("i-bp1drill{i:010}")).await }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    assert!(answers
+        .iter()
+        .all(|a| matches!(a, Ok(Some(i)) if i.status == "Running")));
+    let calls = sim
+        .call_counts()
+        .get("DescribeInstances")
+        .copied()
+        .unwrap_or(0);
+    // The first asker's call holds only its own ID; the next one, all the others.
+    assert!(
+        calls <= 2,
+        "{calls} DescribeInstances calls for {n} waiting runs"
     );
 }

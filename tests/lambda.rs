@@ -167,16 +167,7 @@ async fn start(sim_base: &str) -> Function {
         .env("AWS_LAMBDA_FUNCTION_NAME", "ecs-rollback")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env(
-            "ALIBABA_CLOUD_ACCESS_KEY_ID",
-            ecs_rollback::sim::SIM_ACCESS_KEY_ID,
-        )
-        .env(
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-            ecs_rollback::sim::SIM_ACCESS_KEY_SECRET,
-        )
-        .env("ALIBABA_CLOUD_REGION_ID", REGION)
-        .env("ECS_ROLLBACK_ECS_ENDPOINT", sim_base)
+        .envs(sim_env(sim_base))
         .env("ECS_ROLLBACK_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("ECS_ROLLBACK_WEBHOOK_TOKEN", WEBHOOK_TOKEN)
         .env("ECS_ROLLBACK_COOLDOWN_SECONDS", "0")

@@ -80,16 +80,7 @@ fn outcome_of(line: &str) -> Option<(String, bool)> {
 fn binary(base: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
     c.env_clear()
-        .env(
-            "ALIBABA_CLOUD_ACCESS_KEY_ID",
-            ecs_rollback::sim::SIM_ACCESS_KEY_ID,
-        )
-        .env(
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-            ecs_rollback::sim::SIM_ACCESS_KEY_SECRET,
-        )
-        .env("ALIBABA_CLOUD_REGION_ID", REGION)
-        .env("ECS_ROLLBACK_ECS_ENDPOINT", base)
+        .envs(sim_env(base))
         .env("ECS_ROLLBACK_POLL_INITIAL_MS", "10")
         .env("ECS_ROLLBACK_POLL_MAX_MS", "40")
         .env("ECS_ROLLBACK_HEARTBEAT_TIMEOUT_MS", "1000")

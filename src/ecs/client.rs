@@ -295,7 +295,7 @@ impl EcsClient {
         // Its own bounds, not the retry loop's: the gap must be able to grow until the calls of
         // every concurrent run together fit under the API's rate.
         const FLOOR: Duration = Duration::from_millis(10);
-        const CAP: Duration = Duration::from_secs(2);
+        const CAP: Duration = Duration::from_millis(500);
         if let Ok(mut p) = self.pace.lock() {
             let now = Instant::now();
             if now.duration_since(p.grown_at) >= p.gap.max(FLOOR) {
@@ -311,8 +311,10 @@ impl EcsClient {
 
     fn pace_ok(&self) {
         if let Ok(mut p) = self.pace.lock() {
-            // Recover slowly (5% less each success), so the pace settles just under the limit.
-            p.gap = p.gap.mul_f64(0.95);
+            // A success halves the gap. Growth is once per gap period, so under a sustained rate
+            // limit the gap settles near it, and under random refusals (which no pace can avoid)
+            // it stays small instead of climbing to the cap.
+            p.gap /= 2;
             if p.gap < Duration::from_millis(1) {
                 p.gap = Duration::ZERO;
             }

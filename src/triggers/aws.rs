@@ -59,6 +59,17 @@ pub fn sqs_record(record: &Value) -> Job {
         Ok(v) => {
             let mut jobs = direct(&v, trigger.clone());
             match (jobs.pop(), jobs.is_empty()) {
+                (
+                    Some(Job {
+                        item: super::Item::Drill(_),
+                        ..
+                    }),
+                    true,
+                ) => Job::invalid(
+                    trigger,
+                    "body",
+                    "an SQS message carries one request, not a drill",
+                ),
                 (Some(job), true) => job,
                 _ => Job::invalid(
                     trigger,

@@ -85,3 +85,80 @@ pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, mut f: F) -> bool
     }
     f()
 }
+
+/// `n` opted-in running instances `i-bp1{prefix}{i:010}`, each with a system disk
+/// `d-bp1{prefix}{i:010}` and an accomplished snapshot `s-bp1{prefix}{i:010}`; the ones in
+/// `locked` locked for security; the first `tagged` carrying `tag` as well.
+pub fn opted_in_fleet(
+    n: usize,
+    prefix: &str,
+    locked: &[usize],
+    tagged: usize,
+    tag: (&str, &str),
+) -> ecs_rollback::sim::FleetSpec {
+    use ecs_rollback::sim::world::{DiskSpec, InstanceSpec, SnapshotSpec};
+    use std::collections::BTreeMap;
+    let mut f = ecs_rollback::sim::FleetSpec::default();
+    for i in 0..n {
+        let mut tags: BTreeMap<String, String> =
+            [("ecs-rollback".to_owned(), "enabled".to_owned())].into();
+        if i < tagged {
+            tags.insert(tag.0.into(), tag.1.into());
+        }
+        let (iid, did, sid) = (
+            format!("i-bp1{prefix}{i:010}"),
+            format!("d-bp1{prefix}{i:010}"),
+            format!("s-bp1{prefix}{i:010}"),
+        );
+        f.instances.push(InstanceSpec {
+            id: iid.clone(),
+            region: REGION.into(),
+            name: format!("{prefix}-{i}"),
+            status: "Running".into(),
+            locks: if locked.contains(&i) {
+                vec!["security".into()]
+            } else {
+                vec![]
+            },
+            tags,
+            no_stock: false,
+        });
+        f.disks.push(DiskSpec {
+            id: did.clone(),
+            region: REGION.into(),
+            name: String::new(),
+            instance_id: Some(iid),
+            disk_type: "system".into(),
+            size: 40,
+            category: None,
+            locks: vec![],
+            tags: BTreeMap::new(),
+        });
+        f.snapshots.push(SnapshotSpec {
+            id: sid,
+            disk_id: did,
+            name: "golden".into(),
+            status: "accomplished".into(),
+            age_hours: 0.0,
+            created_at: Some("2026-11-28T00:00:00Z".into()),
+            tags: BTreeMap::new(),
+        });
+    }
+    f
+}
+
+/// The environment that points the built binary at the simulator served on `base`.
+pub fn sim_env(base: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            sim::SIM_ACCESS_KEY_ID.to_owned(),
+        ),
+        (
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            sim::SIM_ACCESS_KEY_SECRET.to_owned(),
+        ),
+        ("ALIBABA_CLOUD_REGION_ID", REGION.to_owned()),
+        ("ECS_ROLLBACK_ECS_ENDPOINT", base.to_owned()),
+    ]
+}
