@@ -16,34 +16,25 @@ use super::{parse_when, request_of, Job};
 use crate::ids::InstanceId;
 use crate::request::Trigger;
 
+/// The first non-empty value of `keys`: the alert's annotations, then its labels, then the
+/// group's common annotations and common labels.
 fn lookup(alert: &Value, common: &Value, keys: &[&str]) -> Option<String> {
-    for section in ["annotations", "labels"] {
-        for k in keys {
-            if let Some(v) = alert
-                .get(section)
+    let sections = [
+        (alert, "annotations"),
+        (alert, "labels"),
+        (common, "commonAnnotations"),
+        (common, "commonLabels"),
+    ];
+    sections.iter().find_map(|(source, section)| {
+        keys.iter().find_map(|k| {
+            source
+                .get(*section)
                 .and_then(|s| s.get(*k))
                 .and_then(Value::as_str)
-            {
-                if !v.is_empty() {
-                    return Some(v.to_owned());
-                }
-            }
-        }
-    }
-    for section in ["commonAnnotations", "commonLabels"] {
-        for k in keys {
-            if let Some(v) = common
-                .get(section)
-                .and_then(|s| s.get(*k))
-                .and_then(Value::as_str)
-            {
-                if !v.is_empty() {
-                    return Some(v.to_owned());
-                }
-            }
-        }
-    }
-    None
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        })
+    })
 }
 
 pub fn webhook(event: &Value) -> Vec<Job> {

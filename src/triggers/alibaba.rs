@@ -340,14 +340,7 @@ mod tests {
     use crate::triggers::Item;
     use serde_json::json;
 
-    fn sample(name: &str) -> Value {
-        let text = std::fs::read_to_string(format!(
-            "{}/tests/data/events/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("sample");
-        serde_json::from_str(&text).expect("json")
-    }
+    use crate::triggers::test_support::sample;
 
     fn request(j: &Job) -> &Value {
         match &j.item {

@@ -308,19 +308,25 @@ pub fn parse_when(v: Option<&Value>) -> Option<DateTime<Utc>> {
     }
 }
 
+/// Reference samples for the triggers' tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use serde_json::Value;
+
+    /// A file of `tests/data/events/` (the reference samples), parsed.
+    pub(crate) fn sample(name: &str) -> Value {
+        let path = format!("{}/tests/data/events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).expect("sample");
+        serde_json::from_str(&text).expect("json")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sample(name: &str) -> Value {
-        let text = std::fs::read_to_string(format!(
-            "{}/tests/data/events/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("sample");
-        serde_json::from_str(&text).expect("json")
-    }
+    use super::test_support::sample;
 
     #[test]
     fn each_reference_sample_is_detected_as_itself() {
