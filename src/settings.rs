@@ -68,7 +68,9 @@ impl Settings {
             stop_timeout: Duration::from_secs(5),
             reset_timeout: Duration::from_secs(5),
             start_timeout: Duration::from_secs(5),
-            heartbeat_timeout: Duration::from_secs(1),
+            // Longer than any pause of a live run between two heartbeats with
+            // `RetryConfig::fast()` (2 s per call at most): the claim is a lease.
+            heartbeat_timeout: Duration::from_secs(4),
             poll: Poll {
                 initial: Duration::from_millis(5),
                 max: Duration::from_millis(40),

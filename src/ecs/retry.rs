@@ -24,13 +24,14 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// A configuration for tests and the simulator: same shape, small delays.
+    /// A configuration for tests and the simulator: same shape, small delays. Its time bound
+    /// stays well under `Settings::fast()`'s heartbeat timeout, as the claim protocol requires.
     pub fn fast() -> Self {
         Self {
             max_attempts: 6,
             base_delay: Duration::from_millis(2),
             max_delay: Duration::from_millis(20),
-            max_elapsed: Duration::from_secs(10),
+            max_elapsed: Duration::from_secs(2),
         }
     }
 
