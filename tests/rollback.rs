@@ -820,7 +820,9 @@ async fn a_run_killed_at_each_step_resumes_safely() {
         // The first run is gone, mid-step. Run the same request again until it finishes, as a
         // redelivery would (its dead claim holds the disk until its heartbeat times out).
         let mut last = None;
-        for _ in 0..40 {
+        // Bounded by time: well past the heartbeat timeout of `Settings::fast()` (4 s).
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < until {
             let r = b.run(event.clone()).await;
             let done = matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate);
             let retry = r.error.as_ref().is_some_and(|e| e.retryable);
