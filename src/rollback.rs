@@ -904,13 +904,14 @@ impl<'a> Run<'a> {
     }
 
     async fn contest(&mut self) -> Res<()> {
-        const ATTEMPTS: u32 = 4;
+        const ATTEMPTS: u32 = 6;
         let lease = self.s.lease.as_secs() as i64;
         let beat = self.s.heartbeat_timeout.as_secs().max(1) as i64;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let tag = self.claim_tags();
+            let round_trip = Instant::now();
             self.write_tags(std::slice::from_ref(&tag))
                 .await
                 .map_err(|e| refuse_ledger(&e))?;
@@ -962,7 +963,9 @@ impl<'a> Run<'a> {
                     ),
                 });
             }
-            let ceiling = self.s.poll.initial * 4 * attempt;
+            // Wide enough, against the claim's own round trip (write, then list), that two
+            // runs retrying together rarely collide again.
+            let ceiling = (self.s.poll.initial * 4).max(round_trip.elapsed() * 4) * attempt;
             let pause = ceiling.mul_f64(fastrand::f64());
             tracing::info!(rival = %other, pause_ms = pause.as_millis() as u64, "two runs claimed the disk together; both yield, then retry");
             tokio::time::sleep(pause).await;
