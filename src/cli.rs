@@ -217,7 +217,8 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
                 sim::SIM_ACCESS_KEY_SECRET,
             )),
             RetryConfig::default(),
-        );
+        )
+        .with_signing(config.signing);
         (
             client,
             config.default_region.or_else(|| Some("cn-hangzhou".into())),
@@ -232,7 +233,8 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
             config.endpoint,
             source,
             RetryConfig::default(),
-        );
+        )
+        .with_signing(config.signing);
         (client, config.default_region)
     };
     Ok(Handler {

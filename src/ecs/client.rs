@@ -20,8 +20,9 @@ use super::model::{
     parse_time, Ack, AssumeRoleResponse, DescribeDisksPage, DescribeInstancesPage,
     DescribeSnapshotsPage, Disk, ErrorBody, Instance, ListTagResourcesPage, Snapshot, TagResource,
 };
+use super::credentials::Signing;
 use super::retry::RetryConfig;
-use super::signer;
+use super::{signer, signer_v3};
 use super::transport::{HttpRequest, Transport, TransportError};
 
 pub const ECS_VERSION: &str = "2014-05-26";
@@ -232,6 +233,7 @@ pub struct EcsClient {
     retry: RetryConfig,
     rng: Mutex<fastrand::Rng>,
     clock: fn() -> DateTime<Utc>,
+    signing: Signing,
 }
 
 impl std::fmt::Debug for EcsClient {
@@ -240,6 +242,7 @@ impl std::fmt::Debug for EcsClient {
             .field("endpoint", &self.endpoint)
             .field("source", &self.source)
             .field("retry", &self.retry)
+            .field("signing", &self.signing)
             .finish_non_exhaustive()
     }
 }
@@ -264,7 +267,14 @@ impl EcsClient {
             retry,
             rng: Mutex::new(fastrand::Rng::new()),
             clock: Utc::now,
+            signing: Signing::V1,
         }
+    }
+
+    /// Signs with `signing` (V1 HMAC-SHA1 unless told).
+    pub fn with_signing(mut self, signing: Signing) -> Self {
+        self.signing = signing;
+        self
     }
 
     /// Replaces the clock that stamps `Timestamp` (tests of clock skew).
@@ -459,15 +469,16 @@ impl EcsClient {
         }
     }
 
-    async fn attempt<T: DeserializeOwned>(
+    /// Signature 1.0: every common parameter in the query, signed with HMAC-SHA1.
+    fn sign_v1(
         &self,
+        method: &'static str,
         base: &Url,
         version: &str,
         action: &str,
         op_params: &Params,
-        kind: CallKind,
         creds: &Credentials,
-    ) -> Result<T, EcsError> {
+    ) -> HttpRequest {
         let mut params: BTreeMap<String, String> = op_params.iter().cloned().collect();
         params.insert("Action".into(), action.into());
         params.insert("Version".into(), version.into());
@@ -483,11 +494,90 @@ impl EcsClient {
         if let Some(token) = &creds.security_token {
             params.insert("SecurityToken".into(), token.expose().to_owned());
         }
-        let method = "POST";
         let signature = signer::signature(method, &params, creds.access_key_secret.expose());
         let query = signer::wire_query(&params, &signature);
         let mut url = base.clone();
         url.set_query(Some(&query));
+        HttpRequest {
+            method,
+            url,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Signature V3: the operation's parameters in the query, the common ones in `x-acs-*`
+    /// headers, all of them (and `host`) signed with HMAC-SHA256 into `Authorization`.
+    fn sign_v3(
+        &self,
+        method: &'static str,
+        base: &Url,
+        version: &str,
+        action: &str,
+        op_params: &Params,
+        creds: &Credentials,
+    ) -> HttpRequest {
+        let params: BTreeMap<String, String> = op_params.iter().cloned().collect();
+        let host = match (base.host_str(), base.port()) {
+            (Some(h), Some(port)) => format!("{h}:{port}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => String::new(),
+        };
+        let payload = signer_v3::hashed_payload(b"");
+        let mut signed = vec![
+            ("host".to_owned(), host),
+            ("x-acs-action".to_owned(), action.to_owned()),
+            ("x-acs-version".to_owned(), version.to_owned()),
+            (
+                "x-acs-date".to_owned(),
+                (self.clock)().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ),
+            (
+                "x-acs-signature-nonce".to_owned(),
+                uuid::Uuid::new_v4().simple().to_string(),
+            ),
+            ("x-acs-content-sha256".to_owned(), payload.clone()),
+        ];
+        if let Some(token) = &creds.security_token {
+            signed.push(("x-acs-security-token".to_owned(), token.expose().to_owned()));
+        }
+        let authorization = signer_v3::authorization(
+            &creds.access_key_id,
+            creds.access_key_secret.expose(),
+            method,
+            base.path(),
+            &params,
+            &signed,
+            &payload,
+        );
+        let mut url = base.clone();
+        let query = signer_v3::canonical_query(&params);
+        url.set_query(if query.is_empty() { None } else { Some(&query) });
+        // `host` is signed but written by the HTTP client from the URL, so it is not sent twice.
+        let mut headers: Vec<(String, String)> =
+            signed.into_iter().filter(|(k, _)| k != "host").collect();
+        headers.push(("accept".to_owned(), "application/json".to_owned()));
+        headers.push(("authorization".to_owned(), authorization));
+        HttpRequest {
+            method,
+            url,
+            headers,
+        }
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        base: &Url,
+        version: &str,
+        action: &str,
+        op_params: &Params,
+        kind: CallKind,
+        creds: &Credentials,
+    ) -> Result<T, EcsError> {
+        let method = "POST";
+        let request = match self.signing {
+            Signing::V1 => self.sign_v1(method, base, version, action, op_params, creds),
+            Signing::V3 => self.sign_v3(method, base, version, action, op_params, creds),
+        };
         let wait = self.pace_wait();
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -495,7 +585,7 @@ impl EcsClient {
         let sent_at = Instant::now();
         let response = self
             .transport
-            .send(HttpRequest { method, url })
+            .send(request)
             .await
             .map_err(|e| match e {
                 TransportError::Connect(m) => EcsError::transport(action, ErrorKind::Connect, m),

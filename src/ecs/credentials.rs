@@ -149,6 +149,31 @@ pub struct ClientConfig {
     pub credentials: Option<CredentialSource>,
     pub endpoint: Endpoint,
     pub default_region: Option<String>,
+    /// `ECS_ROLLBACK_SIGNATURE`: `v1` (HMAC-SHA1, the default) or `v3` (ACS3-HMAC-SHA256).
+    pub signing: Signing,
+}
+
+/// Which signature the client puts on its requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Signing {
+    /// Signature version 1.0, HMAC-SHA1, in the query (`ecs::signer`).
+    #[default]
+    V1,
+    /// Signature V3, ACS3-HMAC-SHA256, in the `Authorization` header (`ecs::signer_v3`).
+    V3,
+}
+
+impl std::str::FromStr for Signing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "v1" | "1" | "1.0" | "hmac-sha1" => Ok(Signing::V1),
+            "v3" | "3" | "acs3-hmac-sha256" => Ok(Signing::V3),
+            other => Err(format!(
+                "ECS_ROLLBACK_SIGNATURE {other:?}: expected v1 (HMAC-SHA1) or v3 (ACS3-HMAC-SHA256)"
+            )),
+        }
+    }
 }
 
 impl ClientConfig {
@@ -214,10 +239,15 @@ impl ClientConfig {
                 })
             }
         };
+        let signing = match lookup("ECS_ROLLBACK_SIGNATURE") {
+            Some(raw) => raw.parse()?,
+            None => Signing::V1,
+        };
         Ok(Self {
             credentials,
             endpoint,
             default_region: lookup("ALIBABA_CLOUD_REGION_ID"),
+            signing,
         })
     }
 }

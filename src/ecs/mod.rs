@@ -8,12 +8,13 @@ pub mod error;
 pub mod model;
 pub mod retry;
 pub mod signer;
+pub mod signer_v3;
 pub mod transport;
 
 pub use client::{
     CallKind, DiskQuery, EcsClient, InstanceQuery, SnapshotQuery, StopOptions, StoppedMode,
 };
-pub use credentials::{ClientConfig, CredentialSource, Credentials, Endpoint};
+pub use credentials::{ClientConfig, CredentialSource, Credentials, Endpoint, Signing};
 pub use error::{EcsError, ErrorKind, Retry};
 pub use retry::RetryConfig;
 pub use transport::{HttpRequest, HttpResponse, ReqwestTransport, Transport, TransportError};

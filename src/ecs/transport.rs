@@ -7,11 +7,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-/// One request, already signed: method and the full URL with its query.
-#[derive(Clone, Debug)]
+/// One request, already signed: method, the full URL with its query, and the headers to send
+/// (V3 signs headers; `Host` is not among them, the HTTP client writes it from the URL).
+#[derive(Clone)]
 pub struct HttpRequest {
     pub method: &'static str,
     pub url: reqwest::Url,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Without the query or the headers: they carry the signature and the security token.
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("host", &self.url.host_str())
+            .field("path", &self.url.path())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -85,8 +98,11 @@ impl Transport for ReqwestTransport {
             "GET" => reqwest::Method::GET,
             _ => reqwest::Method::POST,
         };
-        let response = client
-            .request(method, request.url)
+        let mut builder = client.request(method, request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let response = builder
             .send()
             .await
             .map_err(|e| classify_reqwest(&e))?;

@@ -137,29 +137,47 @@ impl Simulator {
     }
 
     /// Handles one request: `raw_query` as it arrived, plus a form body when there is one.
-    pub fn handle(&self, method: &str, raw_query: &str, form_body: &str) -> Reply {
+    /// One API request. `headers` have lower-case names. A request with an
+    /// `Authorization: ACS3-HMAC-SHA256 ...` header is checked as signature V3 (action and
+    /// version from `x-acs-*` headers, JSON answers); any other as signature 1.0.
+    pub fn handle(&self, req: &SimRequest<'_>) -> Reply {
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
-        let mut pairs = match auth::decode_pairs(raw_query) {
+        let mut pairs = match auth::decode_pairs(req.query) {
             Ok(p) => p,
             Err(e) => return error_reply(&e, &request_id, true, ""),
         };
-        match auth::decode_pairs(form_body) {
+        let form = String::from_utf8_lossy(req.body);
+        match auth::decode_pairs(&form) {
             Ok(p) => pairs.extend(p),
             Err(e) => return error_reply(&e, &request_id, true, ""),
         }
-        let params: BTreeMap<String, String> = pairs.into_iter().collect();
-        let json = match params.get("Format") {
-            None => false,
-            Some(f) => f.eq_ignore_ascii_case("json"),
-        };
-        let action = params.get("Action").cloned().unwrap_or_default();
+        let mut params: BTreeMap<String, String> = pairs.into_iter().collect();
+        let v3 = req.headers.contains_key("authorization");
+        let json = v3
+            || match params.get("Format") {
+                None => false,
+                Some(f) => f.eq_ignore_ascii_case("json"),
+            };
         let region = params.get("RegionId").cloned().unwrap_or_default();
         let mut inner = self.lock();
         let now = Utc::now();
-        let caller = match inner.gateway.verify(method, &params, now) {
+        let verified = if v3 {
+            inner
+                .gateway
+                .verify_v3(req.method, req.path, &params, req.headers, req.body, now)
+                .map(|(ak, action, version)| {
+                    params.insert("Action".into(), action);
+                    params.insert("Version".into(), version);
+                    ak
+                })
+        } else {
+            inner.gateway.verify(req.method, &params, now)
+        };
+        let caller = match verified {
             Ok(ak) => ak,
             Err(e) => return error_reply(&e, &request_id, json, &region),
         };
+        let action = params.get("Action").cloned().unwrap_or_default();
         let want_version = if action == "AssumeRole" {
             "2015-04-01"
         } else {
@@ -337,6 +355,18 @@ pub fn to_xml(root: &str, v: &Value) -> String {
     out
 }
 
+/// One request as the simulator receives it.
+pub struct SimRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The raw query string, still percent-encoded.
+    pub query: &'a str,
+    /// A form body (`application/x-www-form-urlencoded`), or empty.
+    pub body: &'a [u8],
+    /// Header names in lower case.
+    pub headers: &'a BTreeMap<String, String>,
+}
+
 /// The in-process transport: hands the signed URL to the simulator, honours its delays and
 /// drops, and never opens a socket.
 #[derive(Clone)]
@@ -347,9 +377,26 @@ pub struct SimTransport {
 #[async_trait]
 impl Transport for SimTransport {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let reply = self
-            .sim
-            .handle(request.method, request.url.query().unwrap_or(""), "");
+        let mut headers: BTreeMap<String, String> = request
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+        // What an HTTP client writes from the URL.
+        if let Some(host) = request.url.host_str() {
+            let host = match request.url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            };
+            headers.insert("host".into(), host);
+        }
+        let reply = self.sim.handle(&SimRequest {
+            method: request.method,
+            path: request.url.path(),
+            query: request.url.query().unwrap_or(""),
+            body: &[],
+            headers: &headers,
+        });
         if !reply.delay.is_zero() {
             tokio::time::sleep(reply.delay).await;
         }

@@ -6,13 +6,15 @@ use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
-use super::{Faults, Simulator};
+use std::collections::BTreeMap;
+
+use super::{Faults, SimRequest, Simulator};
 
 pub fn router(sim: Simulator) -> Router {
     Router::new()
@@ -25,12 +27,23 @@ pub fn router(sim: Simulator) -> Router {
 async fn api(
     State(sim): State<Simulator>,
     method: Method,
+    uri: Uri,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let form = String::from_utf8_lossy(&body);
     let method = if method == Method::GET { "GET" } else { "POST" };
-    let reply = sim.handle(method, query.as_deref().unwrap_or(""), &form);
+    let headers: BTreeMap<String, String> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let reply = sim.handle(&SimRequest {
+        method,
+        path: uri.path(),
+        query: query.as_deref().unwrap_or(""),
+        body: &body,
+        headers: &headers,
+    });
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
