@@ -46,6 +46,17 @@ pub enum Command {
         #[arg(long)]
         simulate: bool,
     },
+    /// Serve as an Alibaba Cloud Function Compute custom runtime: POST /invoke and
+    /// POST /initialize on 0.0.0.0, port FC_SERVER_PORT (default 9000). Started without
+    /// arguments in a Function Compute environment (FC_FUNCTION_NAME set), this is the default.
+    ServeFc {
+        /// Port to listen on (overrides FC_SERVER_PORT); 0 picks a free one.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        host: std::net::IpAddr,
+    },
     /// Serve the ECS simulator over HTTP on 127.0.0.1 (point ECS_ROLLBACK_ECS_ENDPOINT at it).
     Simulate {
         /// Port to listen on; 0 picks a free one (printed on stdout).
@@ -90,10 +101,16 @@ pub async fn main() -> ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return lambda_main().await;
     }
+    // Function Compute starts the custom runtime's command, by default with no arguments.
+    if std::env::args_os().len() == 1 && std::env::var_os("FC_FUNCTION_NAME").is_some() {
+        init_logging(LogFormat::Json);
+        return fc_main(None, std::net::Ipv4Addr::UNSPECIFIED.into()).await;
+    }
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
         Command::Invoke { file, simulate } => invoke(file, simulate).await,
+        Command::ServeFc { port, host } => fc_main(port, host).await,
         Command::Simulate { port, scenario } => {
             let loaded = load_scenario(scenario.as_ref());
             let access_key = loaded
@@ -163,6 +180,9 @@ pub enum Backend {
     /// The real API (or `ECS_ROLLBACK_ECS_ENDPOINT`); no credentials is an error (Lambda, unless
     /// `ECS_ROLLBACK_SIMULATE=1`).
     Api,
+    /// The real API, signed with the environment's credentials or else with the ones the
+    /// runtime sends with each invocation (Function Compute's role).
+    ApiOrRuntime,
 }
 
 /// The handler, built once from the environment: client, settings, webhook secrets, drill.
@@ -183,7 +203,8 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
         (Backend::Simulator, _) => true,
         (Backend::Auto, None) => true,
         (Backend::Auto, Some(_)) => false,
-        (Backend::Api, Some(_)) => false,
+        (Backend::Api | Backend::ApiOrRuntime, Some(_)) => false,
+        (Backend::ApiOrRuntime, None) => false,
         (Backend::Api, None) => {
             return Err("no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (or ECS_ROLLBACK_SIMULATE=1 to use the built-in simulator)".into())
         }
@@ -224,8 +245,10 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
             config.default_region.or_else(|| Some("cn-hangzhou".into())),
         )
     } else {
-        let Some(source) = config.credentials else {
-            return Err("no credentials".into());
+        let source = match (config.credentials, backend) {
+            (Some(source), _) => source,
+            (None, Backend::ApiOrRuntime) => CredentialSource::FromRuntime,
+            (None, _) => return Err("no credentials".into()),
         };
         tracing::info!(endpoint = ?config.endpoint, "calling the ECS API");
         let client = EcsClient::new(
@@ -287,6 +310,64 @@ async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Function Compute mode: the handler behind `fc::router`, on `FC_SERVER_PORT` (or `port`).
+pub async fn fc_main(port: Option<u16>, host: std::net::IpAddr) -> ExitCode {
+    let port = match port {
+        Some(p) => p,
+        None => match std::env::var("FC_SERVER_PORT")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            None => crate::fc::DEFAULT_PORT,
+            Some(raw) => match raw.trim().parse() {
+                Ok(p) => p,
+                Err(_) => {
+                    eprintln!("ecs-rollback serve-fc: FC_SERVER_PORT {raw:?} is not a port");
+                    return ExitCode::from(2);
+                }
+            },
+        },
+    };
+    let simulate = std::env::var("ECS_ROLLBACK_SIMULATE").is_ok_and(|v| v == "1");
+    let handler = match build_handler(if simulate {
+        Backend::Simulator
+    } else {
+        Backend::ApiOrRuntime
+    }) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("ecs-rollback serve-fc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind((host, port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ecs-rollback serve-fc: cannot listen on {host}:{port}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => {
+            // Also on stderr for whoever started it with port 0.
+            eprintln!("ecs-rollback serve-fc: listening on {addr}");
+            tracing::info!(%addr, "Function Compute custom runtime listening");
+        }
+        Err(e) => {
+            eprintln!("ecs-rollback serve-fc: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match crate::fc::serve(handler, listener).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ecs-rollback serve-fc: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

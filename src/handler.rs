@@ -373,32 +373,16 @@ impl Handler {
     /// Records of one FIFO message group run in order, and after a retryable failure the rest
     /// of that group is returned unprocessed, so the queue keeps their order.
     async fn sqs(&self, event: &Value, deadline: Option<Instant>) -> Reply {
-        let done: Vec<Vec<Processed>> = stream::iter(aws::sqs_groups(event))
-            .map(|group| async move {
-                let mut out = Vec::with_capacity(group.records.len());
-                let mut blocked = false;
-                for (index, record) in group.records {
-                    let job = aws::sqs_record(record);
-                    let id = Some(job.trigger.id.clone()).filter(|id| !id.is_empty());
-                    let report = if blocked {
-                        bare(
-                            Outcome::Rejected,
-                            &job.trigger,
-                            Some(ErrorInfo::new(
-                                "NotProcessed",
-                                "an earlier message of the same FIFO group failed; this one is returned to keep the order",
-                                true,
-                            )),
-                        )
-                    } else {
-                        self.run_job(job, deadline).await
-                    };
-                    let retry = retryable_failure(&report);
-                    blocked |= retry && group.id.is_some();
-                    out.push(Processed { index, report, retry_id: if retry { id } else { None } });
-                }
-                out
-            })
+        // Boxed before the stream: a closure over the groups' borrowed records inside the
+        // stream would make this future's `Send` depend on a lifetime rustc cannot prove
+        // general (and axum, for the Function Compute front door, needs it `Send`).
+        type GroupRun<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Processed>> + Send + 'a>>;
+        let runs: Vec<GroupRun<'_>> = aws::sqs_groups(event)
+            .into_iter()
+            .map(|group| Box::pin(self.sqs_group(group, deadline)) as GroupRun<'_>)
+            .collect();
+        let done: Vec<Vec<Processed>> = stream::iter(runs)
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
@@ -411,6 +395,41 @@ impl Handler {
             reports,
             summaries: vec![],
         }
+    }
+
+    /// One SQS message group, in order (a standard queue's record is a group of one).
+    async fn sqs_group(
+        &self,
+        group: aws::SqsGroup<'_>,
+        deadline: Option<Instant>,
+    ) -> Vec<Processed> {
+        let mut out = Vec::with_capacity(group.records.len());
+        let mut blocked = false;
+        for (index, record) in group.records {
+            let job = aws::sqs_record(record);
+            let id = Some(job.trigger.id.clone()).filter(|id| !id.is_empty());
+            let report = if blocked {
+                bare(
+                    Outcome::Rejected,
+                    &job.trigger,
+                    Some(ErrorInfo::new(
+                        "NotProcessed",
+                        "an earlier message of the same FIFO group failed; this one is returned to keep the order",
+                        true,
+                    )),
+                )
+            } else {
+                self.run_job(job, deadline).await
+            };
+            let retry = retryable_failure(&report);
+            blocked |= retry && group.id.is_some();
+            out.push(Processed {
+                index,
+                report,
+                retry_id: if retry { id } else { None },
+            });
+        }
+        out
     }
 
     /// An HTTP request: authenticated before anything else, then its body is any other event.

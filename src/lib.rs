@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod drill;
 pub mod ecs;
+pub mod fc;
 pub mod handler;
 pub mod ids;
 pub mod lambda;

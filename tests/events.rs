@@ -1,6 +1,8 @@
 //! Every file in `events/` runs through `ecs-rollback invoke` against the built-in simulator,
 //! with the outcomes `events/README.md` states.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,22 +15,7 @@ fn root() -> PathBuf {
 
 /// `file -> outcomes`, from the README's table.
 fn expectations() -> BTreeMap<String, Vec<String>> {
-    let readme =
-        std::fs::read_to_string(root().join("events/README.md")).expect("events/README.md");
-    readme
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let file = cells[1].trim_matches('`').to_owned();
-            let outcomes = cells[3]
-                .trim_matches('`')
-                .split(',')
-                .map(str::to_owned)
-                .collect();
-            (file, outcomes)
-        })
-        .collect()
+    common::event_outcomes()
 }
 
 fn invoke(file: &Path, token: bool) -> (Vec<Value>, i32, String) {

@@ -12,8 +12,7 @@ use std::time::Duration;
 use common::*;
 use ecs_rollback::ecs::credentials::{parse_base_url, AssumeRole};
 use ecs_rollback::ecs::{
-    CredentialSource, Credentials, DiskQuery, EcsClient, InstanceQuery, Retry, Signing,
-    StopOptions,
+    CredentialSource, Credentials, DiskQuery, EcsClient, InstanceQuery, Retry, Signing, StopOptions,
 };
 use ecs_rollback::sim::{self, Scenario, Simulator};
 
@@ -24,7 +23,9 @@ fn v3(base: &str, source: CredentialSource) -> EcsClient {
 }
 
 fn is_v3_signature(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 async fn status(c: &EcsClient, id: &str) -> String {

@@ -121,6 +121,59 @@ for name in ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "
 for name in env:
     check(f"the code reads {name}", f'"{name}"' in source or name == "RUST_LOG", name)
 
+# deploy/s.yaml: the Function Compute deployment (Serverless Devs, fc3 component).
+import json
+import yaml
+
+fc = yaml.safe_load(open(os.path.join(ROOT, "deploy", "s.yaml"), encoding="utf-8"))
+fprops = fc["resources"]["ecs-rollback"]["props"]
+crc = fprops.get("customRuntimeConfig", {})
+check("s.yaml: a custom runtime", str(fprops.get("runtime", "")).startswith("custom"), fprops.get("runtime"))
+check("s.yaml: starts the binary as serve-fc", crc.get("args") == ["serve-fc"], crc)
+port = re.search(r"pub const DEFAULT_PORT: u16 = (\d+);", source)
+check("s.yaml: listens where serve-fc does", port is not None and crc.get("port") == int(port.group(1)), crc.get("port"))
+check("s.yaml: timeout as the Lambda one", fprops.get("timeout") == timeout, fprops.get("timeout"))
+check("s.yaml: the ledger lease outlives an invocation", lease > int(fprops.get("timeout", 0)), fprops.get("timeout"))
+check("s.yaml: a RAM role, no AccessKey in the environment",
+      "role" in fprops and not any(k.startswith("ALIBABA_CLOUD_ACCESS_KEY") for k in fprops.get("environmentVariables", {})),
+      fprops.get("environmentVariables"))
+fenv = fprops.get("environmentVariables", {})
+for name in ["ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN"]:
+    check(f"s.yaml: {name} comes from the deploying environment, not plain text",
+          str(fenv.get(name, "")).startswith("${env("), fenv.get(name))
+for name in fenv:
+    check(f"s.yaml: the code reads {name}", f'"{name}"' in source or name == "RUST_LOG", name)
+retries = fprops.get("asyncInvokeConfig", {}).get("maxAsyncRetryAttempts")
+check("s.yaml: async retries are 0 to 2", retries is not None and 0 <= int(retries) <= 2, retries)
+check("s.yaml: failed async invocations have a destination",
+      "onFailure" in fprops.get("asyncInvokeConfig", {}).get("destinationConfig", {}), fprops.get("asyncInvokeConfig"))
+triggers = fprops.get("triggers", [])
+mns = [t for t in triggers if t["triggerType"] == "eventbridge"
+       and t["triggerConfig"]["eventSourceConfig"]["eventSourceType"] == "MNS"]
+check("s.yaml: an MNS queue trigger", len(mns) == 1, [t["triggerName"] for t in triggers])
+if mns:
+    ro = mns[0]["triggerConfig"].get("runOptions", {})
+    check("s.yaml: MNS messages one per invocation (no partial batch answers on FC)",
+          str(ro.get("batchWindow", {}).get("CountBasedWindow")) == "1", ro.get("batchWindow"))
+    check("s.yaml: the MNS stream has a dead-letter queue", "deadLetterQueue" in ro, ro)
+timers = [t for t in triggers if t["triggerType"] == "timer"]
+check("s.yaml: a drill timer", len(timers) == 1, [t["triggerName"] for t in triggers])
+if timers:
+    tc = timers[0]["triggerConfig"]
+    check("s.yaml: the drill timer is disabled by default", tc.get("enable") is False, tc.get("enable"))
+    try:
+        drill = json.loads(tc.get("payload", ""))["drill"]
+        payload_ok = bool(drill.get("name")) and ("targets" in drill or "selector" in drill)
+    except (ValueError, KeyError, TypeError) as e:
+        payload_ok = str(e)
+    check("s.yaml: the drill payload is a drill", payload_ok is True, payload_ok)
+default_bus = [t for t in triggers if t["triggerType"] == "eventbridge"
+               and t["triggerConfig"]["eventSourceConfig"]["eventSourceType"] == "Default"]
+check("s.yaml: an EventBridge trigger for alerts and requests", len(default_bus) == 1, [t["triggerName"] for t in triggers])
+if default_bus:
+    pattern = json.loads(default_bus[0]["triggerConfig"]["eventRuleFilterPattern"])
+    check("s.yaml: the EventBridge rule takes ECS events", "acs.ecs" in pattern.get("source", []), pattern)
+
 passed = sum(results)
 failed = len(results) - passed
 print(f"{passed} passed, {failed} failed")

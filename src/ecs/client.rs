@@ -14,16 +14,16 @@ use reqwest::Url;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex as AsyncMutex;
 
+use super::credentials::Signing;
 use super::credentials::{Cached, CredentialSource, Credentials, Endpoint};
 use super::error::{EcsError, ErrorKind, Retry};
 use super::model::{
     parse_time, Ack, AssumeRoleResponse, DescribeDisksPage, DescribeInstancesPage,
     DescribeSnapshotsPage, Disk, ErrorBody, Instance, ListTagResourcesPage, Snapshot, TagResource,
 };
-use super::credentials::Signing;
 use super::retry::RetryConfig;
-use super::{signer, signer_v3};
 use super::transport::{HttpRequest, Transport, TransportError};
+use super::{signer, signer_v3};
 
 pub const ECS_VERSION: &str = "2014-05-26";
 pub const STS_VERSION: &str = "2015-04-01";
@@ -234,6 +234,8 @@ pub struct EcsClient {
     rng: Mutex<fastrand::Rng>,
     clock: fn() -> DateTime<Utc>,
     signing: Signing,
+    /// For `CredentialSource::FromRuntime`: the credentials the front door last provided.
+    runtime_credentials: Mutex<Option<Credentials>>,
 }
 
 impl std::fmt::Debug for EcsClient {
@@ -268,6 +270,17 @@ impl EcsClient {
             rng: Mutex::new(fastrand::Rng::new()),
             clock: Utc::now,
             signing: Signing::V1,
+            runtime_credentials: Mutex::new(None),
+        }
+    }
+
+    /// Credentials the runtime gave with an invocation (used with `CredentialSource::FromRuntime`;
+    /// ignored otherwise, so credentials set in the environment keep precedence).
+    pub fn provide_runtime_credentials(&self, credentials: Credentials) {
+        if matches!(self.source, CredentialSource::FromRuntime) {
+            if let Ok(mut slot) = self.runtime_credentials.lock() {
+                *slot = Some(credentials);
+            }
         }
     }
 
@@ -336,6 +349,17 @@ impl EcsClient {
     async fn credentials(&self) -> Result<Credentials, EcsError> {
         match &self.source {
             CredentialSource::Static(c) => Ok(c.clone()),
+            CredentialSource::FromRuntime => self
+                .runtime_credentials
+                .lock()
+                .ok()
+                .and_then(|c| c.clone())
+                .ok_or_else(|| {
+                    EcsError::config(
+                        "credentials",
+                        "no credentials: the runtime sent none (give the function a role) and none are set in the environment",
+                    )
+                }),
             CredentialSource::AssumeRole { base, role } => {
                 let mut cache = self.assumed.lock().await;
                 if let Some(c) = cache.as_ref() {
@@ -583,17 +607,13 @@ impl EcsClient {
             tokio::time::sleep(wait).await;
         }
         let sent_at = Instant::now();
-        let response = self
-            .transport
-            .send(request)
-            .await
-            .map_err(|e| match e {
-                TransportError::Connect(m) => EcsError::transport(action, ErrorKind::Connect, m),
-                TransportError::Timeout(m) => EcsError::transport(action, ErrorKind::Timeout, m),
-                TransportError::ResponseLost(m) => {
-                    EcsError::transport(action, ErrorKind::ResponseLost, m)
-                }
-            })?;
+        let response = self.transport.send(request).await.map_err(|e| match e {
+            TransportError::Connect(m) => EcsError::transport(action, ErrorKind::Connect, m),
+            TransportError::Timeout(m) => EcsError::transport(action, ErrorKind::Timeout, m),
+            TransportError::ResponseLost(m) => {
+                EcsError::transport(action, ErrorKind::ResponseLost, m)
+            }
+        })?;
         let status = response.status;
         if (200..300).contains(&status) {
             self.pace_ok();

@@ -71,6 +71,9 @@ pub enum CredentialSource {
         base: Credentials,
         role: AssumeRole,
     },
+    /// Given by the runtime with each invocation (Function Compute sends the function role's
+    /// temporary credentials as `x-fc-access-key-*` headers): the last ones given sign.
+    FromRuntime,
 }
 
 /// Temporary credentials and when they stop working.

@@ -169,7 +169,12 @@ mod tests {
             assert_eq!(payload, hashed_payload(b""), "{}: empty body", v.name);
             let cr = canonical_request(&v.method, &v.pathname, &params, &v.headers, &payload);
             assert_eq!(cr, v.canonical_request, "{}: canonical request", v.name);
-            assert_eq!(string_to_sign(&cr), v.string_to_sign, "{}: string to sign", v.name);
+            assert_eq!(
+                string_to_sign(&cr),
+                v.string_to_sign,
+                "{}: string to sign",
+                v.name
+            );
             let ak = v
                 .authorization
                 .split("Credential=")
@@ -195,7 +200,9 @@ mod tests {
         let mut params: BTreeMap<String, String> = v.query.iter().cloned().collect();
         params.insert("DiskId".into(), "d-bp1abcdefghijklmnp".into());
         let payload = hashed_payload(b"");
-        let auth = authorization("testid", &v.secret, "POST", "/", &params, &v.headers, &payload);
+        let auth = authorization(
+            "testid", &v.secret, "POST", "/", &params, &v.headers, &payload,
+        );
         assert_ne!(auth, v.authorization);
     }
 

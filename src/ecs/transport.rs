@@ -102,10 +102,7 @@ impl Transport for ReqwestTransport {
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| classify_reqwest(&e))?;
+        let response = builder.send().await.map_err(|e| classify_reqwest(&e))?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| classify_reqwest(&e))?;
         Ok(HttpResponse {

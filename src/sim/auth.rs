@@ -187,7 +187,10 @@ impl Gateway {
                 format!("The request signature does not conform to Aliyun standards: {why}."),
             )
         };
-        let auth = headers.get("authorization").map(String::as_str).unwrap_or("");
+        let auth = headers
+            .get("authorization")
+            .map(String::as_str)
+            .unwrap_or("");
         let Some(rest) = auth.strip_prefix("ACS3-HMAC-SHA256 ") else {
             return Err(ApiError::new(
                 400,
@@ -208,7 +211,9 @@ impl Gateway {
         }
         let (Some(ak), Some(signed_names), Some(signature)) = (credential, signed_names, signature)
         else {
-            return Err(incomplete("Credential, SignedHeaders and Signature are required"));
+            return Err(incomplete(
+                "Credential, SignedHeaders and Signature are required",
+            ));
         };
         if self.signatures.len() >= 10_000 {
             self.signatures.pop_front();
@@ -225,14 +230,18 @@ impl Gateway {
         let action = header("x-acs-action").ok_or_else(|| missing("x-acs-action"))?;
         let version = header("x-acs-version").ok_or_else(|| missing("x-acs-version"))?;
         let ts = header("x-acs-date").ok_or_else(|| missing("x-acs-date"))?;
-        let nonce = header("x-acs-signature-nonce").ok_or_else(|| missing("x-acs-signature-nonce"))?;
-        let content = header("x-acs-content-sha256").ok_or_else(|| missing("x-acs-content-sha256"))?;
+        let nonce =
+            header("x-acs-signature-nonce").ok_or_else(|| missing("x-acs-signature-nonce"))?;
+        let content =
+            header("x-acs-content-sha256").ok_or_else(|| missing("x-acs-content-sha256"))?;
         let names: Vec<&str> = signed_names.split(';').collect();
         // Every common header that is present must be signed (the V3 docs), and host.
-        for must in ["host"]
-            .into_iter()
-            .chain(headers.keys().map(String::as_str).filter(|k| k.starts_with("x-acs-")))
-        {
+        for must in ["host"].into_iter().chain(
+            headers
+                .keys()
+                .map(String::as_str)
+                .filter(|k| k.starts_with("x-acs-")),
+        ) {
             if !names.contains(&must) {
                 return Err(incomplete(&format!("header {must} is not signed")));
             }
@@ -245,7 +254,9 @@ impl Gateway {
                 .collect::<String>()
         };
         if !same(&body_hash, content) {
-            return Err(incomplete("x-acs-content-sha256 is not the hash of the body"));
+            return Err(incomplete(
+                "x-acs-content-sha256 is not the hash of the body",
+            ));
         }
         let Some(entry) = self.keys.get(ak).cloned() else {
             return Err(ApiError::new(
@@ -517,7 +528,9 @@ mod tests {
 
     fn v3_vectors() -> Vec<V3Vector> {
         let text = include_str!("../../tests/data/signature-v3-vectors.json");
-        serde_json::from_str::<V3File>(text).expect("vectors").vectors
+        serde_json::from_str::<V3File>(text)
+            .expect("vectors")
+            .vectors
     }
 
     fn at(v: &V3Vector) -> DateTime<Utc> {
@@ -538,7 +551,11 @@ mod tests {
             let mut g = v3_gateway();
             let (params, headers) = v3_received(&v);
             let ok = g.verify_v3(&v.method, &v.pathname, &params, &headers, b"", at(&v));
-            let ak = if v.authorization.contains("STS.") { "STS.NUx2Yz" } else { "testid" };
+            let ak = if v.authorization.contains("STS.") {
+                "STS.NUx2Yz"
+            } else {
+                "testid"
+            };
             let action = headers["x-acs-action"].clone();
             assert_eq!(
                 ok,
@@ -574,16 +591,28 @@ mod tests {
         assert_eq!(code(&params, &headers, b"", now), Ok(()));
         let mut p = params.clone();
         p.insert("MaxResults".into(), "10".into());
-        assert_eq!(code(&p, &headers, b"", now), Err("SignatureDoesNotMatch".into()));
+        assert_eq!(
+            code(&p, &headers, b"", now),
+            Err("SignatureDoesNotMatch".into())
+        );
         let mut h = headers.clone();
         h.insert("x-acs-action".into(), "ResetDisk".into());
-        assert_eq!(code(&params, &h, b"", now), Err("SignatureDoesNotMatch".into()));
+        assert_eq!(
+            code(&params, &h, b"", now),
+            Err("SignatureDoesNotMatch".into())
+        );
         let mut h = headers.clone();
         h.insert("x-acs-security-token".into(), "CAISother".into());
-        assert_eq!(code(&params, &h, b"", now), Err("SignatureDoesNotMatch".into()));
+        assert_eq!(
+            code(&params, &h, b"", now),
+            Err("SignatureDoesNotMatch".into())
+        );
         let mut h = headers.clone();
         h.insert("x-acs-extra".into(), "unsigned".into());
-        assert_eq!(code(&params, &h, b"", now), Err("IncompleteSignature".into()));
+        assert_eq!(
+            code(&params, &h, b"", now),
+            Err("IncompleteSignature".into())
+        );
         assert_eq!(
             code(&params, &headers, b"DiskId=x", now),
             Err("IncompleteSignature".into())
@@ -598,7 +627,10 @@ mod tests {
             "authorization".into(),
             headers["authorization"].replace("ACS3-HMAC-SHA256", "ACS3-HMAC-SM3"),
         );
-        assert_eq!(code(&params, &h, b"", now), Err("InvalidSignatureMethod".into()));
+        assert_eq!(
+            code(&params, &h, b"", now),
+            Err("InvalidSignatureMethod".into())
+        );
         let mut h = headers.clone();
         h.remove("x-acs-date");
         assert_eq!(code(&params, &h, b"", now), Err("MissingParameter".into()));

@@ -162,3 +162,23 @@ pub fn sim_env(base: &str) -> Vec<(&'static str, String)> {
         ("ECS_ROLLBACK_ECS_ENDPOINT", base.to_owned()),
     ]
 }
+
+/// `events/README.md`'s table: sample file -> the outcomes it must produce, in order.
+pub fn event_outcomes() -> std::collections::BTreeMap<String, Vec<String>> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("events/README.md")).expect("events/README.md");
+    readme
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let file = cells[1].trim_matches('`').to_owned();
+            let outcomes = cells[3]
+                .trim_matches('`')
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            (file, outcomes)
+        })
+        .collect()
+}

@@ -1,0 +1,329 @@
+//! The Function Compute front door (`ecs-rollback serve-fc`), driven over loopback HTTP as
+//! Function Compute drives a custom runtime: the Alibaba sample events of `events/` posted to
+//! `/invoke` with FC's headers, the outcomes `events/README.md` states, the status and
+//! `x-fc-status` FC reads, the start/end log lines, `/initialize`, credentials from the
+//! function role's headers, and the start-up with no arguments in an FC environment.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running `serve-fc`: its base URL and what it printed on stdout.
+struct Runtime {
+    child: Child,
+    base: String,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary; `args` empty means "as Function Compute starts it" (no arguments,
+/// `FC_FUNCTION_NAME` and `FC_SERVER_PORT=0` set).
+fn start(args: &[&str], env: &[(&str, String)], simulate: bool) -> Runtime {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
+    cmd.args(args)
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+        .env_remove("ALIBABA_CLOUD_ROLE_ARN")
+        .env_remove("ECS_ROLLBACK_DRILL")
+        .env_remove("ECS_ROLLBACK_WEBHOOK_SECRET")
+        .env_remove("ECS_ROLLBACK_WEBHOOK_TOKEN")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env(
+            "ECS_ROLLBACK_SIM_SCENARIO",
+            root().join("tests/data/fast-scenario.json"),
+        )
+        .env("ECS_ROLLBACK_POLL_INITIAL_MS", "20")
+        .env("ECS_ROLLBACK_POLL_MAX_MS", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if simulate {
+        cmd.env("ECS_ROLLBACK_SIMULATE", "1");
+    } else {
+        cmd.env_remove("ECS_ROLLBACK_SIMULATE");
+    }
+    if args.is_empty() {
+        cmd.env("FC_FUNCTION_NAME", "ecs-rollback")
+            .env("FC_SERVER_PORT", "0");
+    } else {
+        cmd.env_remove("FC_FUNCTION_NAME");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn serve-fc");
+    let stderr = child.stderr.take().expect("stderr");
+    let stdout = child.stdout.take().expect("stdout");
+    let printed = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&printed);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let mut s = sink.lock().expect("lock");
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(addr) = line.strip_prefix("ecs-rollback serve-fc: listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                    sent = true;
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve-fc says where it listens");
+    let port = addr.rsplit(':').next().expect("port");
+    Runtime {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        stdout: printed,
+    }
+}
+
+fn start_sim() -> Runtime {
+    start(
+        &["serve-fc", "--host", "127.0.0.1", "--port", "0"],
+        &[],
+        true,
+    )
+}
+
+struct Answer {
+    status: u16,
+    fc_status: String,
+    body: Value,
+}
+
+async fn invoke(base: &str, body: String, headers: &[(&str, &str)]) -> Answer {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/invoke"))
+        .header("content-type", "application/octet-stream")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = tokio::time::timeout(Duration::from_secs(60), req.send())
+        .await
+        .expect("answered in time")
+        .expect("sent");
+    let status = r.status().as_u16();
+    let fc_status = r
+        .headers()
+        .get("x-fc-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = r.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    Answer {
+        status,
+        fc_status,
+        body,
+    }
+}
+
+fn outcomes(body: &Value) -> Vec<String> {
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|e| e["data"]["outcome"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+const ALIBABA_SAMPLES: &[&str] = &[
+    "fc-mns-cloudevent.json",
+    "fc-mns-batch.json",
+    "fc-timer-drill.json",
+    "alibaba-eventbridge-custom.json",
+    "alibaba-eventbridge-ecs-statechange.json",
+    "cms-to-mns.json",
+    "cms-callback.json",
+    "arms-webhook.json",
+    "ecs-event-disk-stalled.json",
+    "ecs-event-instance-statechange.json",
+];
+
+#[tokio::test]
+async fn every_alibaba_sample_event_through_the_fc_front_door() {
+    let expected = event_outcomes();
+    for (n, file) in ALIBABA_SAMPLES.iter().enumerate() {
+        // A runtime per sample: each starts from the simulator's fresh fleet, as `invoke` does.
+        let rt = start_sim();
+        let want = expected
+            .get(*file)
+            .unwrap_or_else(|| panic!("events/README.md has no row for {file}"));
+        let body = std::fs::read_to_string(root().join("events").join(file)).expect("sample");
+        let id = format!("1-6749c1a0-{n:08x}");
+        let a = invoke(
+            &rt.base,
+            body,
+            &[("x-fc-request-id", &id), ("x-fc-function-timeout", "900")],
+        )
+        .await;
+        assert_eq!(&outcomes(&a.body), want, "{file}: {}", a.body);
+        assert_eq!(a.status, 200, "{file}: {}", a.body);
+        assert_eq!(a.fc_status, "200", "{file}");
+        if file.contains("drill") {
+            assert_eq!(
+                a.body["summaries"].as_array().map(Vec::len),
+                Some(1),
+                "{file}: the drill summary"
+            );
+        }
+        let printed = rt.stdout.lock().expect("lock").clone();
+        assert!(
+            printed.contains(&format!("FC Invoke Start RequestId: {id}"))
+                && printed.contains(&format!("FC Invoke End RequestId: {id}")),
+            "{file}: start and end lines: {printed}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_and_bad_input_are_failed_invocations_with_their_type() {
+    let rt = start_sim();
+    let body =
+        std::fs::read_to_string(root().join("events/refused-not-opted-in.json")).expect("sample");
+    let a = invoke(&rt.base, body, &[("x-fc-request-id", "r-1")]).await;
+    assert_eq!((a.status, a.fc_status.as_str()), (404, "404"), "{}", a.body);
+    assert_eq!(a.body["errorType"], "RollbackRejected");
+    assert_eq!(outcomes(&a.body), vec!["rejected"]);
+    assert!(
+        a.body["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("NotOptedIn")),
+        "{}",
+        a.body
+    );
+
+    let a = invoke(
+        &rt.base,
+        "{\"diskId\": ".into(),
+        &[("x-fc-request-id", "r-2")],
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(outcomes(&a.body), vec!["rejected"]);
+    let a = invoke(
+        &rt.base,
+        r#"{"diskId":"d-bp1webapp0000sys01","diskId":"d-bp1batch00000sys02"}"#.into(),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 404, "a repeated key is refused: {}", a.body);
+
+    let init = reqwest::Client::new()
+        .post(format!("{}/initialize", rt.base))
+        .header("x-fc-request-id", "init-1")
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(init.status().as_u16(), 200);
+    let printed = rt.stdout.lock().expect("lock").clone();
+    assert!(
+        printed.contains("FC Initialize Start RequestId: init-1"),
+        "{printed}"
+    );
+}
+
+#[tokio::test]
+async fn the_function_roles_credentials_come_from_the_fc_headers() {
+    let scenario: ecs_rollback::sim::Scenario = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/data/fast-scenario.json")).expect("scenario"),
+    )
+    .expect("scenario JSON");
+    let sim = ecs_rollback::sim::Simulator::new(scenario).expect("scenario");
+    let endpoint = serve(&sim).await;
+    let rt = start(
+        &["serve-fc", "--host", "127.0.0.1", "--port", "0"],
+        &[
+            ("ECS_ROLLBACK_ECS_ENDPOINT", endpoint),
+            ("ALIBABA_CLOUD_REGION_ID", REGION.to_owned()),
+        ],
+        false,
+    );
+    let event = std::fs::read_to_string(root().join("events/rollback.json")).expect("sample");
+    // No role: nothing to sign with, said so, nothing touched.
+    let a = invoke(&rt.base, event.clone(), &[("x-fc-request-id", "c-1")]).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert!(a.body.to_string().contains("no credentials"), "{}", a.body);
+    assert!(sim.events().is_empty(), "no change without credentials");
+    // The role's temporary credentials, as FC sends them with each call.
+    let a = invoke(
+        &rt.base,
+        event,
+        &[
+            ("x-fc-request-id", "c-2"),
+            ("x-fc-access-key-id", ecs_rollback::sim::SIM_ACCESS_KEY_ID),
+            (
+                "x-fc-access-key-secret",
+                ecs_rollback::sim::SIM_ACCESS_KEY_SECRET,
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(outcomes(&a.body), vec!["succeeded"]);
+    assert_eq!(sim.disk(WEB_SYS).expect("disk")["resets"], 1);
+}
+
+#[tokio::test]
+async fn with_no_arguments_in_a_function_compute_environment_it_serves() {
+    let rt = start(&[], &[], true);
+    let body =
+        std::fs::read_to_string(root().join("events/fc-mns-cloudevent.json")).expect("sample");
+    let a = invoke(&rt.base, body, &[("x-fc-request-id", "auto-1")]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(outcomes(&a.body), vec!["succeeded"]);
+}
+
+#[tokio::test]
+async fn the_drill_timer_of_deploy_s_yaml_reaches_the_drill_runner() {
+    let yaml = std::fs::read_to_string(root().join("deploy/s.yaml")).expect("deploy/s.yaml");
+    let payload = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("payload: '"))
+        .and_then(|p| p.strip_suffix('\''))
+        .expect("the timer trigger's payload");
+    let event = serde_json::json!({
+        "triggerTime": "2026-11-30T03:00:00Z",
+        "triggerName": "drill",
+        "payload": payload,
+    });
+    let rt = start_sim();
+    let a = invoke(
+        &rt.base,
+        event.to_string(),
+        &[("x-fc-request-id", "timer-1")],
+    )
+    .await;
+    // The simulator's fleet has no instance tagged for the weekly drill: the drill is parsed,
+    // its selector resolved, and found nothing, which is said (not a malformed payload).
+    let text = a.body.to_string();
+    assert!(text.contains("drill.selector: matched no target"), "{text}");
+    assert_eq!(a.body["summaries"][0]["data"]["drill"], "weekly", "{text}");
+}
