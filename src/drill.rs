@@ -12,7 +12,7 @@
 //!            "concurrency": 10, "maxErrors": "10%", "rtoSeconds": 600},
 //!  "scheduledTime": "2026-11-29T03:00:00Z"}
 //! ```
-//! `regionId`, `snapshot`, `dryRun`, `forceStop`, `startAfterReset` and `reason` at the drill
+//! `regionId`, `snapshot`, `dryRun`, `forceStop`, `startAfterReset`, `preserveCurrent` and `reason` at the drill
 //! level are defaults for every target. Pure: the selector is resolved by the handler.
 
 use std::collections::BTreeMap;
@@ -45,6 +45,8 @@ struct DrillSpec {
     force_stop: Option<bool>,
     #[serde(default)]
     start_after_reset: Option<bool>,
+    #[serde(default)]
+    preserve_current: Option<bool>,
     #[serde(default)]
     concurrency: Option<usize>,
     #[serde(default)]
@@ -184,11 +186,12 @@ pub fn parse(spec: &Value, scheduled: Option<&str>) -> Result<DrillPlan, Invalid
         None => Utc::now().format("%Y-%m-%d").to_string(),
     };
     let mut defaults = Map::new();
-    let fields: [(&str, Option<Value>); 5] = [
+    let fields: [(&str, Option<Value>); 6] = [
         ("snapshot", spec.snapshot),
         ("dryRun", spec.dry_run.map(Value::Bool)),
         ("forceStop", spec.force_stop.map(Value::Bool)),
         ("startAfterReset", spec.start_after_reset.map(Value::Bool)),
+        ("preserveCurrent", spec.preserve_current.map(Value::Bool)),
         (
             "reason",
             Some(Value::String(

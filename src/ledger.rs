@@ -28,6 +28,10 @@ pub enum Phase {
     Claimed,
     Stopping,
     Stopped,
+    /// Taking the undo snapshot (`preserveCurrent`): CreateSnapshot asked, not yet usable.
+    Preserving,
+    /// The undo snapshot is usable; the reset may begin.
+    Preserved,
     Resetting,
     Reset,
     Starting,
@@ -41,6 +45,8 @@ impl Phase {
             Phase::Claimed => "claimed",
             Phase::Stopping => "stopping",
             Phase::Stopped => "stopped",
+            Phase::Preserving => "preserving",
+            Phase::Preserved => "preserved",
             Phase::Resetting => "resetting",
             Phase::Reset => "reset",
             Phase::Starting => "starting",
@@ -54,6 +60,8 @@ impl Phase {
             "claimed" => Phase::Claimed,
             "stopping" => Phase::Stopping,
             "stopped" => Phase::Stopped,
+            "preserving" => Phase::Preserving,
+            "preserved" => Phase::Preserved,
             "resetting" => Phase::Resetting,
             "reset" => Phase::Reset,
             "starting" => Phase::Starting,
@@ -96,6 +104,8 @@ pub struct RunRecord {
     pub stop_at: Option<i64>,
     /// Why the run failed.
     pub failure: Option<String>,
+    /// The undo snapshot (`preserveCurrent`) once CreateSnapshot named it.
+    pub undo: Option<String>,
 }
 
 impl RunRecord {
@@ -110,8 +120,18 @@ impl RunRecord {
             b(self.was_running),
             b(self.end_running)
         );
-        if let Some(d) = self.stop_at {
-            v.push_str(&format!(";d={d}"));
+        // Optional parts, each only if it still fits a tag value: the undo snapshot can also be
+        // found by its own tags, the stop time only feeds the downtime figure.
+        for part in [
+            self.undo.as_ref().map(|u| format!(";u={u}")),
+            self.stop_at.map(|d| format!(";d={d}")),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if v.len() + part.len() <= TAG_VALUE_MAX {
+                v.push_str(&part);
+            }
         }
         if let Some(f) = &self.failure {
             let room = TAG_VALUE_MAX.saturating_sub(v.len() + 3);
@@ -144,6 +164,7 @@ impl RunRecord {
             end_running: flag("e")?,
             stop_at: fields.get("d").and_then(|d| d.parse().ok()),
             failure: fields.get("f").map(|f| f.to_string()),
+            undo: fields.get("u").map(|u| u.to_string()),
         })
     }
 }
@@ -414,6 +435,7 @@ mod tests {
             end_running: true,
             stop_at: Some(since),
             failure: None,
+            undo: None,
         }
     }
 
@@ -436,6 +458,18 @@ mod tests {
         assert_eq!(RunRecord::decode(&v).map(|d| d.phase), Some(Phase::Failed));
         let plain = run("k", Phase::Starting, NOW);
         assert_eq!(RunRecord::decode(&plain.encode()), Some(plain));
+        let mut undo = run(&"k".repeat(40), Phase::Preserving, NOW);
+        undo.undo = Some("s-bp1undo00000000001".into());
+        assert_eq!(RunRecord::decode(&undo.encode()), Some(undo.clone()));
+        // Long IDs: the record still fits, the optional parts give way.
+        undo.snapshot = format!("s-{}", "a".repeat(40));
+        undo.undo = Some(format!("s-{}", "b".repeat(40)));
+        undo.failure = Some("UndoSnapshotFailed".into());
+        let v = undo.encode();
+        assert!(v.len() <= TAG_VALUE_MAX, "{} chars: {v}", v.len());
+        let back = RunRecord::decode(&v).expect("decodes");
+        assert_eq!(back.snapshot, undo.snapshot);
+        assert_eq!(back.phase, Phase::Preserving);
         let mut h = History::default();
         for i in 0..20 {
             h.push(&digest(&format!("key-{i}")), i % 3 == 0, NOW + i);

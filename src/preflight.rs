@@ -89,6 +89,9 @@ pub fn select_snapshot<'a>(
             let cutoff = before.unwrap_or(trigger_time);
             of_disk
                 .filter(|s| s.is_ready())
+                // An undo snapshot holds a state a rollback moved away from: only ever chosen
+                // by its ID.
+                .filter(|s| s.tags.get(crate::rollback::UNDO_TAG).is_none())
                 .filter(|s| s.creation_time.is_some_and(|t| t < cutoff))
                 .filter(|s| name.as_ref().is_none_or(|n| &s.snapshot_name == n))
                 .filter(|s| {

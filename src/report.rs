@@ -99,6 +99,8 @@ pub struct Target {
     pub instance_id: Option<String>,
     pub disk_id: Option<String>,
     pub snapshot_id: Option<String>,
+    /// The undo snapshot (`preserveCurrent`): the disk as it was before the reset.
+    pub undo_snapshot_id: Option<String>,
 }
 
 /// Everything one request's result event says.

@@ -48,6 +48,9 @@ struct RawRequest {
     force_stop: Option<bool>,
     #[serde(default)]
     start_after_reset: Option<bool>,
+    /// Take an undo snapshot of the disk before the reset.
+    #[serde(default)]
+    preserve_current: Option<bool>,
     #[serde(default)]
     reason: Option<String>,
 }
@@ -160,6 +163,8 @@ pub struct RollbackRequest {
     pub force_stop: bool,
     /// `None`: bring the instance back to the power state it had before.
     pub start_after_reset: Option<bool>,
+    /// `None`: as `ECS_ROLLBACK_PRESERVE_CURRENT` says.
+    pub preserve_current: Option<bool>,
     pub reason: Option<String>,
     pub trigger: Trigger,
 }
@@ -292,6 +297,7 @@ pub fn parse(
         dry_run: raw.dry_run.unwrap_or(false),
         force_stop: raw.force_stop.unwrap_or(false),
         start_after_reset: raw.start_after_reset,
+        preserve_current: raw.preserve_current,
         reason: raw.reason,
         trigger,
     })

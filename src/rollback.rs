@@ -28,6 +28,19 @@ use crate::settings::Settings;
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 /// Tries of one idempotent ledger operation (a tag write or removal).
 const LEDGER_ATTEMPTS: u32 = 10;
+/// The tag that marks an undo snapshot with the key digest of the run that took it.
+pub const UNDO_TAG: &str = "ecs-rollback:undo-of";
+/// Manual snapshots a disk may have (CreateSnapshot: "has reached 256").
+pub const MAX_MANUAL_SNAPSHOTS: usize = 256;
+
+/// CreateSnapshot's `ClientToken` for the undo snapshot of `key`: ASCII, 51 characters (the
+/// limit is 64), the same for every delivery of the key.
+pub fn undo_client_token(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("ecs-rollback undo snapshot\n{key}").as_bytes());
+    let hex: String = hash.iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("ecsrb-undo-{hex}")
+}
 
 /// Runs rollbacks with one client and one set of settings.
 pub struct Rollback<'a> {
@@ -116,6 +129,7 @@ impl<'a> Rollback<'a> {
                     SnapshotChoice::Id(id) => Some(id.to_string()),
                     SnapshotChoice::Newest { .. } => None,
                 },
+                undo_snapshot_id: None,
             },
             record: None,
             steps: Vec::new(),
@@ -485,6 +499,7 @@ impl<'a> Run<'a> {
                 if let Some(run) = &ledger.run {
                     if run.key == ledger::run_key(&self.digest) {
                         self.target.snapshot_id = Some(run.snapshot.clone());
+                        self.target.undo_snapshot_id = run.undo.clone();
                     }
                 }
                 return Ok(Outcome::Duplicate);
@@ -522,6 +537,7 @@ impl<'a> Run<'a> {
             }
             Decision::Resume(record) => {
                 self.target.snapshot_id = Some(record.snapshot.clone());
+                self.target.undo_snapshot_id = record.undo.clone();
                 self.record = Some(record.clone());
                 // A twin of this key may be running right now: contest the disk like anyone
                 // else before acting (the failure path below acts too).
@@ -662,7 +678,24 @@ impl<'a> Run<'a> {
             now,
         );
         match checked {
-            Ok(plan) => Ok(plan),
+            Ok(plan) => {
+                let manual = seen
+                    .snapshots
+                    .iter()
+                    .filter(|s| !s.snapshot_type.eq_ignore_ascii_case("auto"))
+                    .count();
+                if self.req.preserve_current.unwrap_or(self.s.preserve_current)
+                    && manual >= MAX_MANUAL_SNAPSHOTS
+                {
+                    // CreateSnapshot would refuse after the stop: refuse before touching anything.
+                    return Err(Halt::reject(
+                        "QuotaExceed.Snapshot",
+                        format!("the disk has {manual} manual snapshots, the most it may have ({MAX_MANUAL_SNAPSHOTS}): no room for the undo snapshot (preserveCurrent)"),
+                        false,
+                    ));
+                }
+                Ok(plan)
+            }
             Err(e) if e.code == "InvalidSnapshotId.NotFound" => {
                 // Tell "not of this disk" (the API's Mismatch) from "does not exist".
                 if let SnapshotChoice::Id(id) = &self.req.snapshot {
@@ -755,6 +788,18 @@ impl<'a> Run<'a> {
                 Some(format!(
                     "ResetDisk {disk} to {} DryRun passed",
                     plan.snapshot_id
+                )),
+            );
+        }
+        if self.req.preserve_current.unwrap_or(self.s.preserve_current) {
+            // CreateSnapshot has no DryRun: said, not tried.
+            self.step(
+                "preserve",
+                StepStatus::Skipped,
+                Utc::now(),
+                None,
+                Some(format!(
+                    "would snapshot {disk} after the stop and before the reset (preserveCurrent); CreateSnapshot has no dry run"
                 )),
             );
         }
@@ -985,6 +1030,7 @@ impl<'a> Run<'a> {
             end_running: plan.end_running,
             stop_at: takeover.and_then(|r| r.stop_at),
             failure: None,
+            undo: None,
         };
         let tags = [
             (ledger::RUN_TAG.to_owned(), record.encode()),
@@ -1037,6 +1083,19 @@ impl<'a> Run<'a> {
         if record.phase < Phase::Stopped {
             if let Err(h) = self.stop().await {
                 return self.after_early_failure(h).await;
+            }
+        }
+        // A run that began the undo snapshot finishes it, whatever this delivery asks.
+        let preserve = self.req.preserve_current.unwrap_or(self.s.preserve_current)
+            || self.phase() == Phase::Preserving;
+        if preserve && self.phase() < Phase::Preserved {
+            if let Err(h) = self.preserve_current().await {
+                // Only the deadline and the ledger are worth another delivery; whatever else
+                // stops the snapshot, the disk is not reset and the instance comes back.
+                if h.error.retryable {
+                    return Err(h);
+                }
+                return self.restore_after_failure(h.error).await;
             }
         }
         if self.phase() < Phase::Reset {
@@ -1286,6 +1345,245 @@ impl<'a> Run<'a> {
             Some(format!("ResetDisk {disk} to {snapshot} accepted")),
         );
         self.set_phase(Phase::Reset).await
+    }
+
+    // ---- the undo snapshot (preserveCurrent) ------------------------------------------
+
+    /// Labels of the undo snapshot: the tag that finds it again, and what it is for.
+    fn undo_tags(&self) -> Vec<(String, String)> {
+        let cut = |s: &str| s.chars().take(128).collect::<String>();
+        let mut tags = vec![
+            (UNDO_TAG.to_owned(), self.digest.clone()),
+            ("ecs-rollback:key".to_owned(), cut(self.req.key.as_str())),
+            (
+                "ecs-rollback:rolled-back-to".to_owned(),
+                self.record
+                    .as_ref()
+                    .map(|r| r.snapshot.clone())
+                    .unwrap_or_default(),
+            ),
+        ];
+        if let Some(reason) = self.req.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+            tags.push(("ecs-rollback:reason".to_owned(), cut(reason.trim())));
+        }
+        tags
+    }
+
+    /// An undo snapshot this key already asked for (a crash after CreateSnapshot answered and
+    /// before the ledger said so): found by its tag.
+    async fn find_undo(&self) -> Res<Option<String>> {
+        let q = SnapshotQuery {
+            disk_id: Some(self.disk_id()),
+            tags: vec![(UNDO_TAG.to_owned(), self.digest.clone())],
+            ..Default::default()
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.ecs.describe_snapshots(&self.region, &q).await {
+                Ok(found) => {
+                    return Ok(found
+                        .into_iter()
+                        .max_by_key(|s| s.creation_time)
+                        .map(|s| s.snapshot_id))
+                }
+                Err(e) if e.is_retryable() && attempt < LEDGER_ATTEMPTS => {
+                    tokio::time::sleep(self.s.poll.initial * attempt).await;
+                }
+                Err(e) => {
+                    let mut h = Halt::ecs(Outcome::Failed, &e);
+                    h.error.code = "UndoSnapshotFailed".into();
+                    h.error.retryable = false;
+                    h.error.message = format!("could not look for this key's undo snapshot: {e}");
+                    return Err(h);
+                }
+            }
+        }
+    }
+
+    /// After the stop, before the reset: CreateSnapshot of the disk as it is (its `ClientToken`
+    /// derived from the idempotency key, so a repeated call makes one snapshot), recorded in
+    /// the ledger, then waited for until usable. Failures that a retry cannot fix, or that
+    /// outlast `snapshot_timeout`, end the run before the reset (the caller restores).
+    async fn preserve_current(&mut self) -> Res<()> {
+        let t = Utc::now();
+        let record = self.record()?;
+        let disk = self.disk_id();
+        let give_up =
+            |code: &str, message: String| Halt::fail(ErrorInfo::new(code, message, false));
+        if self.phase() < Phase::Preserving {
+            let mut need = self.s.estimate_snapshot + self.s.estimate_reset;
+            if record.end_running || record.was_running {
+                need += self.s.estimate_start;
+            }
+            self.fits("the undo snapshot", need)?;
+            self.set_phase(Phase::Preserving).await?;
+        }
+        let known = match self.record()?.undo {
+            Some(id) => Some(id),
+            None => self.find_undo().await?,
+        };
+        let budget = self.wait_budget(self.s.snapshot_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        let (undo, request_id) = match known {
+            Some(id) => (id, None),
+            None => {
+                let name: String = format!("ecs-rollback-undo-{}", self.req.key.as_str())
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == ':' {
+                            c
+                        } else {
+                            '-'
+                        }
+                    })
+                    .take(128)
+                    .collect();
+                let description: String = format!(
+                    "Taken by ecs-rollback before resetting {disk} to {}; key {}{}",
+                    record.snapshot,
+                    self.req.key.as_str(),
+                    self.req
+                        .reason
+                        .as_deref()
+                        .map(|r| format!("; reason: {r}"))
+                        .unwrap_or_default()
+                )
+                .chars()
+                .take(256)
+                .collect();
+                let token = undo_client_token(self.req.key.as_str());
+                let tags = self.undo_tags();
+                loop {
+                    match self
+                        .ecs
+                        .create_snapshot(&self.region, &disk, &name, &description, &token, &tags)
+                        .await
+                    {
+                        Ok((id, rid)) => break (id, Some(rid)),
+                        // Another snapshot of the disk, or a state on its way: wait and ask again.
+                        Err(e) if e.retry == Retry::AfterStateChange && Instant::now() < until => {
+                            tracing::warn!(error = %e, "CreateSnapshot not accepted yet; waiting");
+                        }
+                        Err(e) if e.is_retryable() && Instant::now() < until => {
+                            tracing::warn!(error = %e, "CreateSnapshot failed; the same ClientToken is asked again");
+                        }
+                        Err(e) => {
+                            let h = give_up(
+                                "UndoSnapshotFailed",
+                                format!("the undo snapshot of {disk} could not be taken, so the disk was not reset: {e}"),
+                            );
+                            self.step(
+                                "preserve",
+                                StepStatus::Failed,
+                                t,
+                                e.request_id.clone(),
+                                Some(h.error.message.clone()),
+                            );
+                            return Err(h);
+                        }
+                    }
+                    self.heartbeat().await;
+                    tokio::time::sleep(pause).await;
+                    pause = self.s.poll.next(pause);
+                }
+            }
+        };
+        self.target.undo_snapshot_id = Some(undo.clone());
+        if self.record.as_ref().and_then(|r| r.undo.as_deref()) != Some(undo.as_str()) {
+            if let Some(r) = self.record.as_mut() {
+                r.undo = Some(undo.clone());
+            }
+            // Rewrites the record with the snapshot's ID (and refreshes the lease).
+            self.set_phase(Phase::Preserving).await?;
+        }
+        let mut pause = self.s.poll.initial;
+        let mut last_write = Instant::now();
+        loop {
+            let q = SnapshotQuery {
+                ids: vec![undo.clone()],
+                ..Default::default()
+            };
+            match self.ecs.describe_snapshots(&self.region, &q).await {
+                Ok(found) => match found.into_iter().find(|s| s.snapshot_id == undo) {
+                    Some(s) if s.is_ready() => break,
+                    Some(s) if s.status.eq_ignore_ascii_case("failed") => {
+                        let h = give_up(
+                            "UndoSnapshotFailed",
+                            format!("the undo snapshot {undo} failed, so the disk was not reset"),
+                        );
+                        self.step(
+                            "preserve",
+                            StepStatus::Failed,
+                            t,
+                            None,
+                            Some(h.error.message.clone()),
+                        );
+                        return Err(h);
+                    }
+                    Some(s) => {
+                        // Timed from the snapshot's own creation, across deliveries.
+                        let age = s.creation_time.map(|c| Utc::now() - c).unwrap_or_default();
+                        if age.to_std().is_ok_and(|a| a > self.s.snapshot_timeout) {
+                            let h = give_up(
+                                "UndoSnapshotTimeout",
+                                format!(
+                                    "the undo snapshot {undo} is still {} after {}s (ECS_ROLLBACK_SNAPSHOT_TIMEOUT_SECONDS), so the disk was not reset; the snapshot goes on by itself",
+                                    s.progress, age.num_seconds()
+                                ),
+                            );
+                            self.step(
+                                "preserve",
+                                StepStatus::Failed,
+                                t,
+                                None,
+                                Some(h.error.message.clone()),
+                            );
+                            return Err(h);
+                        }
+                    }
+                    None => {}
+                },
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "reading the undo snapshot failed; reading again");
+                }
+                Err(e) => {
+                    let h = give_up("UndoSnapshotFailed", format!("the undo snapshot {undo} cannot be read, so the disk was not reset: {e}"));
+                    self.step(
+                        "preserve",
+                        StepStatus::Failed,
+                        t,
+                        e.request_id.clone(),
+                        Some(h.error.message.clone()),
+                    );
+                    return Err(h);
+                }
+            }
+            if Instant::now() >= until {
+                // The deadline (or this delivery's share of the timeout): the next delivery
+                // finds the snapshot in the ledger and waits on.
+                return Err(self.timed_out("the undo snapshot is not usable yet", budget));
+            }
+            self.heartbeat().await;
+            if last_write.elapsed() > self.s.lease / 3 {
+                // A long snapshot must not make this run look abandoned.
+                self.set_phase(Phase::Preserving).await?;
+                last_write = Instant::now();
+            }
+            tokio::time::sleep(pause).await;
+            pause = self.s.poll.next(pause);
+        }
+        self.step(
+            "preserve",
+            StepStatus::Done,
+            t,
+            request_id,
+            Some(format!(
+                "snapshot {undo} holds {disk} as it was before the reset"
+            )),
+        );
+        self.set_phase(Phase::Preserved).await
     }
 
     // ---- wait for the reset, start --------------------------------------------------

@@ -37,6 +37,13 @@ pub struct Settings {
     pub estimate_start: Duration,
     /// Tries of a state-changing step whose result had to be read back.
     pub step_attempts: u32,
+    /// Take an undo snapshot of the disk before resetting it, unless the request says
+    /// (`preserveCurrent`). `ECS_ROLLBACK_PRESERVE_CURRENT`, off unless set.
+    pub preserve_current: bool,
+    /// How long the undo snapshot may take to become usable, counted from CreateSnapshot
+    /// across deliveries; past it the run gives up, disk untouched, instance restored.
+    pub snapshot_timeout: Duration,
+    pub estimate_snapshot: Duration,
 }
 
 impl Default for Settings {
@@ -57,6 +64,9 @@ impl Default for Settings {
             estimate_reset: Duration::from_secs(120),
             estimate_start: Duration::from_secs(60),
             step_attempts: 5,
+            preserve_current: false,
+            snapshot_timeout: Duration::from_secs(3600),
+            estimate_snapshot: Duration::from_secs(120),
         }
     }
 }
@@ -78,6 +88,8 @@ impl Settings {
             estimate_stop: Duration::from_millis(100),
             estimate_reset: Duration::from_millis(100),
             estimate_start: Duration::from_millis(100),
+            snapshot_timeout: Duration::from_secs(5),
+            estimate_snapshot: Duration::from_millis(100),
             ..Self::default()
         }
     }
@@ -126,6 +138,21 @@ impl Settings {
             "ECS_ROLLBACK_START_TIMEOUT_SECONDS",
             &mut base.start_timeout,
         )?;
+        secs(
+            "ECS_ROLLBACK_SNAPSHOT_TIMEOUT_SECONDS",
+            &mut base.snapshot_timeout,
+        )?;
+        if let Some(v) = lookup("ECS_ROLLBACK_PRESERVE_CURRENT") {
+            base.preserve_current = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(format!(
+                        "ECS_ROLLBACK_PRESERVE_CURRENT={v:?}: expected true or false"
+                    ))
+                }
+            };
+        }
         let millis = |name: &str, d: &mut Duration| -> Result<(), String> {
             if let Some(v) = lookup(name) {
                 let n: u64 = v
@@ -184,6 +211,13 @@ mod tests {
         assert!(with(&[("ECS_ROLLBACK_REQUIRE_TAG", "enabled")]).is_err());
         assert!(with(&[("ECS_ROLLBACK_COOLDOWN_SECONDS", "-1")]).is_err());
         assert!(with(&[("ECS_ROLLBACK_LEASE_SECONDS", "5")]).is_err());
+        assert!(!with(&[]).expect("defaults").preserve_current);
+        assert!(
+            with(&[("ECS_ROLLBACK_PRESERVE_CURRENT", "true")])
+                .expect("ok")
+                .preserve_current
+        );
+        assert!(with(&[("ECS_ROLLBACK_PRESERVE_CURRENT", "maybe")]).is_err());
     }
 
     #[test]

@@ -770,3 +770,82 @@ async fn no_secret_token_or_signature_reaches_the_logs() {
     assert!(logs.contains("SecurityToken%3D<redacted>"), "{logs}");
     assert!(!format!("{e}").contains(token));
 }
+
+#[tokio::test]
+async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
+    let sim = fast_sim();
+    let base = serve(&sim).await;
+    let c = http_client(&base, sim_credentials(), T);
+    let tags = vec![("ecs-rollback:undo-of".to_owned(), "0123456789abcdef".to_owned())];
+    let make = |name: &'static str, token: &'static str| {
+        let c = &c;
+        let tags = tags.clone();
+        async move {
+            c.create_snapshot(REGION, WEB_SYS, name, "before the rollback", token, &tags)
+                .await
+        }
+    };
+    let (id, rid) = make("ecs-rollback-undo-a", "token-a").await.expect("created");
+    assert!(id.starts_with("s-") && !rid.is_empty());
+    // The same token and parameters: the same snapshot, nothing new.
+    let (again, _) = make("ecs-rollback-undo-a", "token-a").await.expect("same token");
+    assert_eq!(again, id);
+    let created = || {
+        sim.events()
+            .iter()
+            .filter(|e| e.action == "CreateSnapshot")
+            .count()
+    };
+    assert_eq!(created(), 1);
+    // The same token with other parameters.
+    let e = make("ecs-rollback-undo-b", "token-a").await.expect_err("mismatch");
+    assert_eq!(e.code(), Some("IdempotentParameterMismatch"));
+    assert_eq!(e.retry, Retry::NotRetryable);
+    // Another snapshot while this one is being taken: refused, a state to wait for.
+    let e = make("ecs-rollback-undo-c", "token-c").await.expect_err("busy");
+    assert_eq!(e.code(), Some("IncorrectDiskStatus.HasUnfinishedSnapshot"));
+    assert_eq!(e.retry, Retry::AfterStateChange);
+    // A reset to another snapshot is refused while it progresses (the rollback waits for it).
+    let e = c
+        .reset_disk(REGION, WEB_SYS, WEB_SNAP_TAGGED, true)
+        .await
+        .expect_err("unfinished snapshot");
+    assert_eq!(e.code(), Some("IncorrectDiskStatus.HasUnfinishedSnapshot"));
+    // It progresses, then is usable, with its tags.
+    let q = SnapshotQuery {
+        ids: vec![id.clone()],
+        ..Default::default()
+    };
+    let mut ready = false;
+    for _ in 0..200 {
+        let s = c.describe_snapshots(REGION, &q).await.expect("describe");
+        if s[0].is_ready() {
+            assert_eq!(s[0].source_disk_id, WEB_SYS);
+            assert_eq!(s[0].tags.get("ecs-rollback:undo-of"), Some("0123456789abcdef"));
+            ready = true;
+            break;
+        }
+        assert_eq!(s[0].status, "progressing");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ready, "the snapshot completes");
+    // Names: 2 to 128 characters, a letter first, not http(s):// or auto.
+    for bad in ["auto-undo", "1undo", "x", "https://undo"] {
+        let e = c
+            .create_snapshot(REGION, WEB_SYS, bad, "", "token-name", &[])
+            .await
+            .expect_err(bad);
+        assert_eq!(e.code(), Some("InvalidSnapshotName.Malformed"), "{bad}");
+    }
+    // An instance locked for security: no snapshot.
+    assert!(sim.set_instance_locks(WEB, &["security"]));
+    let e = make("ecs-rollback-undo-d", "token-d").await.expect_err("locked");
+    assert_eq!(e.code(), Some("InstanceLockedForSecurity"));
+    assert!(sim.set_instance_locks(WEB, &[]));
+    let e = c
+        .create_snapshot(REGION, "d-bp1nosuchdisk00001", "undo", "", "token-e", &[])
+        .await
+        .expect_err("no disk");
+    assert_eq!(e.code(), Some("InvalidDiskId.NotFound"));
+    assert_eq!(created(), 1);
+}

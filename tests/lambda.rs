@@ -237,6 +237,7 @@ async fn lambda_mode_end_to_end() {
         end_running: true,
         stop_at: None,
         failure: None,
+        undo: None,
     };
     inproc_client(&sim)
         .tag_resources(

@@ -926,6 +926,7 @@ async fn an_abandoned_run_of_another_key_is_taken_over_with_its_power_state() {
         end_running: true,
         stop_at: Some(chrono::Utc::now().timestamp() - 7200),
         failure: None,
+        undo: None,
     };
     let c = inproc_client(&b.sim);
     c.tag_resources(
@@ -973,4 +974,370 @@ async fn a_disk_full_of_tags_is_refused_before_anything_changes() {
     );
     assert_eq!(b.changes().len(), before);
     assert_eq!(b.status(WEB), "Running");
+}
+
+// ---- preserveCurrent: the undo snapshot ---------------------------------------------------
+
+/// The simulator's snapshots of `disk` that this tool took as undo snapshots.
+fn undo_snapshots(b: &Bench, disk: &str) -> Vec<Value> {
+    b.sim.state()["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .filter(|s| s["diskId"] == disk && s["tags"]["ecs-rollback:undo-of"].is_string())
+        .cloned()
+        .collect()
+}
+
+fn created_snapshots(b: &Bench) -> usize {
+    b.changes()
+        .iter()
+        .filter(|e| e.action == "CreateSnapshot")
+        .count()
+}
+
+fn scripted_bench_faults(action: &str, nth: u32, fault: FaultKind) -> Scenario {
+    Scenario {
+        timings: Timings::fast(),
+        faults: Faults {
+            scripted: vec![ScriptedFault {
+                action: action.into(),
+                nth,
+                fault,
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn preserve_current_snapshots_the_disk_before_the_reset() {
+    let b = bench().await;
+    let r = b
+        .run(web(
+            json!({"preserveCurrent": true, "reason": "release 42 broke it"}),
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let undo = r
+        .target
+        .undo_snapshot_id
+        .clone()
+        .expect("the result names the undo snapshot");
+    assert_eq!(
+        step_names(&r),
+        vec![
+            ("preflight".into(), StepStatus::Done),
+            ("claim".into(), StepStatus::Done),
+            ("stop".into(), StepStatus::Done),
+            ("preserve".into(), StepStatus::Done),
+            ("reset".into(), StepStatus::Done),
+            ("start".into(), StepStatus::Done),
+            ("finish".into(), StepStatus::Done),
+        ]
+    );
+    assert_eq!(
+        r.to_cloud_event()["data"]["target"]["undoSnapshotId"],
+        undo.as_str()
+    );
+    // The snapshot: of this disk, taken while the instance was stopped, before the reset,
+    // holding what the disk held, usable, labelled with the key and the reason.
+    let snaps = undo_snapshots(&b, WEB_SYS);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let s = &snaps[0];
+    assert_eq!(s["id"], undo.as_str());
+    assert_eq!(s["status"], "accomplished");
+    assert_eq!(
+        s["content"], "original",
+        "the disk as it was before the reset"
+    );
+    assert_eq!(s["tags"]["ecs-rollback:key"], "key-web");
+    assert_eq!(s["tags"]["ecs-rollback:reason"], "release 42 broke it");
+    assert_eq!(s["tags"]["ecs-rollback:rolled-back-to"], WEB_SNAP_TAGGED);
+    assert!(
+        s["name"].as_str().is_some_and(|n| n.contains("key-web")),
+        "{s}"
+    );
+    let order: Vec<(String, String)> = b
+        .changes()
+        .into_iter()
+        .filter(|e| e.action != "TagResources" && e.action != "UntagResources")
+        .map(|e| (e.action, e.instance_status))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("StopInstance".into(), "Running".into()),
+            ("CreateSnapshot".into(), "Stopped".into()),
+            ("ResetDisk".into(), "Stopped".into()),
+            ("StartInstance".into(), "Stopped".into()),
+        ]
+    );
+    assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
+    assert_eq!(b.status(WEB), "Running");
+    let rec = b.run_record(WEB_SYS).expect("record");
+    assert_eq!(
+        (rec.phase, rec.undo.as_deref()),
+        (Phase::Done, Some(undo.as_str()))
+    );
+    // Redelivered: a duplicate that still names the undo snapshot, and takes no other.
+    let again = b.run(web(json!({"preserveCurrent": true}))).await;
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    assert_eq!(
+        again.target.undo_snapshot_id.as_deref(),
+        Some(undo.as_str())
+    );
+    assert_eq!(created_snapshots(&b), 1);
+    assert_safe(&b.changes(), WEB_SYS);
+}
+
+#[tokio::test]
+async fn the_setting_turns_it_on_and_the_request_can_turn_it_off() {
+    let on = Settings {
+        preserve_current: true,
+        ..Settings::fast()
+    };
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        on.clone(),
+    )
+    .await;
+    let r = b.run(web(json!({}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert!(r.target.undo_snapshot_id.is_some());
+    assert_eq!(created_snapshots(&b), 1);
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        on,
+    )
+    .await;
+    let r = b.run(web(json!({"preserveCurrent": false}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.target.undo_snapshot_id, None);
+    assert_eq!(created_snapshots(&b), 0);
+}
+
+#[tokio::test]
+async fn an_undo_snapshot_that_cannot_be_taken_resets_nothing_and_restarts_the_instance() {
+    let b = bench_with(
+        scripted_bench_faults(
+            "CreateSnapshot",
+            1,
+            FaultKind::Error {
+                status: 403,
+                code: "QuotaExceed.Snapshot".into(),
+                message: "The snapshot quota of the disk is exceeded.".into(),
+            },
+        ),
+        Settings::fast(),
+    )
+    .await;
+    let r = b.run(web(json!({"preserveCurrent": true}))).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.clone().expect("error");
+    assert_eq!(e.code, "UndoSnapshotFailed");
+    assert!(!e.retryable);
+    assert!(e.message.contains("QuotaExceed.Snapshot"), "{}", e.message);
+    assert_eq!(b.status(WEB), "Running", "brought back");
+    assert_eq!(b.disk(WEB_SYS)["content"], "original");
+    assert_eq!(b.disk(WEB_SYS)["resets"], 0);
+    assert_eq!(
+        b.power_and_disk_calls(),
+        vec![
+            ("StopInstance".into(), "Running".into()),
+            ("StartInstance".into(), "Stopped".into())
+        ]
+    );
+    let rec = b.run_record(WEB_SYS).expect("record");
+    assert_eq!(rec.phase, Phase::Failed);
+    assert_eq!(rec.failure.as_deref(), Some("UndoSnapshotFailed"));
+}
+
+#[tokio::test]
+async fn an_undo_snapshot_slower_than_its_timeout_resets_nothing() {
+    let b = bench_with(
+        Scenario {
+            timings: Timings {
+                snapshot_ms: 60_000,
+                ..Timings::fast()
+            },
+            ..Default::default()
+        },
+        Settings {
+            snapshot_timeout: Duration::from_millis(300),
+            ..Settings::fast()
+        },
+    )
+    .await;
+    let r = b.run(web(json!({"preserveCurrent": true}))).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(
+        r.error.as_ref().map(|e| e.code.as_str()),
+        Some("UndoSnapshotTimeout")
+    );
+    assert_eq!(b.status(WEB), "Running");
+    assert_eq!(b.disk(WEB_SYS)["resets"], 0);
+    // The snapshot goes on by itself, and the result says which it is.
+    let snaps = undo_snapshots(&b, WEB_SYS);
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["status"], "progressing");
+    assert_eq!(
+        r.target.undo_snapshot_id.as_deref(),
+        snaps[0]["id"].as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_lost_create_snapshot_answer_makes_one_snapshot() {
+    let b = bench_with(
+        scripted_bench_faults("CreateSnapshot", 1, FaultKind::Drop),
+        Settings::fast(),
+    )
+    .await;
+    let r = b.run(web(json!({"preserveCurrent": true}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    // The client asked again with the same ClientToken: the same snapshot came back.
+    assert_eq!(b.sim.call_counts()["CreateSnapshot"], 2);
+    assert_eq!(created_snapshots(&b), 1);
+    assert_eq!(undo_snapshots(&b, WEB_SYS).len(), 1);
+    assert_safe(&b.changes(), WEB_SYS);
+}
+
+#[tokio::test]
+async fn a_run_killed_around_the_undo_snapshot_resumes_without_a_second_one() {
+    let event = web(json!({"preserveCurrent": true}));
+    // Kill points from the stop to the reset: the changes around the undo snapshot (ledger
+    // writes included). `a_run_killed_at_each_step_resumes_safely` covers the others.
+    let (first, last) = {
+        let b = bench().await;
+        assert_eq!(b.run(event.clone()).await.outcome, Outcome::Succeeded);
+        let ev = b.changes();
+        let at = |action: &str| {
+            ev.iter()
+                .position(|e| e.action == action)
+                .expect("in a full run")
+                + 1
+        };
+        (at("StopInstance"), at("ResetDisk"))
+    };
+    assert!(last > first + 2, "ledger writes between the stop and the reset");
+    for kill_after in first..=last {
+        let b = bench().await;
+        let sim = b.sim.clone();
+        tokio::select! {
+            _ = b.handler.handle(&event, None) => {}
+            _ = async {
+                while sim.events().len() < kill_after {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            } => {}
+        }
+        let mut last = None;
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            let r = b.run(event.clone()).await;
+            let done = matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate);
+            let retry = r.error.as_ref().is_some_and(|e| e.retryable);
+            last = Some(r);
+            if done || !retry {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = last.expect("ran");
+        assert!(
+            matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate),
+            "killed after {kill_after}: {:?} {:?}",
+            r.outcome,
+            r.error
+        );
+        assert_eq!(
+            created_snapshots(&b),
+            1,
+            "killed after {kill_after}: one undo snapshot: {:?}",
+            b.changes()
+        );
+        let snaps = undo_snapshots(&b, WEB_SYS);
+        assert_eq!(snaps.len(), 1, "killed after {kill_after}");
+        assert_eq!(snaps[0]["content"], "original", "killed after {kill_after}");
+        assert_eq!(
+            r.target.undo_snapshot_id.as_deref(),
+            snaps[0]["id"].as_str(),
+            "killed after {kill_after}: the result names it"
+        );
+        // The reset came after the snapshot was taken.
+        let ev = b.changes();
+        let snap_at = ev.iter().position(|e| e.action == "CreateSnapshot");
+        let reset_at = ev.iter().position(|e| e.action == "ResetDisk");
+        assert!(snap_at < reset_at, "killed after {kill_after}: {ev:?}");
+        assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
+        assert!(eventually(T, || b.status(WEB) == "Running").await);
+        assert_safe(&ev, WEB_SYS);
+    }
+}
+
+#[tokio::test]
+async fn a_disk_without_room_for_the_undo_snapshot_is_refused_before_anything_changes() {
+    use ecs_rollback::sim::world::SnapshotSpec;
+    let mut fleet = ecs_rollback::sim::default_fleet();
+    for i in 0..256 {
+        fleet.snapshots.push(SnapshotSpec {
+            id: format!("s-bp1filler{i:010}"),
+            disk_id: WEB_SYS.into(),
+            name: format!("filler-{i}"),
+            status: "accomplished".into(),
+            age_hours: 1000.0,
+            created_at: None,
+            tags: Default::default(),
+        });
+    }
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            fleet: Some(fleet),
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await;
+    let r = b.run(web(json!({"preserveCurrent": true}))).await;
+    assert_eq!(r.outcome, Outcome::Rejected);
+    assert_eq!(
+        r.error.as_ref().map(|e| e.code.as_str()),
+        Some("QuotaExceed.Snapshot")
+    );
+    nothing_changed(&b);
+    // Without the option the same disk rolls back.
+    let r = b.run(web(json!({"idempotencyKey": "key-web-2"}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+}
+
+#[tokio::test]
+async fn an_undo_snapshot_is_never_chosen_as_the_newest() {
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        Settings {
+            cooldown: Duration::ZERO,
+            ..Settings::fast()
+        },
+    )
+    .await;
+    let r = b.run(web(json!({"preserveCurrent": true}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    // A later request for "the newest snapshot" skips the undo snapshot, newer as it is.
+    let later = json!({"instanceId": WEB, "idempotencyKey": "key-web-newest", "dryRun": true});
+    let r2 = b.run(later).await;
+    assert_eq!(r2.outcome, Outcome::DryRun, "{:?}", r2.error);
+    assert_ne!(r2.target.snapshot_id, r.target.undo_snapshot_id);
+    assert_eq!(r2.target.snapshot_id.as_deref(), Some(WEB_SNAP_NEW));
 }

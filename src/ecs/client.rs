@@ -18,7 +18,7 @@ use super::credentials::Signing;
 use super::credentials::{Cached, CredentialSource, Credentials, Endpoint};
 use super::error::{EcsError, ErrorKind, Retry};
 use super::model::{
-    parse_time, Ack, AssumeRoleResponse, DescribeDisksPage, DescribeInstancesPage,
+    parse_time, Ack, AssumeRoleResponse, CreatedSnapshot, DescribeDisksPage, DescribeInstancesPage,
     DescribeSnapshotsPage, Disk, ErrorBody, Instance, ListTagResourcesPage, Snapshot, TagResource,
 };
 use super::retry::RetryConfig;
@@ -49,10 +49,11 @@ pub enum Action {
     TagResources,
     UntagResources,
     ListTagResources,
+    CreateSnapshot,
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Action::DescribeInstances,
         Action::DescribeDisks,
         Action::DescribeSnapshots,
@@ -62,6 +63,7 @@ impl Action {
         Action::TagResources,
         Action::UntagResources,
         Action::ListTagResources,
+        Action::CreateSnapshot,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +77,7 @@ impl Action {
             Action::TagResources => "TagResources",
             Action::UntagResources => "UntagResources",
             Action::ListTagResources => "ListTagResources",
+            Action::CreateSnapshot => "CreateSnapshot",
         }
     }
 
@@ -91,6 +94,7 @@ impl Action {
             Action::TagResources => 6,
             Action::UntagResources => 7,
             Action::ListTagResources => 8,
+            Action::CreateSnapshot => 9,
         }
     }
 }
@@ -100,6 +104,9 @@ impl Action {
 pub enum CallKind {
     Read,
     Write,
+    /// A change made idempotent by a `ClientToken`: repeated like a read, since the same token
+    /// returns the first call's result instead of changing anything again.
+    IdempotentWrite,
 }
 
 /// `StoppedMode` of StopInstance. The rollback always uses `KeepCharging`: with `StopCharging`
@@ -465,7 +472,7 @@ impl EcsClient {
                 Err(e) => e,
             };
             let repeatable = match kind {
-                CallKind::Read => err.is_retryable(),
+                CallKind::Read | CallKind::IdempotentWrite => err.is_retryable(),
                 // A write is repeated only when it certainly did not take effect.
                 CallKind::Write => {
                     !err.may_have_applied && (err.kind == ErrorKind::Connect || err.is_throttling())
@@ -625,7 +632,7 @@ impl EcsClient {
                 );
                 err.status = Some(status);
                 // The server answered success: the change, if any, was made.
-                err.may_have_applied = kind == CallKind::Write;
+                err.may_have_applied = kind != CallKind::Read;
                 err
             })?;
             tracing::debug!(
@@ -814,6 +821,49 @@ impl EcsClient {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// CreateSnapshot of `disk_id`, made idempotent by `client_token` (ASCII, at most 64
+    /// characters): a repeated call with the same token and parameters returns the same
+    /// snapshot. `tags` are set on the snapshot as it is created (`Tag.N`, at most 20).
+    /// Returns the snapshot ID and the RequestId.
+    pub async fn create_snapshot(
+        &self,
+        region: &str,
+        disk_id: &str,
+        name: &str,
+        description: &str,
+        client_token: &str,
+        tags: &[(String, String)],
+    ) -> Result<(String, String), EcsError> {
+        let mut params = vec![
+            p("RegionId", region),
+            p("DiskId", disk_id),
+            p("SnapshotName", name),
+            p("ClientToken", client_token),
+        ];
+        if !description.is_empty() {
+            params.push(p("Description", description));
+        }
+        tag_params(&mut params, "Tag", tags);
+        let created: CreatedSnapshot = self
+            .call(
+                region,
+                Action::CreateSnapshot,
+                params,
+                CallKind::IdempotentWrite,
+            )
+            .await?;
+        if created.snapshot_id.is_empty() {
+            let mut e = EcsError::transport(
+                "CreateSnapshot",
+                ErrorKind::Decode,
+                "the answer names no SnapshotId".into(),
+            );
+            e.may_have_applied = true;
+            return Err(e);
+        }
+        Ok((created.snapshot_id, created.request_id))
     }
 
     pub async fn stop_instance(

@@ -234,6 +234,10 @@ pub fn classify(status: u16, code: Option<&str>) -> Retry {
         | "DiskInArrears"
         | "OperationDenied.NoStock"
         | "QuotaExceed.ElasticQuota" => NotRetryable,
+        // CreateSnapshot (the undo snapshot). UNCONFIRMED names: not in the reference.
+        "QuotaExceed.Snapshot"
+        | "InvalidSnapshotName.Malformed"
+        | "InvalidDescription.Malformed" => NotRetryable,
         // Gateway: signature, credentials, permissions, parameters.
         "SignatureDoesNotMatch"
         | "IncompleteSignature"

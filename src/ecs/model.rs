@@ -272,6 +272,9 @@ pub struct Snapshot {
     pub source_disk_size: Option<i64>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub source_disk_type: String,
+    /// `user` (manual), `auto` (automatic policy) or `all`.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub snapshot_type: String,
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub encrypted: Option<bool>,
     #[serde(default, deserialize_with = "lenient::time")]
@@ -358,6 +361,16 @@ pub struct ListTagResourcesPage {
     pub next_token: String,
     #[serde(default)]
     pub tag_resources: TagResourceList,
+}
+
+/// CreateSnapshot's answer.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreatedSnapshot {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub request_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub snapshot_id: String,
 }
 
 /// The answer of a call that returns only its `RequestId` (Stop/Start/ResetDisk, Tag*).
