@@ -776,7 +776,10 @@ async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
     let sim = fast_sim();
     let base = serve(&sim).await;
     let c = http_client(&base, sim_credentials(), T);
-    let tags = vec![("ecs-rollback:undo-of".to_owned(), "0123456789abcdef".to_owned())];
+    let tags = vec![(
+        "ecs-rollback:undo-of".to_owned(),
+        "0123456789abcdef".to_owned(),
+    )];
     let make = |name: &'static str, token: &'static str| {
         let c = &c;
         let tags = tags.clone();
@@ -785,10 +788,14 @@ async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
                 .await
         }
     };
-    let (id, rid) = make("ecs-rollback-undo-a", "token-a").await.expect("created");
+    let (id, rid) = make("ecs-rollback-undo-a", "token-a")
+        .await
+        .expect("created");
     assert!(id.starts_with("s-") && !rid.is_empty());
     // The same token and parameters: the same snapshot, nothing new.
-    let (again, _) = make("ecs-rollback-undo-a", "token-a").await.expect("same token");
+    let (again, _) = make("ecs-rollback-undo-a", "token-a")
+        .await
+        .expect("same token");
     assert_eq!(again, id);
     let created = || {
         sim.events()
@@ -798,11 +805,15 @@ async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
     };
     assert_eq!(created(), 1);
     // The same token with other parameters.
-    let e = make("ecs-rollback-undo-b", "token-a").await.expect_err("mismatch");
+    let e = make("ecs-rollback-undo-b", "token-a")
+        .await
+        .expect_err("mismatch");
     assert_eq!(e.code(), Some("IdempotentParameterMismatch"));
     assert_eq!(e.retry, Retry::NotRetryable);
     // Another snapshot while this one is being taken: refused, a state to wait for.
-    let e = make("ecs-rollback-undo-c", "token-c").await.expect_err("busy");
+    let e = make("ecs-rollback-undo-c", "token-c")
+        .await
+        .expect_err("busy");
     assert_eq!(e.code(), Some("IncorrectDiskStatus.HasUnfinishedSnapshot"));
     assert_eq!(e.retry, Retry::AfterStateChange);
     // A reset to another snapshot is refused while it progresses (the rollback waits for it).
@@ -821,7 +832,10 @@ async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
         let s = c.describe_snapshots(REGION, &q).await.expect("describe");
         if s[0].is_ready() {
             assert_eq!(s[0].source_disk_id, WEB_SYS);
-            assert_eq!(s[0].tags.get("ecs-rollback:undo-of"), Some("0123456789abcdef"));
+            assert_eq!(
+                s[0].tags.get("ecs-rollback:undo-of"),
+                Some("0123456789abcdef")
+            );
             ready = true;
             break;
         }
@@ -839,7 +853,9 @@ async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
     }
     // An instance locked for security: no snapshot.
     assert!(sim.set_instance_locks(WEB, &["security"]));
-    let e = make("ecs-rollback-undo-d", "token-d").await.expect_err("locked");
+    let e = make("ecs-rollback-undo-d", "token-d")
+        .await
+        .expect_err("locked");
     assert_eq!(e.code(), Some("InstanceLockedForSecurity"));
     assert!(sim.set_instance_locks(WEB, &[]));
     let e = c

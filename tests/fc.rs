@@ -103,6 +103,25 @@ fn start(args: &[&str], env: &[(&str, String)], simulate: bool) -> Runtime {
     }
 }
 
+impl Runtime {
+    /// Whether the runtime printed all of `lines` on stdout within a few seconds (the pipe
+    /// is read by another thread).
+    fn printed(&self, lines: &[&str]) -> bool {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.stdout.lock().expect("lock").clone();
+            if lines.iter().all(|l| out.contains(l)) {
+                return true;
+            }
+            if std::time::Instant::now() > until {
+                eprintln!("stdout so far:\n{out}");
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 fn start_sim() -> Runtime {
     start(
         &["serve-fc", "--host", "127.0.0.1", "--port", "0"],
@@ -194,11 +213,12 @@ async fn every_alibaba_sample_event_through_the_fc_front_door() {
                 "{file}: the drill summary"
             );
         }
-        let printed = rt.stdout.lock().expect("lock").clone();
         assert!(
-            printed.contains(&format!("FC Invoke Start RequestId: {id}"))
-                && printed.contains(&format!("FC Invoke End RequestId: {id}")),
-            "{file}: start and end lines: {printed}"
+            rt.printed(&[
+                &format!("FC Invoke Start RequestId: {id}"),
+                &format!("FC Invoke End RequestId: {id}")
+            ]),
+            "{file}: start and end lines"
         );
     }
 }
@@ -243,11 +263,7 @@ async fn refusals_and_bad_input_are_failed_invocations_with_their_type() {
         .await
         .expect("initialize");
     assert_eq!(init.status().as_u16(), 200);
-    let printed = rt.stdout.lock().expect("lock").clone();
-    assert!(
-        printed.contains("FC Initialize Start RequestId: init-1"),
-        "{printed}"
-    );
+    assert!(rt.printed(&["FC Initialize Start RequestId: init-1"]));
 }
 
 #[tokio::test]

@@ -1227,7 +1227,10 @@ async fn a_run_killed_around_the_undo_snapshot_resumes_without_a_second_one() {
         };
         (at("StopInstance"), at("ResetDisk"))
     };
-    assert!(last > first + 2, "ledger writes between the stop and the reset");
+    assert!(
+        last > first + 2,
+        "ledger writes between the stop and the reset"
+    );
     for kill_after in first..=last {
         let b = bench().await;
         let sim = b.sim.clone();
