@@ -57,6 +57,43 @@ pub enum Command {
         #[arg(long, default_value = "0.0.0.0")]
         host: std::net::IpAddr,
     },
+    /// Show who holds a disk: the run (key digest, phase, since when, the power state it will
+    /// restore, lease), its claims, the cooldown left and the recent keys. Same credentials and
+    /// endpoint rules as `invoke` (none: the built-in simulator).
+    Status {
+        disk_id: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear a hold that a stuck or abandoned run left on a disk, when its key matches: shows
+    /// what it will do, then removes the run and its claims from the ledger and records the
+    /// release in the history. Never touches the instance or the disk contents.
+    Release {
+        disk_id: String,
+        /// The idempotency key of the run that holds the disk.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Release even though the hold's lease (or a claim's heartbeat) is live.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Render a drill's result events (the JSON lines `invoke` prints) as a self-contained HTML
+    /// page or an SVG image: a timeline per target, recovery against the objective, failures.
+    Report {
+        /// The result events, one JSON object per line; `-` reads stdin.
+        file: PathBuf,
+        /// Where to write: `.html` or `.svg`.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Serve the ECS simulator over HTTP on 127.0.0.1 (point ECS_ROLLBACK_ECS_ENDPOINT at it).
     Simulate {
         /// Port to listen on; 0 picks a free one (printed on stdout).
@@ -111,6 +148,19 @@ pub async fn main() -> ExitCode {
     match cli.command {
         Command::Invoke { file, simulate } => invoke(file, simulate).await,
         Command::ServeFc { port, host } => fc_main(port, host).await,
+        Command::Status {
+            disk_id,
+            region,
+            json,
+        } => status_cmd(&disk_id, region, json).await,
+        Command::Release {
+            disk_id,
+            key,
+            region,
+            force,
+            yes,
+        } => release_cmd(&disk_id, &key, region, force, yes).await,
+        Command::Report { file, output } => report_cmd(&file, &output),
         Command::Simulate { port, scenario } => {
             let loaded = load_scenario(scenario.as_ref());
             let access_key = loaded
@@ -311,6 +361,262 @@ async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The disk (with its tags) and its instance's status, for `status` and `release`.
+struct Read {
+    handler: Handler,
+    region: String,
+    disk: crate::ecs::model::Disk,
+    instance_status: Option<String>,
+}
+
+async fn read_disk(what: &str, disk_id: &str, region: Option<String>) -> Result<Read, String> {
+    let disk_id = crate::ids::DiskId::parse(disk_id).map_err(|e| format!("disk ID: {e}"))?;
+    let handler = build_handler(Backend::Auto)?;
+    let region = region
+        .or_else(|| handler.default_region.clone())
+        .ok_or_else(|| {
+            format!("{what}: no region: pass --region or set ALIBABA_CLOUD_REGION_ID")
+        })?;
+    let q = crate::ecs::DiskQuery {
+        ids: vec![disk_id.to_string()],
+        ..Default::default()
+    };
+    let disk = handler
+        .ecs
+        .describe_disks(&region, &q)
+        .await
+        .map_err(|e| format!("reading {disk_id}: {e}"))?
+        .into_iter()
+        .find(|d| d.disk_id == disk_id.as_str())
+        .ok_or_else(|| format!("disk {disk_id} not found in {region}"))?;
+    let instance_status = if disk.instance_id.is_empty() {
+        None
+    } else {
+        let q = crate::ecs::InstanceQuery {
+            ids: vec![disk.instance_id.clone()],
+            ..Default::default()
+        };
+        handler
+            .ecs
+            .describe_instances(&region, &q)
+            .await
+            .map_err(|e| format!("reading {}: {e}", disk.instance_id))?
+            .into_iter()
+            .next()
+            .map(|i| i.status)
+    };
+    Ok(Read {
+        handler,
+        region,
+        disk,
+        instance_status,
+    })
+}
+
+fn rules(s: &Settings) -> crate::hold::Rules {
+    crate::hold::Rules {
+        lease_secs: s.lease.as_secs() as i64,
+        heartbeat_timeout_secs: s.heartbeat_timeout.as_secs().max(1) as i64,
+        cooldown_secs: s.cooldown.as_secs() as i64,
+    }
+}
+
+async fn status_cmd(disk_id: &str, region: Option<String>, json: bool) -> ExitCode {
+    let read = match read_disk("status", disk_id, region).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ecs-rollback status: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let observed = crate::hold::Observed {
+        disk_id: &read.disk.disk_id,
+        region_id: &read.region,
+        disk_status: &read.disk.status,
+        instance_id: Some(read.disk.instance_id.as_str()).filter(|i| !i.is_empty()),
+        instance_status: read.instance_status.as_deref(),
+        tags: read
+            .disk
+            .tags
+            .tag
+            .iter()
+            .map(|t| (t.tag_key.as_str(), t.tag_value.as_str()))
+            .collect(),
+    };
+    let status = crate::hold::status(
+        &observed,
+        rules(&read.handler.settings),
+        chrono::Utc::now().timestamp(),
+    );
+    if json {
+        match serde_json::to_string_pretty(&status) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("ecs-rollback status: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", status.render());
+    }
+    ExitCode::SUCCESS
+}
+
+async fn release_cmd(
+    disk_id: &str,
+    key: &str,
+    region: Option<String>,
+    force: bool,
+    yes: bool,
+) -> ExitCode {
+    let fail = |e: String, code: u8| {
+        eprintln!("ecs-rollback release: {e}");
+        ExitCode::from(code)
+    };
+    let key = match crate::request::IdempotencyKey::parse(key) {
+        Ok(k) => k,
+        Err(e) => return fail(format!("--key: {e}"), 2),
+    };
+    let read = match read_disk("release", disk_id, region).await {
+        Ok(r) => r,
+        Err(e) => return fail(e, 2),
+    };
+    let tags: Vec<(&str, &str)> = read
+        .disk
+        .tags
+        .tag
+        .iter()
+        .map(|t| (t.tag_key.as_str(), t.tag_value.as_str()))
+        .collect();
+    let rules = rules(&read.handler.settings);
+    let now = chrono::Utc::now().timestamp();
+    let plan = match crate::hold::plan_release(
+        &tags,
+        &key.digest(),
+        read.instance_status.as_deref(),
+        rules,
+        now,
+        force,
+    ) {
+        Ok(p) => p,
+        Err(crate::hold::NoRelease::NothingHeld(why)) => {
+            println!(
+                "nothing to release: {} has no unfinished run{why}",
+                read.disk.disk_id
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(e.to_string(), 1),
+    };
+    print!("{}", plan.render(&read.disk.disk_id));
+    if !yes {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            return fail(
+                "not released: pass --yes to release without a prompt".into(),
+                1,
+            );
+        }
+        print!("release it? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return fail("not released".into(), 1);
+        }
+    }
+    // The hold must still be the one shown: a run that came back to life since is not cleared.
+    let again = match read_disk("release", disk_id, Some(read.region.clone())).await {
+        Ok(r) => r,
+        Err(e) => return fail(e, 2),
+    };
+    if again.disk.tags.get(crate::ledger::RUN_TAG) != Some(plan.run_value.as_str()) {
+        return fail(
+            "the hold changed while this ran (a run wrote the ledger): nothing was changed; look again with `status`".into(),
+            1,
+        );
+    }
+    let ecs = &read.handler.ecs;
+    let ids = vec![read.disk.disk_id.clone()];
+    // History first: from this write on, the key is ended and can never resume.
+    let history = vec![(crate::ledger::HISTORY_TAG.to_owned(), plan.history.clone())];
+    if let Err(e) = ecs
+        .tag_resources(&read.region, "disk", &ids, &history)
+        .await
+    {
+        return fail(
+            format!("recording the release failed, nothing was removed: {e}"),
+            1,
+        );
+    }
+    if let Err(e) = ecs
+        .untag_resources(&read.region, "disk", &ids, &plan.remove)
+        .await
+    {
+        return fail(
+            format!(
+                "the release is recorded, but removing the hold failed ({e}); run release again"
+            ),
+            1,
+        );
+    }
+    tracing::info!(disk = %read.disk.disk_id, phase = %plan.phase, forced = plan.forced, "hold released");
+    println!("released: {} is no longer held", read.disk.disk_id);
+    ExitCode::SUCCESS
+}
+
+fn report_cmd(file: &PathBuf, output: &PathBuf) -> ExitCode {
+    let text = if file.as_os_str() == "-" {
+        use std::io::Read;
+        let mut s = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+            eprintln!("ecs-rollback report: cannot read stdin: {e}");
+            return ExitCode::from(2);
+        }
+        s
+    } else {
+        match std::fs::read_to_string(file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ecs-rollback report: cannot read {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let report = match crate::drill_report::DrillReport::from_jsonl(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ecs-rollback report: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let rendered = match output.extension().and_then(|e| e.to_str()) {
+        Some("html" | "htm") => report.html(),
+        Some("svg") => report.svg(),
+        _ => {
+            eprintln!(
+                "ecs-rollback report: {}: the output must end in .html or .svg",
+                output.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = std::fs::write(output, rendered) {
+        eprintln!(
+            "ecs-rollback report: cannot write {}: {e}",
+            output.display()
+        );
+        return ExitCode::from(2);
+    }
+    eprintln!(
+        "ecs-rollback report: {} targets, {} bars -> {}",
+        report.targets.len(),
+        report.bar_count(),
+        output.display()
+    );
+    ExitCode::SUCCESS
 }
 
 /// Function Compute mode: the handler behind `fc::router`, on `FC_SERVER_PORT` (or `port`).

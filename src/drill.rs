@@ -289,6 +289,11 @@ impl DrillPlan {
                     "recoveryMs": r.downtime_ms,
                     "error": r.error.as_ref().map(|e| e.code.clone()),
                     "withinObjective": objective_ms.zip(r.downtime_ms).map(|(o, t)| t <= o),
+                    // The report's timeline: when each step that ran began and ended.
+                    "steps": r.steps.iter()
+                        .filter(|s| crate::drill_report::TIMELINE.iter().any(|(n, _)| *n == s.name))
+                        .map(|s| json!({"name": s.name, "status": s.status, "startedAt": s.started_at, "finishedAt": s.finished_at}))
+                        .collect::<Vec<_>>(),
                 })
             })
             .collect();

@@ -176,6 +176,9 @@ pub struct History {
     pub last_success: Option<i64>,
     /// Newest first: (12-hex key prefix, failed).
     pub keys: Vec<(String, bool)>,
+    /// Unix time of the last `ecs-rollback release`; the key it released is the newest one
+    /// marked failed.
+    pub released: Option<i64>,
 }
 
 impl History {
@@ -186,7 +189,12 @@ impl History {
             .take(HISTORY_KEYS)
             .map(|(k, failed)| if *failed { format!("{k}x") } else { k.clone() })
             .collect();
-        format!("t={};k={}", self.last_success.unwrap_or(0), keys.join(","))
+        let mut v = format!("t={};k={}", self.last_success.unwrap_or(0), keys.join(","));
+        if let Some(r) = self.released {
+            // At most 125 characters: t (12), seven keys with their marks (97), r (13).
+            v.push_str(&format!(";r={r}"));
+        }
+        v
     }
 
     pub fn decode(value: &str) -> Self {
@@ -194,6 +202,7 @@ impl History {
         for kv in value.split(';') {
             match kv.split_once('=') {
                 Some(("t", t)) => h.last_success = t.parse().ok().filter(|t| *t > 0),
+                Some(("r", r)) => h.released = r.parse().ok().filter(|r| *r > 0),
                 Some(("k", ks)) => {
                     h.keys = ks
                         .split(',')
@@ -474,9 +483,11 @@ mod tests {
         for i in 0..20 {
             h.push(&digest(&format!("key-{i}")), i % 3 == 0, NOW + i);
         }
+        h.released = Some(NOW + 99);
         let v = h.encode();
         assert!(v.len() <= TAG_VALUE_MAX, "{} chars: {v}", v.len());
         let back = History::decode(&v);
+        assert_eq!(back.released, Some(NOW + 99));
         assert_eq!(back.keys.len(), HISTORY_KEYS);
         assert_eq!(back.find(&digest("key-19")), Some(false));
         assert_eq!(back.find(&digest("key-18")), Some(true));

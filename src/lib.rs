@@ -3,9 +3,11 @@
 
 pub mod cli;
 pub mod drill;
+pub mod drill_report;
 pub mod ecs;
 pub mod fc;
 pub mod handler;
+pub mod hold;
 pub mod ids;
 pub mod lambda;
 pub mod ledger;

@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use crate::ecs::model::{Disk, Instance, Snapshot};
 use crate::ecs::{
@@ -150,15 +151,19 @@ impl<'a> Rollback<'a> {
             idempotency_key = %req.key.as_str(),
             region = %req.region,
         );
-        let _enter = span.enter();
-        let result = run.execute().await;
+        // `instrument`, not `enter`: a guard held across an await would lend this run's span
+        // to whatever else the thread polls meanwhile (another target of a drill).
+        let result = run.execute().instrument(span.clone()).await;
         if run.claimed {
             // However the run ended, its claim has done its work.
-            run.remove_tag(&ledger::claim_tag(&run.invocation)).await;
+            run.remove_tag(&ledger::claim_tag(&run.invocation))
+                .instrument(span.clone())
+                .await;
         }
         if let (Some(cache), Some(iid)) = (run.cache, run.instance_id()) {
             cache.forget(&run.region, &iid).await;
         }
+        let _enter = span.enter();
         let (outcome, error) = match result {
             Ok(outcome) => (outcome, None),
             Err(h) => (h.outcome, Some(h.error)),
@@ -1661,6 +1666,10 @@ impl<'a> Run<'a> {
         let until = Instant::now() + budget;
         let mut pause = self.s.poll.initial;
         let mut request_id = None;
+        // When StartInstance was refused because the reset ran, and when it was accepted: the
+        // reset's end, as far as the API shows it.
+        let mut waited_for_reset = false;
+        let mut accepted_at = None;
         loop {
             let Some(inst) = self.poll_instance(iid, until, &mut pause).await? else {
                 continue;
@@ -1671,12 +1680,16 @@ impl<'a> Run<'a> {
             match inst.status.as_str() {
                 "Running" => break,
                 "Stopped" => match self.ecs.start_instance(&self.region, iid, false).await {
-                    Ok(ack) => request_id = Some(ack.request_id),
+                    Ok(ack) => {
+                        request_id = Some(ack.request_id);
+                        accepted_at.get_or_insert_with(Utc::now);
+                    }
                     Err(e)
                         if e.is_code("DiskError")
                             || e.is_code("IncorrectDiskStatus")
                             || e.is_code("InvalidOperation.DiskResetInProgress") =>
                     {
+                        waited_for_reset = true;
                         tracing::info!("the reset is still running; StartInstance waits");
                     }
                     Err(e)
@@ -1709,6 +1722,23 @@ impl<'a> Run<'a> {
         if let Some(stop_at) = self.record.as_ref().and_then(|r| r.stop_at) {
             let ms = (Utc::now().timestamp_millis() - stop_at * 1000).max(0);
             self.downtime_ms = Some(ms as u64);
+        }
+        let mut t = t;
+        if let (true, Some(at)) = (waited_for_reset, accepted_at) {
+            // The reset step lasts until the reset ended (StartInstance accepted), and the start
+            // step from then: the timeline shows the reset's real length.
+            if let Some(reset) = self
+                .steps
+                .iter_mut()
+                .rev()
+                .find(|s| s.name == "reset" && s.status == StepStatus::Done)
+            {
+                reset.finished_at = at;
+                if let Some(d) = reset.detail.as_mut() {
+                    d.push_str("; finished when StartInstance was accepted");
+                }
+            }
+            t = at;
         }
         self.step(
             "start",
