@@ -102,27 +102,11 @@ async fn invoke(State(handler): State<Arc<Handler>>, headers: HeaderMap, body: B
                 .instrument(span.clone())
                 .await
         }
-        Err(e) => {
-            let trigger = crate::request::Trigger::direct();
-            let invalid = crate::request::InvalidRequest::new(
-                "$",
-                format!("the event is not acceptable JSON: {e}"),
-            );
-            Reply {
-                shape: Shape::Results,
-                reports: vec![crate::handler::rejected(&trigger, &invalid)],
-                summaries: vec![],
-            }
-        }
+        Err(e) => crate::lambda::unparsable(e),
     };
     let (status, body) = {
         let _enter = span.enter();
-        for r in reply.reports() {
-            tracing::info!(result_event = %r.to_cloud_event(), outcome = r.outcome.as_str(), "result event");
-        }
-        for s in &reply.summaries {
-            tracing::info!(result_event = %s, "drill summary");
-        }
+        crate::lambda::log_reply(&reply);
         answer(reply)
     };
     println!("FC Invoke End RequestId: {id}");

@@ -45,28 +45,33 @@ pub async fn invoke(
                 .instrument(span.clone())
                 .await
         }
-        Err(e) => {
-            let trigger = crate::request::Trigger::direct();
-            let invalid = crate::request::InvalidRequest::new(
-                "$",
-                format!("the event is not acceptable JSON: {e}"),
-            );
-            Reply {
-                shape: Shape::Results,
-                reports: vec![crate::handler::rejected(&trigger, &invalid)],
-                summaries: vec![],
-            }
-        }
+        Err(e) => unparsable(e),
     };
     let _enter = span.enter();
+    log_reply(&reply);
+    respond(reply)
+}
+
+/// A payload that is not acceptable JSON: one `rejected` result, nothing run.
+pub fn unparsable(e: impl std::fmt::Display) -> Reply {
+    let trigger = crate::request::Trigger::direct();
+    let invalid =
+        crate::request::InvalidRequest::new("$", format!("the event is not acceptable JSON: {e}"));
+    Reply {
+        shape: Shape::Results,
+        reports: vec![crate::handler::rejected(&trigger, &invalid)],
+        summaries: vec![],
+    }
+}
+
+/// One log line per result event and per drill summary, for log-based pipelines.
+pub fn log_reply(reply: &Reply) {
     for r in reply.reports() {
-        // One line per result event, for log-based pipelines.
         tracing::info!(result_event = %r.to_cloud_event(), outcome = r.outcome.as_str(), "result event");
     }
     for s in &reply.summaries {
         tracing::info!(result_event = %s, "drill summary");
     }
-    respond(reply)
 }
 
 /// The answer Lambda expects for each source. An SQS batch answers its failures; an HTTP

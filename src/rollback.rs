@@ -391,6 +391,31 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Between two polls: refresh the claim if due, sleep `pause`, then grow it.
+    async fn wait_a_little(&mut self, pause: &mut Duration) {
+        self.heartbeat().await;
+        tokio::time::sleep(*pause).await;
+        *pause = self.s.poll.next(*pause);
+    }
+
+    /// Records `name` as failed with `h`'s message, and hands `h` back to be returned.
+    fn failed(
+        &mut self,
+        name: &str,
+        t: DateTime<Utc>,
+        request_id: Option<String>,
+        h: Halt,
+    ) -> Halt {
+        self.step(
+            name,
+            StepStatus::Failed,
+            t,
+            request_id,
+            Some(h.error.message.clone()),
+        );
+        h
+    }
+
     /// Right before a state-changing call: a fresh read when the poll may have been served from
     /// the shared cache (it is stored back for the others). `true` when `status` still holds.
     async fn still(&mut self, id: &str, status: &str) -> Res<bool> {
@@ -1212,9 +1237,7 @@ impl<'a> Run<'a> {
             if Instant::now() >= until {
                 return Err(self.timed_out("the instance did not reach Stopped in time", budget));
             }
-            self.heartbeat().await;
-            tokio::time::sleep(pause).await;
-            pause = self.s.poll.next(pause);
+            self.wait_a_little(&mut pause).await;
         }
         let detail = if request_id.is_some() {
             "Stopped (StoppedMode=KeepCharging)".to_owned()
@@ -1266,9 +1289,7 @@ impl<'a> Run<'a> {
                 match inst.status.as_str() {
                     "Stopped" => {}
                     "Stopping" => {
-                        self.heartbeat().await;
-                        tokio::time::sleep(pause).await;
-                        pause = self.s.poll.next(pause);
+                        self.wait_a_little(&mut pause).await;
                         continue;
                     }
                     other => {
@@ -1329,18 +1350,9 @@ impl<'a> Run<'a> {
                 h.error.code = "ResetGaveUp".into();
                 h.error.retryable = false;
                 h.error.message = format!("ResetDisk was not accepted after {issued} tries: {e}");
-                self.step(
-                    "reset",
-                    StepStatus::Failed,
-                    t,
-                    e.request_id.clone(),
-                    Some(h.error.message.clone()),
-                );
-                return Err(h);
+                return Err(self.failed("reset", t, e.request_id.clone(), h));
             }
-            self.heartbeat().await;
-            tokio::time::sleep(pause).await;
-            pause = self.s.poll.next(pause);
+            self.wait_a_little(&mut pause).await;
         };
         self.step(
             "reset",
@@ -1479,19 +1491,10 @@ impl<'a> Run<'a> {
                                 "UndoSnapshotFailed",
                                 format!("the undo snapshot of {disk} could not be taken, so the disk was not reset: {e}"),
                             );
-                            self.step(
-                                "preserve",
-                                StepStatus::Failed,
-                                t,
-                                e.request_id.clone(),
-                                Some(h.error.message.clone()),
-                            );
-                            return Err(h);
+                            return Err(self.failed("preserve", t, e.request_id.clone(), h));
                         }
                     }
-                    self.heartbeat().await;
-                    tokio::time::sleep(pause).await;
-                    pause = self.s.poll.next(pause);
+                    self.wait_a_little(&mut pause).await;
                 }
             }
         };
@@ -1518,14 +1521,7 @@ impl<'a> Run<'a> {
                             "UndoSnapshotFailed",
                             format!("the undo snapshot {undo} failed, so the disk was not reset"),
                         );
-                        self.step(
-                            "preserve",
-                            StepStatus::Failed,
-                            t,
-                            None,
-                            Some(h.error.message.clone()),
-                        );
-                        return Err(h);
+                        return Err(self.failed("preserve", t, None, h));
                     }
                     Some(s) => {
                         // Timed from the snapshot's own creation, across deliveries.
@@ -1538,14 +1534,7 @@ impl<'a> Run<'a> {
                                     s.progress, age.num_seconds()
                                 ),
                             );
-                            self.step(
-                                "preserve",
-                                StepStatus::Failed,
-                                t,
-                                None,
-                                Some(h.error.message.clone()),
-                            );
-                            return Err(h);
+                            return Err(self.failed("preserve", t, None, h));
                         }
                     }
                     None => {}
@@ -1555,14 +1544,7 @@ impl<'a> Run<'a> {
                 }
                 Err(e) => {
                     let h = give_up("UndoSnapshotFailed", format!("the undo snapshot {undo} cannot be read, so the disk was not reset: {e}"));
-                    self.step(
-                        "preserve",
-                        StepStatus::Failed,
-                        t,
-                        e.request_id.clone(),
-                        Some(h.error.message.clone()),
-                    );
-                    return Err(h);
+                    return Err(self.failed("preserve", t, e.request_id.clone(), h));
                 }
             }
             if Instant::now() >= until {
@@ -1641,9 +1623,7 @@ impl<'a> Run<'a> {
             if Instant::now() >= until {
                 return Err(self.timed_out("the reset did not finish in time", budget));
             }
-            self.heartbeat().await;
-            tokio::time::sleep(pause).await;
-            pause = self.s.poll.next(pause);
+            self.wait_a_little(&mut pause).await;
         }
         self.step(
             "wait-reset",
@@ -1715,9 +1695,7 @@ impl<'a> Run<'a> {
             if Instant::now() >= until {
                 return Err(self.timed_out("the instance did not reach Running in time", budget));
             }
-            self.heartbeat().await;
-            tokio::time::sleep(pause).await;
-            pause = self.s.poll.next(pause);
+            self.wait_a_little(&mut pause).await;
         }
         if let Some(stop_at) = self.record.as_ref().and_then(|r| r.stop_at) {
             let ms = (Utc::now().timestamp_millis() - stop_at * 1000).max(0);

@@ -117,6 +117,39 @@ fn reissued_resets(events: &[Event], disk: &str) -> usize {
     resets.len().saturating_sub(1)
 }
 
+/// Runs `event` and drops the run (a crash, mid-step) once the simulator has applied
+/// `changes` state-changing calls (ledger writes included).
+async fn kill_after(b: &Bench, event: &Value, changes: usize) {
+    let sim = b.sim.clone();
+    tokio::select! {
+        _ = b.handler.handle(event, None) => {}
+        _ = async {
+            while sim.events().len() < changes {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        } => {}
+    }
+}
+
+/// Delivers `event` again until it finishes or fails for good, as redelivery would (a dead
+/// claim holds the disk until its heartbeat times out); bounded by time, well past the
+/// heartbeat timeout of `Settings::fast()` (4 s).
+async fn redeliver_until_done(b: &Bench, event: &Value) -> Report {
+    let mut last = None;
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        let r = b.run(event.clone()).await;
+        let done = matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate);
+        let retry = r.error.as_ref().is_some_and(|e| e.retryable);
+        last = Some(r);
+        if done || !retry {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last.expect("ran")
+}
+
 /// The safety invariants, read from the simulator's log of applied calls.
 fn assert_safe(events: &[Event], disk: &str) {
     let mut started_after_reset = false;
@@ -803,54 +836,29 @@ async fn a_run_killed_at_each_step_resumes_safely() {
         b.changes().len()
     };
     assert!(full >= 10, "{full} changes in a full run");
-    for kill_after in 1..=full {
+    for changes in 1..=full {
         let b = bench().await;
-        let handler = &b.handler;
         let event = web(json!({}));
-        let sim = b.sim.clone();
-        let run = handler.handle(&event, None);
-        tokio::select! {
-            _ = run => {}
-            _ = async {
-                while sim.events().len() < kill_after {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            } => {}
-        }
-        // The first run is gone, mid-step. Run the same request again until it finishes, as a
-        // redelivery would (its dead claim holds the disk until its heartbeat times out).
-        let mut last = None;
-        // Bounded by time: well past the heartbeat timeout of `Settings::fast()` (4 s).
-        let until = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < until {
-            let r = b.run(event.clone()).await;
-            let done = matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate);
-            let retry = r.error.as_ref().is_some_and(|e| e.retryable);
-            last = Some(r);
-            if done || !retry {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let r = last.expect("ran");
+        kill_after(&b, &event, changes).await;
+        let r = redeliver_until_done(&b, &event).await;
         assert!(
             matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate),
-            "killed after {kill_after}: {:?} {:?}",
+            "killed after {changes}: {:?} {:?}",
             r.outcome,
             r.error
         );
         assert!(
             eventually(T, || b.status(WEB) == "Running").await,
-            "killed after {kill_after}"
+            "killed after {changes}"
         );
         assert_eq!(
             b.disk(WEB_SYS)["content"],
             WEB_SNAP_TAGGED,
-            "killed after {kill_after}"
+            "killed after {changes}"
         );
         let reissued = reissued_resets(&b.changes(), WEB_SYS);
         if reissued > 0 {
-            println!("killed after change {kill_after}: ResetDisk re-issued {reissued}x (same snapshot, instance still stopped)");
+            println!("killed after change {changes}: ResetDisk re-issued {reissued}x (same snapshot, instance still stopped)");
         }
         assert_eq!(b.run_record(WEB_SYS).map(|r| r.phase), Some(Phase::Done));
         assert_safe(&b.changes(), WEB_SYS);
@@ -1231,55 +1239,35 @@ async fn a_run_killed_around_the_undo_snapshot_resumes_without_a_second_one() {
         last > first + 2,
         "ledger writes between the stop and the reset"
     );
-    for kill_after in first..=last {
+    for kill_at in first..=last {
         let b = bench().await;
-        let sim = b.sim.clone();
-        tokio::select! {
-            _ = b.handler.handle(&event, None) => {}
-            _ = async {
-                while sim.events().len() < kill_after {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            } => {}
-        }
-        let mut last = None;
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            let r = b.run(event.clone()).await;
-            let done = matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate);
-            let retry = r.error.as_ref().is_some_and(|e| e.retryable);
-            last = Some(r);
-            if done || !retry {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let r = last.expect("ran");
+        kill_after(&b, &event, kill_at).await;
+        let r = redeliver_until_done(&b, &event).await;
         assert!(
             matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate),
-            "killed after {kill_after}: {:?} {:?}",
+            "killed after {kill_at}: {:?} {:?}",
             r.outcome,
             r.error
         );
         assert_eq!(
             created_snapshots(&b),
             1,
-            "killed after {kill_after}: one undo snapshot: {:?}",
+            "killed after {kill_at}: one undo snapshot: {:?}",
             b.changes()
         );
         let snaps = undo_snapshots(&b, WEB_SYS);
-        assert_eq!(snaps.len(), 1, "killed after {kill_after}");
-        assert_eq!(snaps[0]["content"], "original", "killed after {kill_after}");
+        assert_eq!(snaps.len(), 1, "killed after {kill_at}");
+        assert_eq!(snaps[0]["content"], "original", "killed after {kill_at}");
         assert_eq!(
             r.target.undo_snapshot_id.as_deref(),
             snaps[0]["id"].as_str(),
-            "killed after {kill_after}: the result names it"
+            "killed after {kill_at}: the result names it"
         );
         // The reset came after the snapshot was taken.
         let ev = b.changes();
         let snap_at = ev.iter().position(|e| e.action == "CreateSnapshot");
         let reset_at = ev.iter().position(|e| e.action == "ResetDisk");
-        assert!(snap_at < reset_at, "killed after {kill_after}: {ev:?}");
+        assert!(snap_at < reset_at, "killed after {kill_at}: {ev:?}");
         assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
         assert!(eventually(T, || b.status(WEB) == "Running").await);
         assert_safe(&ev, WEB_SYS);
