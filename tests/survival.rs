@@ -105,15 +105,77 @@ fn crash_timings() -> Timings {
 async fn killed_with_sigkill_at_random_moments_it_resumes_safely() {
     let runs = budget("ECS_ROLLBACK_CRASH_RUNS", 50);
     let base_seed = budget("ECS_ROLLBACK_CRASH_SEED", 20_261_129);
-    let dir = std::env::temp_dir().join(format!("ecs-rollback-crash-{}", std::process::id()));
+    crash_campaign(
+        "crash campaign",
+        json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": "crash-test"}),
+        runs,
+        base_seed,
+        |_| Vec::new(),
+    )
+    .await;
+}
+
+/// The same with `preserveCurrent`: besides the invariants above, exactly one undo snapshot,
+/// taken while the instance was stopped and before the reset, holding the disk as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_with_sigkill_around_the_undo_snapshot_it_takes_one() {
+    let runs = budget("ECS_ROLLBACK_CRASH_UNDO_RUNS", 30);
+    let base_seed = budget("ECS_ROLLBACK_CRASH_SEED", 20_261_129) + 1000;
+    crash_campaign(
+        "undo-snapshot crash campaign",
+        json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": "crash-undo", "preserveCurrent": true}),
+        runs,
+        base_seed,
+        |sim| {
+            let events = sim.events();
+            let mut v = Vec::new();
+            let created: Vec<&Event> = events.iter().filter(|e| e.action == "CreateSnapshot").collect();
+            if created.len() != 1 {
+                v.push(format!("{} CreateSnapshot calls applied", created.len()));
+            }
+            if created.iter().any(|e| e.instance_status != "Stopped") {
+                v.push("an undo snapshot while the instance was not Stopped".into());
+            }
+            let first_reset = events.iter().find(|e| e.action == "ResetDisk");
+            if let (Some(c), Some(r)) = (created.first(), first_reset) {
+                if c.seq > r.seq {
+                    v.push("the reset came before the undo snapshot".into());
+                }
+            }
+            let undo: Vec<Value> = sim.state()["snapshots"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|s| s["tags"]["ecs-rollback:undo-of"].is_string())
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if undo.len() != 1 || undo[0]["content"] != "original" {
+                v.push(format!("undo snapshots: {undo:?}"));
+            }
+            v
+        },
+    )
+    .await;
+}
+
+/// Kills the built binary with SIGKILL at a random moment of the rollback `request`, then
+/// delivers it again until it finishes; checks the invariants and `extra` after each run.
+async fn crash_campaign(
+    label: &str,
+    request: Value,
+    runs: u64,
+    base_seed: u64,
+    extra: impl Fn(&Simulator) -> Vec<String>,
+) {
+    let dir = std::env::temp_dir().join(format!(
+        "ecs-rollback-crash-{}-{base_seed}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).expect("tmp");
     let event = dir.join("event.json");
-    std::fs::write(
-        &event,
-        json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": "crash-test"})
-            .to_string(),
-    )
-    .expect("write");
+    std::fs::write(&event, request.to_string()).expect("write");
 
     // How long one uninterrupted run takes: kills land anywhere in it, and a bit past it.
     let sim = sim_with(Scenario {
@@ -173,6 +235,7 @@ async fn killed_with_sigkill_at_random_moments_it_resumes_safely() {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
         let mut v = violations(&sim, WEB_SYS, WEB);
+        v.extend(extra(&sim));
         match &last {
             Some((o, _)) if o == "succeeded" || o == "duplicate" => {}
             other => v.push(format!("final result {other:?}")),
@@ -190,7 +253,7 @@ async fn killed_with_sigkill_at_random_moments_it_resumes_safely() {
         reissues += r;
     }
     println!(
-        "crash campaign: {runs} runs (seeds {base_seed}..{}), {killed_mid} killed mid-run by SIGKILL, {reruns} re-deliveries, full run {full:?}, re-issued resets (same snapshot, still stopped): {reissues}, invariant violations: {}",
+        "{label}: {runs} runs (seeds {base_seed}..{}), {killed_mid} killed mid-run by SIGKILL, {reruns} re-deliveries, full run {full:?}, re-issued resets (same snapshot, still stopped): {reissues}, invariant violations: {}",
         base_seed + runs - 1,
         found.len()
     );
