@@ -471,8 +471,13 @@ pub fn plan_release(
     if let Some(u) = &run.undo {
         warnings.push(format!("the run's undo snapshot {u} is kept"));
     }
+    let run_value = tags
+        .iter()
+        .find(|(k, _)| *k == ledger::RUN_TAG)
+        .map(|(_, v)| (*v).to_owned())
+        .unwrap_or_default();
     Ok(ReleasePlan {
-        run_value: run.encode(),
+        run_value,
         phase: run.phase,
         remove,
         history: history.encode(),
@@ -593,6 +598,10 @@ mod tests {
         ];
         let p = plan_release(&tags, &d, Some("Stopped"), RULES, NOW, false).expect("plan");
         assert!(!p.forced);
+        assert_eq!(
+            p.run_value, old,
+            "the hold as read, to compare before writing"
+        );
         assert_eq!(
             p.remove,
             vec![ledger::RUN_TAG.to_owned(), claim_tag.clone()]

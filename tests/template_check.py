@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks template.yaml for what cfn-lint and `sam validate --lint` do not catch.
+"""Checks template.yaml for what cfn-lint and `sam validate --lint` do not catch, and
+deploy/s.yaml (the Function Compute deployment) for the same wiring.
 
 Run by .ci/run after `pip install cfn-lint` (it reuses cfn-lint's YAML decoder, which knows the
 CloudFormation tags). Prints one line per check and a closing 'N passed, N failed' line.
