@@ -168,6 +168,35 @@ if timers:
     except (ValueError, KeyError, TypeError) as e:
         payload_ok = str(e)
     check("s.yaml: the drill payload is a drill", payload_ok is True, payload_ok)
+# What the fc3 component's own schema (devsapp/fc3 src/schema.json) requires of these props.
+check("s.yaml: runtime is one the fc3 component knows", fprops.get("runtime") in ("custom", "custom.debian10"), fprops.get("runtime"))
+mem = fprops.get("memorySize")
+check("s.yaml: memorySize is 128 to 32768 in steps of 64", isinstance(mem, int) and 128 <= mem <= 32768 and mem % 64 == 0, mem)
+cpu = fprops.get("cpu")
+check("s.yaml: cpu 0.05 to 16, 1:1 to 1:4 against memory in GB",
+      isinstance(cpu, (int, float)) and 0.05 <= cpu <= 16 and isinstance(mem, int) and 1 <= (mem / 1024) / cpu <= 4,
+      (cpu, mem))
+check("s.yaml: diskSize 512 or 10240", fprops.get("diskSize") in (512, 10240), fprops.get("diskSize"))
+check("s.yaml: timeout 1 to 86400 s", isinstance(fprops.get("timeout"), int) and 1 <= fprops["timeout"] <= 86400, fprops.get("timeout"))
+check("s.yaml: environment values are strings", all(isinstance(v, str) for v in fenv.values()), fenv)
+for t in triggers:
+    tc = t.get("triggerConfig", {})
+    if t.get("triggerType") == "eventbridge":
+        need = ["asyncInvocationType", "eventRuleFilterPattern", "eventSinkConfig", "eventSourceConfig", "runOptions", "triggerEnable"]
+        check(f"s.yaml: trigger {t.get('triggerName')} has every field fc3 requires of an EventBridge trigger",
+              all(k in tc for k in need)
+              and all(k in tc.get("eventSourceConfig", {}) for k in ["eventSourceParameters", "eventSourceType"])
+              and "deliveryOption" in tc.get("eventSinkConfig", {}),
+              sorted(tc))
+        try:
+            json.loads(tc.get("eventRuleFilterPattern", ""))
+            pattern_ok = True
+        except ValueError as e:
+            pattern_ok = str(e)
+        check(f"s.yaml: trigger {t.get('triggerName')} filter pattern is JSON", pattern_ok is True, pattern_ok)
+    if t.get("triggerType") == "timer":
+        check(f"s.yaml: trigger {t.get('triggerName')} has cronExpression and enable",
+              "cronExpression" in tc and isinstance(tc.get("enable"), bool), sorted(tc))
 default_bus = [t for t in triggers if t["triggerType"] == "eventbridge"
                and t["triggerConfig"]["eventSourceConfig"]["eventSourceType"] == "Default"]
 check("s.yaml: an EventBridge trigger for alerts and requests", len(default_bus) == 1, [t["triggerName"] for t in triggers])
