@@ -298,6 +298,14 @@ fn incorrect_instance_status() -> ApiError {
     )
 }
 
+fn incorrect_disk_status() -> ApiError {
+    ApiError::new(
+        403,
+        "IncorrectDiskStatus",
+        "The current disk status does not support this operation.",
+    )
+}
+
 fn dry_run_passed() -> ApiError {
     ApiError::new(
         400,
@@ -921,26 +929,7 @@ impl World {
                 "The current disk has unfinished snapshot.",
             ));
         }
-        let status = self.disk_status(disk);
-        if status != "In_use" && status != "Available" {
-            return Err(ApiError::new(
-                403,
-                "IncorrectDiskStatus",
-                "The current disk status does not support this operation.",
-            ));
-        }
-        check_locks(&disk.spec.locks)?;
-        let mut instance_status = String::new();
-        if let Some(iid) = &disk.spec.instance_id {
-            if let Some(inst) = self.instances.get(iid) {
-                // For an In_use disk, the instance's locks apply to disk operations.
-                check_locks(&inst.spec.locks)?;
-                if inst.status != "Stopped" {
-                    return Err(incorrect_instance_status());
-                }
-                instance_status = inst.status.clone();
-            }
-        }
+        let instance_status = self.disk_operable(disk, &["Stopped"])?;
         if dry_run {
             return Err(dry_run_passed());
         }
@@ -956,6 +945,31 @@ impl World {
             instance_status,
         );
         Ok(json!({}))
+    }
+
+    /// The checks ResetDisk and CreateSnapshot share, in the order ResetDisk reports them: the
+    /// disk `In_use` or `Available`, no lock on the disk, nor on its instance (an `In_use`
+    /// disk's operations are its instance's), the instance in one of `allowed`. Returns the
+    /// instance's status (empty for a detached disk).
+    fn disk_operable(&self, disk: &SimDisk, allowed: &[&str]) -> Result<String, ApiError> {
+        let status = self.disk_status(disk);
+        if status != "In_use" && status != "Available" {
+            return Err(incorrect_disk_status());
+        }
+        check_locks(&disk.spec.locks)?;
+        let Some(inst) = disk
+            .spec
+            .instance_id
+            .as_ref()
+            .and_then(|iid| self.instances.get(iid))
+        else {
+            return Ok(String::new());
+        };
+        check_locks(&inst.spec.locks)?;
+        if !allowed.contains(&inst.status.as_str()) {
+            return Err(incorrect_instance_status());
+        }
+        Ok(inst.status.clone())
     }
 
     /// CreateSnapshot, with the rules its doc lists: the disk `In_use` or `Available`, its
@@ -1023,26 +1037,11 @@ impl World {
             Some(d) if Self::region_ok(region.as_deref(), &d.spec.region) => d,
             _ => return Err(not_found("InvalidDiskId.NotFound", "disk")),
         };
-        let status = self.disk_status(disk);
-        if (status != "In_use" && status != "Available") || disk.reset.is_some() {
+        if disk.reset.is_some() {
             // UNCONFIRMED: a snapshot while the disk is being reset is refused as a disk status.
-            return Err(ApiError::new(
-                403,
-                "IncorrectDiskStatus",
-                "The current disk status does not support this operation.",
-            ));
+            return Err(incorrect_disk_status());
         }
-        check_locks(&disk.spec.locks)?;
-        let mut instance_status = String::new();
-        if let Some(iid) = &disk.spec.instance_id {
-            if let Some(inst) = self.instances.get(iid) {
-                check_locks(&inst.spec.locks)?;
-                if inst.status != "Running" && inst.status != "Stopped" {
-                    return Err(incorrect_instance_status());
-                }
-                instance_status = inst.status.clone();
-            }
-        }
+        let instance_status = self.disk_operable(disk, &["Running", "Stopped"])?;
         let of_disk = || {
             self.snapshots
                 .values()
