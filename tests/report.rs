@@ -114,15 +114,39 @@ fn bars(svg: &str) -> Vec<(String, String, i64, i64, i64, i64, String)> {
         .collect()
 }
 
-#[test]
-fn a_drill_renders_one_bar_per_step_per_target_in_html_and_svg() {
-    let dir = scratch("files");
-    let (jsonl, expected) = drill(&dir);
+/// The example drill run and rendered in `dir`: the steps that ran per target, the HTML page,
+/// the SVG file and its text.
+struct Rendered {
+    expected: BTreeMap<String, Vec<String>>,
+    html: PathBuf,
+    svg: PathBuf,
+    svg_text: String,
+}
+
+fn drill_rendered(dir: &Path) -> Rendered {
+    let (jsonl, expected) = drill(dir);
     let html = dir.join("drill.html");
     let svg = dir.join("drill.svg");
     render(&jsonl, &html);
     render(&jsonl, &svg);
     let svg_text = std::fs::read_to_string(&svg).expect("svg");
+    Rendered {
+        expected,
+        html,
+        svg,
+        svg_text,
+    }
+}
+
+#[test]
+fn a_drill_renders_one_bar_per_step_per_target_in_html_and_svg() {
+    let dir = scratch("files");
+    let Rendered {
+        expected,
+        html,
+        svg_text,
+        ..
+    } = drill_rendered(&dir);
     let found = bars(&svg_text);
     let mut per_target: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (target, step, ..) in &found {
@@ -217,12 +241,12 @@ fn the_report_in_a_real_headless_browser() {
         return;
     };
     let dir = scratch("browser");
-    let (jsonl, expected) = drill(&dir);
-    let html = dir.join("drill.html");
-    let svg = dir.join("drill.svg");
-    render(&jsonl, &html);
-    render(&jsonl, &svg);
-    let svg_text = std::fs::read_to_string(&svg).expect("svg");
+    let Rendered {
+        expected,
+        html,
+        svg,
+        svg_text,
+    } = drill_rendered(&dir);
     let drawn = bars(&svg_text);
 
     // The DOM as the browser built it from the HTML page.

@@ -91,6 +91,17 @@ fn binary(base: &str) -> tokio::process::Command {
     c
 }
 
+/// `ecs-rollback invoke EVENT` against `base`, to its end; its stdout.
+async fn invoke_once(base: &str, event: &std::path::Path) -> String {
+    let out = binary(base)
+        .arg("invoke")
+        .arg(event)
+        .output()
+        .await
+        .expect("runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn crash_timings() -> Timings {
     Timings {
         stop_ms: 60,
@@ -184,14 +195,9 @@ async fn crash_campaign(
     });
     let base = serve(&sim).await;
     let t0 = Instant::now();
-    let out = binary(&base)
-        .arg("invoke")
-        .arg(&event)
-        .output()
-        .await
-        .expect("runs");
+    let stdout = invoke_once(&base, &event).await;
     let full = t0.elapsed();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"outcome\":\"succeeded\""));
+    assert!(stdout.contains("\"outcome\":\"succeeded\""));
 
     let (mut killed_mid, mut reruns, mut found, mut reissues) = (0, 0, Vec::new(), 0);
     for i in 0..runs {
@@ -218,13 +224,7 @@ async fn crash_campaign(
         let mut last = None;
         for _ in 0..60 {
             reruns += 1;
-            let out = binary(&base)
-                .arg("invoke")
-                .arg(&event)
-                .output()
-                .await
-                .expect("runs");
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stdout = invoke_once(&base, &event).await;
             let result = stdout.lines().last().and_then(outcome_of);
             let done = matches!(&result, Some((o, _)) if o == "succeeded" || o == "duplicate");
             let retry = matches!(&result, Some((_, true)));

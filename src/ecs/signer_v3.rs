@@ -81,11 +81,23 @@ pub fn canonical_request(
     headers: &[(String, String)],
     payload_hash: &str,
 ) -> String {
+    request_and_signed(method, path, params, headers, payload_hash).0
+}
+
+/// The canonical request and the signed-header list, from one pass over the headers.
+fn request_and_signed(
+    method: &str,
+    path: &str,
+    params: &BTreeMap<String, String>,
+    headers: &[(String, String)],
+    payload_hash: &str,
+) -> (String, String) {
     let (canonical_headers, signed) = canonical_headers(headers);
-    format!(
+    let request = format!(
         "{method}\n{path}\n{}\n{canonical_headers}\n{signed}\n{payload_hash}",
         canonical_query(params)
-    )
+    );
+    (request, signed)
 }
 
 pub fn string_to_sign(canonical_request: &str) -> String {
@@ -115,8 +127,7 @@ pub fn authorization(
     headers: &[(String, String)],
     payload_hash: &str,
 ) -> String {
-    let (_, signed) = canonical_headers(headers);
-    let cr = canonical_request(method, path, params, headers, payload_hash);
+    let (cr, signed) = request_and_signed(method, path, params, headers, payload_hash);
     let signature = sign_string(secret, &string_to_sign(&cr));
     format!("{ALGORITHM} Credential={access_key_id},SignedHeaders={signed},Signature={signature}")
 }
