@@ -232,6 +232,7 @@ async fn main() {
         reset_ms: 20_000,
         snapshot_ms: 20_000,
         reset_disk_status: None,
+        tag_read_lag_ms: 0,
     };
     let sim = sim_with(Scenario {
         timings: slow,
@@ -266,6 +267,7 @@ async fn main() {
             reset_ms: 3000,
             snapshot_ms: 2000,
             reset_disk_status: None,
+            tag_read_lag_ms: 0,
         },
         fleet: Some(opted_in_fleet(n, "bench", &[], n, ("drill", "bench"))),
         faults: Faults {

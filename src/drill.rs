@@ -265,8 +265,10 @@ impl DrillPlan {
     /// target (stop asked to Running again) with min, median, p95 and max, and the objective.
     pub fn summary(&self, reports: &[Report], skipped: usize, stopped_early: bool) -> Value {
         let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
-        let succeeded =
-            count(Outcome::Succeeded) + count(Outcome::Duplicate) + count(Outcome::DryRun);
+        let succeeded = count(Outcome::Succeeded)
+            + count(Outcome::Duplicate)
+            + count(Outcome::Superseded)
+            + count(Outcome::DryRun);
         let failed = reports.len() - succeeded - count(Outcome::Ignored);
         let mut times: Vec<u64> = reports.iter().filter_map(|r| r.downtime_ms).collect();
         times.sort_unstable();

@@ -57,6 +57,10 @@ pub struct HoldView {
     pub lease_left_secs: i64,
     /// Invocations of the holding key whose heartbeat is fresh.
     pub live_claims: usize,
+    /// The instance the run stopped and must bring back (its record's), when recorded.
+    pub instance_id: Option<String>,
+    /// The run stopped an instance that is to end running, and it reads Stopped now.
+    pub instance_left_stopped: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -144,6 +148,13 @@ pub fn status(o: &Observed<'_>, rules: Rules, now: i64) -> DiskStatus {
                     .iter()
                     .filter(|c| c.live && c.key_digest == r.key)
                     .count(),
+                instance_id: r.instance.clone(),
+                instance_left_stopped: r.phase >= Phase::Stopped
+                    && (r.end_running || (r.was_running && r.failure.is_some()))
+                    && o.instance_status == Some("Stopped")
+                    && r.instance
+                        .as_deref()
+                        .is_none_or(|i| o.instance_id == Some(i)),
             }),
             None,
         ),
@@ -255,6 +266,16 @@ impl DiskStatus {
                     h.restore_power,
                     if h.was_running { "running" } else { "stopped" }
                 );
+                if let Some(i) = h
+                    .instance_id
+                    .as_ref()
+                    .filter(|i| self.instance_id.as_ref() != Some(*i))
+                {
+                    let _ = writeln!(
+                        o,
+                        "  instance the run stopped: {i} (the disk is no longer attached to it)"
+                    );
+                }
                 let _ = write!(o, "  snapshot: {}", h.snapshot_id);
                 if let Some(u) = &h.undo_snapshot_id {
                     let _ = write!(o, "; undo snapshot: {u}");
@@ -270,6 +291,18 @@ impl DiskStatus {
                 );
                 if let Some(f) = &h.failure {
                     let _ = writeln!(o, "  recovering from a failure: {f}");
+                }
+                if h.instance_left_stopped {
+                    let iid = h
+                        .instance_id
+                        .clone()
+                        .or_else(|| self.instance_id.clone())
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        o,
+                        "  INSTANCE LEFT STOPPED: {iid} is Stopped and the run must leave it running; a redelivery of the key starts it (and never resets again), or by hand: aliyun ecs StartInstance --RegionId {} --InstanceId {iid}",
+                        self.region_id
+                    );
                 }
                 if h.lease_left_secs >= 0 {
                     let _ = writeln!(
@@ -515,6 +548,7 @@ mod tests {
             stop_at: Some(since),
             failure: None,
             undo: None,
+            instance: None,
         }
         .encode()
     }
@@ -571,6 +605,22 @@ mod tests {
         let json = serde_json::to_value(&s).expect("json");
         assert_eq!(json["hold"]["phase"], "resetting");
         assert_eq!(json["cooldownLeftSecs"], 1200);
+        assert_eq!(json["hold"]["instanceLeftStopped"], true);
+        assert!(
+            text.contains("INSTANCE LEFT STOPPED: i-bp1webapp00000001 is Stopped"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "aliyun ecs StartInstance --RegionId cn-hangzhou --InstanceId i-bp1webapp00000001"
+            ),
+            "{text}"
+        );
+        // Before its stop, or once running again, nothing is said.
+        let early = record("incident-1", Phase::Claimed, NOW - 60);
+        let tags = [(ledger::RUN_TAG, early.as_str())];
+        let h = status(&observed(&tags), RULES, NOW).hold.expect("held");
+        assert!(!h.instance_left_stopped);
     }
 
     #[test]

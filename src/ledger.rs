@@ -3,9 +3,10 @@
 //! from what it reads. The orchestrator does the reading and writing.
 //!
 //! Tags (values within the 128-character limit; keys are stored as digests):
-//! - `ecs-rollback:run`: `k=<16 hex>;p=<phase>;t=<unix>;s=<snapshot>;w=<r|s>;e=<r|s>[;d=<unix>][;f=<code>]`
-//!   (`w`: power state when claimed, `e`: power state to end in, `d`: when the stop was asked,
-//!   `f`: the failure code);
+//! - `ecs-rollback:run`: `k=<16 hex>;p=<phase>;t=<unix>;s=<snapshot>;w=<r|s>;e=<r|s>[;i=<instance>][;u=<undo>][;d=<unix>][;f=<code>]`
+//!   (`w`: power state when claimed, `e`: power state to end in, `i`: the instance the run
+//!   stops and must bring back, whatever the disk is attached to later, `u`: the undo
+//!   snapshot, `d`: when the stop was asked, `f`: the failure code);
 //! - `ecs-rollback:history`: `t=<unix of the last success>;k=<12 hex>[x],…` newest first
 //!   (`x` marks a key that failed);
 //! - `ecs-rollback:claim:<invocation>`: `<unix>;<16 hex key>`, written by each invocation before
@@ -106,6 +107,9 @@ pub struct RunRecord {
     pub failure: Option<String>,
     /// The undo snapshot (`preserveCurrent`) once CreateSnapshot named it.
     pub undo: Option<String>,
+    /// The instance the disk was attached to when the run claimed it: the one it stops, and
+    /// the one whose power state it restores, even if the disk is detached meanwhile.
+    pub instance: Option<String>,
 }
 
 impl RunRecord {
@@ -120,16 +124,15 @@ impl RunRecord {
             b(self.was_running),
             b(self.end_running)
         );
-        // Optional parts, each only if it still fits a tag value: the undo snapshot can also be
-        // found by its own tags, the stop time only feeds the downtime figure.
-        for part in [
-            self.undo.as_ref().map(|u| format!(";u={u}")),
-            self.stop_at.map(|d| format!(";d={d}")),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if v.len() + part.len() <= TAG_VALUE_MAX {
+        // Then, each only if it still fits a tag value, in order of need: the instance to bring
+        // back (an ECS ID is at most 22 characters), the failure code (its presence marks a
+        // restart after a failure: a crash then resumes the restart, never a reset; the code is
+        // cut to the room left), the undo snapshot (also found by its own tags), the stop time
+        // (a figure, and the guard against stopping again; `t` of phase stopping stands in).
+        let fits = |v: &String, part: &str| v.len() + part.len() <= TAG_VALUE_MAX;
+        if let Some(i) = &self.instance {
+            let part = format!(";i={i}");
+            if fits(&v, &part) {
                 v.push_str(&part);
             }
         }
@@ -141,6 +144,17 @@ impl RunRecord {
                 .take(room)
                 .collect();
             v.push_str(&format!(";f={code}"));
+        }
+        for part in [
+            self.undo.as_ref().map(|u| format!(";u={u}")),
+            self.stop_at.map(|d| format!(";d={d}")),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if fits(&v, &part) {
+                v.push_str(&part);
+            }
         }
         v
     }
@@ -165,6 +179,7 @@ impl RunRecord {
             stop_at: fields.get("d").and_then(|d| d.parse().ok()),
             failure: fields.get("f").map(|f| f.to_string()),
             undo: fields.get("u").map(|u| u.to_string()),
+            instance: fields.get("i").map(|i| i.to_string()),
         })
     }
 }
@@ -323,8 +338,48 @@ pub enum Decision {
     Cooldown { remaining_secs: i64 },
     /// The ledger cannot be read: refuse.
     Unreadable(String),
+    /// The request was made before the disk's last completed rollback finished (a redelivery
+    /// days later, a key the history no longer holds): rolling back now would undo that later
+    /// rollback. Touch nothing.
+    Superseded { completed_at: i64 },
     /// Nobody holds the disk.
     Claim,
+}
+
+/// When the disk's last rollback completed: the history's last success, or a run record that
+/// says `done`.
+pub fn last_completed(ledger: &Ledger) -> Option<i64> {
+    let done = ledger
+        .run
+        .as_ref()
+        .filter(|r| r.phase == Phase::Done)
+        .map(|r| r.since);
+    ledger.history.last_success.max(done)
+}
+
+/// [`decide`] for a request made at `requested_at` (unix; `None`: now). A request that is
+/// neither this key's run nor in the history, made before the disk's last completed rollback,
+/// is [`Decision::Superseded`], whatever the history's length: it must not roll the disk back
+/// over a later rollback.
+pub fn decide_request(
+    ledger: &Ledger,
+    digest: &str,
+    now: i64,
+    lease_secs: i64,
+    cooldown_secs: i64,
+    requested_at: Option<i64>,
+) -> Decision {
+    let d = decide(ledger, digest, now, lease_secs, cooldown_secs);
+    let fresh = matches!(
+        d,
+        Decision::Claim | Decision::TakeOver(_) | Decision::Cooldown { .. }
+    );
+    match (requested_at, last_completed(ledger)) {
+        (Some(at), Some(completed_at)) if fresh && at < completed_at => {
+            Decision::Superseded { completed_at }
+        }
+        _ => d,
+    }
 }
 
 /// Decides, in the protocol's order. `digest` is the key's hex SHA-256.
@@ -445,6 +500,7 @@ mod tests {
             stop_at: Some(since),
             failure: None,
             undo: None,
+            instance: Some("i-bp1webapp00000001".into()),
         }
     }
 
@@ -469,7 +525,17 @@ mod tests {
         assert_eq!(RunRecord::decode(&plain.encode()), Some(plain));
         let mut undo = run(&"k".repeat(40), Phase::Preserving, NOW);
         undo.undo = Some("s-bp1undo00000000001".into());
-        assert_eq!(RunRecord::decode(&undo.encode()), Some(undo.clone()));
+        let back = RunRecord::decode(&undo.encode()).expect("decodes");
+        // With the instance and the undo snapshot, the stop time (a figure) gives way.
+        assert_eq!(back.undo, undo.undo);
+        assert_eq!(back.instance, undo.instance);
+        assert_eq!(
+            back,
+            RunRecord {
+                stop_at: None,
+                ..undo.clone()
+            }
+        );
         // Long IDs: the record still fits, the optional parts give way.
         undo.snapshot = format!("s-{}", "a".repeat(40));
         undo.undo = Some(format!("s-{}", "b".repeat(40)));
@@ -627,6 +693,79 @@ mod tests {
             contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
             None,
             "our own run is no rival"
+        );
+    }
+
+    #[test]
+    fn the_instance_to_bring_back_is_kept_before_the_optional_parts() {
+        let mut r = run("k", Phase::Stopped, NOW);
+        r.snapshot = format!("s-{}", "a".repeat(40));
+        r.undo = Some(format!("s-{}", "b".repeat(40)));
+        r.instance = Some(format!("i-{}", "c".repeat(20)));
+        let v = r.encode();
+        assert!(v.len() <= TAG_VALUE_MAX, "{} chars: {v}", v.len());
+        let back = RunRecord::decode(&v).expect("decodes");
+        assert_eq!(back.instance, r.instance, "{v}");
+        // Records written before the field existed read as "no instance recorded".
+        let old = "k=0123456789abcdef;p=stopped;t=1;s=s-x;w=r;e=r";
+        assert_eq!(RunRecord::decode(old).map(|r| r.instance), Some(None));
+    }
+
+    #[test]
+    fn a_request_older_than_the_last_completed_rollback_is_superseded() {
+        let me = digest("redriven-days-later");
+        // Seven other keys since: the history no longer holds this one.
+        let mut h = History::default();
+        for i in 0..HISTORY_KEYS {
+            h.push(&digest(&format!("other-{i}")), false, NOW - 7200 + i as i64);
+        }
+        let l = ledger(None, h);
+        let completed = NOW - 7200 + HISTORY_KEYS as i64 - 1;
+        assert_eq!(
+            decide_request(&l, &me, NOW, LEASE, COOL, Some(completed - 1)),
+            Decision::Superseded {
+                completed_at: completed
+            }
+        );
+        // Made after it: an ordinary claim (the cooldown is over).
+        assert_eq!(
+            decide_request(&l, &me, NOW, LEASE, COOL, Some(completed + 1)),
+            Decision::Claim
+        );
+        assert_eq!(
+            decide_request(&l, &me, NOW, LEASE, COOL, None),
+            Decision::Claim
+        );
+        // Within the cooldown, an older request is superseded rather than cooled down.
+        assert_eq!(
+            decide_request(&l, &me, completed + 10, LEASE, COOL, Some(completed - 5)),
+            Decision::Superseded {
+                completed_at: completed
+            }
+        );
+        // A `done` run record counts as completed even before the history says so.
+        let done = run("someone-else", Phase::Done, NOW - 60);
+        let l = ledger(Some(done), History::default());
+        assert_eq!(
+            decide_request(&l, &me, NOW, LEASE, 0, Some(NOW - 120)),
+            Decision::Superseded {
+                completed_at: NOW - 60
+            }
+        );
+        // The key's own record and the history still answer first: a duplicate stays one.
+        let mine = run("redriven-days-later", Phase::Done, NOW - 60);
+        let l = ledger(Some(mine), History::default());
+        assert_eq!(
+            decide_request(&l, &me, NOW, LEASE, 0, Some(NOW - 120)),
+            Decision::Duplicate
+        );
+        let part_way = run("redriven-days-later", Phase::Stopped, NOW - 60);
+        let mut h = History::default();
+        h.push(&digest("x"), false, NOW - 30);
+        let l = ledger(Some(part_way.clone()), h);
+        assert_eq!(
+            decide_request(&l, &me, NOW, LEASE, 0, Some(NOW - 120)),
+            Decision::Resume(part_way)
         );
     }
 }

@@ -13,6 +13,8 @@ pub enum Outcome {
     Failed,
     Rejected,
     Duplicate,
+    /// Made before the disk's last completed rollback: touching nothing, so as not to undo it.
+    Superseded,
     DryRun,
     Ignored,
 }
@@ -24,6 +26,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Rejected => "rejected",
             Outcome::Duplicate => "duplicate",
+            Outcome::Superseded => "superseded",
             Outcome::DryRun => "dry-run",
             Outcome::Ignored => "ignored",
         }
@@ -33,7 +36,11 @@ impl Outcome {
     pub fn is_ok(self) -> bool {
         matches!(
             self,
-            Outcome::Succeeded | Outcome::Duplicate | Outcome::DryRun | Outcome::Ignored
+            Outcome::Succeeded
+                | Outcome::Duplicate
+                | Outcome::Superseded
+                | Outcome::DryRun
+                | Outcome::Ignored
         )
     }
 }

@@ -31,6 +31,9 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 const LEDGER_ATTEMPTS: u32 = 10;
 /// The tag that marks an undo snapshot with the key digest of the run that took it.
 pub const UNDO_TAG: &str = "ecs-rollback:undo-of";
+/// Internal: the ledger read after winning the claim contest decides otherwise than the read
+/// the plan came from; `execute` plans again. Never reported as such.
+const LEDGER_CHANGED: &str = "LedgerChanged";
 /// Manual snapshots a disk may have (CreateSnapshot: "has reached 256").
 pub const MAX_MANUAL_SNAPSHOTS: usize = 256;
 
@@ -83,6 +86,22 @@ type Res<T> = Result<T, Halt>;
 
 fn unix(t: DateTime<Utc>) -> i64 {
     t.timestamp()
+}
+
+/// StartInstance answers that mean "not yet: the reset (or another operation) still runs".
+fn start_not_yet(e: &EcsError) -> bool {
+    [
+        "DiskError",
+        "IncorrectDiskStatus",
+        "InvalidOperation.DiskResetInProgress",
+        "IncorrectInstanceStatus",
+        "InvalidOperation.Conflict",
+        "Operation.Conflict",
+        "OperationConflict",
+    ]
+    .iter()
+    .any(|c| e.is_code(c))
+        || e.is_throttling()
 }
 
 /// The ledger could not be written before anything changed: refuse, saying why.
@@ -141,6 +160,9 @@ impl<'a> Rollback<'a> {
             cache: self.cache,
             claimed: false,
             last_heartbeat: Instant::now(),
+            resumed_from: None,
+            before: None,
+            reset_unclear: false,
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -219,6 +241,13 @@ struct Run<'a> {
     /// The claim tag is on the disk (removed when the run ends).
     claimed: bool,
     last_heartbeat: Instant,
+    /// The phase this key's record was at when this delivery read it (a resume).
+    resumed_from: Option<Phase>,
+    /// The run record the claim contest's read showed: what this run's own record replaces
+    /// (a lagging read may still show it).
+    before: Option<RunRecord>,
+    /// This delivery issued a ResetDisk whose answer did not say whether it was applied.
+    reset_unclear: bool,
 }
 
 /// What one observation of the resources found.
@@ -498,9 +527,39 @@ impl<'a> Run<'a> {
 
     // ---- the run --------------------------------------------------------------------
 
+    /// Runs the request; when the ledger read after winning the claim contest says something
+    /// else than the read the plan was made from, plans again from a new read (a few times).
     async fn execute(&mut self) -> Res<Outcome> {
+        let (steps, warnings) = (self.steps.len(), self.warnings.len());
+        let mut replans = 0;
+        loop {
+            match self.execute_once().await {
+                Err(h) if h.error.code == LEDGER_CHANGED => {
+                    // Nothing was changed yet by this delivery: give the claim back, read again.
+                    self.release_claim().await;
+                    self.record = None;
+                    self.resumed_from = None;
+                    self.before = None;
+                    self.steps.truncate(steps);
+                    self.warnings.truncate(warnings);
+                    replans += 1;
+                    if replans >= 3 {
+                        return Err(Halt::reject(
+                            "RollbackInProgress",
+                            format!("the disk's ledger kept changing while this run claimed it ({}); nothing was done", h.error.message),
+                            true,
+                        ));
+                    }
+                    tracing::info!(reason = %h.error.message, "the ledger changed before the claim was won; planning again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn execute_once(&mut self) -> Res<Outcome> {
         let t0 = Utc::now();
-        let seen = self.observe().await?;
+        let mut seen = self.observe().await?;
         let ledger = Ledger::from_tags(
             seen.disk
                 .tags
@@ -509,15 +568,25 @@ impl<'a> Run<'a> {
                 .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
         );
         let now = Utc::now();
-        let decision = ledger::decide(
-            &ledger,
-            &self.digest,
-            unix(now),
-            self.s.lease.as_secs() as i64,
-            self.s.cooldown.as_secs() as i64,
-        );
+        let decision = self.decide(&ledger);
         tracing::info!(decision = ?decision, "ledger read");
+        let planned = decision.clone();
         let takeover = match decision {
+            Decision::Superseded { completed_at } => {
+                let when = |t: i64| {
+                    DateTime::from_timestamp(t, 0)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                };
+                let detail = format!(
+                    "superseded: the disk's last rollback completed at {}, after this request was made ({}); rolling back now would undo it, so nothing was touched",
+                    when(completed_at),
+                    self.req.trigger.time.map(|t| t.to_rfc3339()).unwrap_or_default()
+                );
+                self.warnings.push(detail.clone());
+                self.step("preflight", StepStatus::Skipped, t0, None, Some(detail));
+                return Ok(Outcome::Superseded);
+            }
             Decision::Duplicate => {
                 self.step(
                     "preflight",
@@ -566,12 +635,44 @@ impl<'a> Run<'a> {
                 ));
             }
             Decision::Resume(record) => {
+                if self.req.dry_run {
+                    return Err(Halt::reject(
+                        "RollbackInProgress",
+                        "a run with this key is part-way; a dry run does not resume it",
+                        true,
+                    ));
+                }
                 self.target.snapshot_id = Some(record.snapshot.clone());
                 self.target.undo_snapshot_id = record.undo.clone();
                 self.record = Some(record.clone());
+                self.resumed_from = Some(record.phase);
+                // The instance this run stopped is the one to act on and bring back, wherever
+                // the disk is attached now (detached meanwhile: still that one).
+                if let Some(iid) = record.instance.clone() {
+                    if seen.instance.as_ref().map(|i| i.instance_id.as_str()) != Some(iid.as_str())
+                    {
+                        seen.instance = self.read_instance(&iid).await.ok();
+                        self.target.instance_id = Some(iid);
+                    }
+                }
                 // A twin of this key may be running right now: contest the disk like anyone
                 // else before acting (the failure path below acts too).
-                self.take_claim().await?;
+                match self.take_claim().await {
+                    Ok(fresh) => self.same_plan(&fresh, &planned)?,
+                    Err(h) if h.error.retryable || h.error.code == LEDGER_CHANGED => return Err(h),
+                    Err(h) => {
+                        // The ledger refuses this run for good (quota, permission): it cannot
+                        // record anything, but the instance it stopped must not stay stopped.
+                        self.step(
+                            "claim",
+                            StepStatus::Failed,
+                            t0,
+                            None,
+                            Some(h.error.message.clone()),
+                        );
+                        return self.restore_after_failure(h.error).await;
+                    }
+                }
                 if let Err(h) = self.resume_checks(&seen, &record) {
                     self.step(
                         "preflight",
@@ -580,8 +681,10 @@ impl<'a> Run<'a> {
                         None,
                         Some(h.error.message.clone()),
                     );
-                    // Before the reset, a run that cannot go on brings the instance back.
-                    if h.error.retryable || record.phase.reset_issued() {
+                    // A run that cannot go on brings the instance back, whatever its phase
+                    // (a start waits out a reset still running); only a cause that can pass
+                    // is left to the next delivery.
+                    if h.error.retryable {
                         return Err(h);
                     }
                     return self.restore_after_failure(h.error).await;
@@ -651,15 +754,39 @@ impl<'a> Run<'a> {
                 need += self.s.estimate_start;
             }
             self.fits("the rollback", need)?;
-            self.claim(&plan, takeover.as_ref()).await?;
-        } else if self.req.dry_run {
-            return Err(Halt::reject(
-                "RollbackInProgress",
-                "a run with this key is part-way; a dry run does not resume it",
-                true,
-            ));
+            let instance = seen.instance.as_ref().map(|i| i.instance_id.clone());
+            self.claim(&plan, takeover.as_ref(), instance, &planned)
+                .await?;
         }
         self.drive().await
+    }
+
+    /// The decision for this request on what `ledger` says.
+    fn decide(&self, ledger: &Ledger) -> Decision {
+        ledger::decide_request(
+            ledger,
+            &self.digest,
+            unix(Utc::now()),
+            self.s.lease.as_secs() as i64,
+            self.s.cooldown.as_secs() as i64,
+            self.req.trigger.time.map(|t| t.timestamp()),
+        )
+    }
+
+    /// After winning the claim contest: the read the contest made is newer than the one the
+    /// plan came from. If it decides otherwise (a twin finished meanwhile, another key rolled
+    /// the disk back), the plan is void: `LEDGER_CHANGED`, and `execute` plans again.
+    fn same_plan(&mut self, fresh: &Ledger, planned: &Decision) -> Res<()> {
+        self.before = fresh.run.clone();
+        let now = self.decide(fresh);
+        if &now == planned {
+            return Ok(());
+        }
+        Err(Halt::fail(ErrorInfo::new(
+            LEDGER_CHANGED,
+            format!("planned {planned:?}, the ledger now says {now:?}"),
+            true,
+        )))
     }
 
     /// A resumed run checks only what it did not change itself: locks, and, before its reset,
@@ -668,6 +795,30 @@ impl<'a> Run<'a> {
     fn resume_checks(&self, seen: &Seen, record: &RunRecord) -> Res<()> {
         if let Some(i) = &seen.instance {
             preflight::check_locks("instance", &i.lock_reasons()).map_err(Halt::fail)?;
+        }
+        // Until a reset is known accepted, the disk must still be where the run found it: one
+        // detached meanwhile (or moved) is someone else's business now. Its instance, the one
+        // the run stopped, is brought back by the caller.
+        if let Some(iid) = record
+            .instance
+            .as_ref()
+            .filter(|_| record.phase < Phase::Reset)
+        {
+            if seen.disk.instance_id != *iid {
+                let reset = if record.phase == Phase::Resetting {
+                    "an earlier delivery of this key had announced its reset, which may have run; it is not issued again"
+                } else {
+                    "it is not reset"
+                };
+                return Err(Halt::fail(ErrorInfo::new(
+                    "DiskNotAttached",
+                    format!(
+                        "the disk was detached from instance {iid} while the run was part-way (now attached to {:?}); {reset}",
+                        seen.disk.instance_id
+                    ),
+                    false,
+                )));
+            }
         }
         if record.phase.reset_issued() {
             return Ok(());
@@ -938,16 +1089,74 @@ impl<'a> Run<'a> {
         self.write_tags(&tags).await.map_err(|e| {
             let mut h = Halt::ecs(Outcome::Failed, &e);
             h.error.code = "LedgerWriteFailed".into();
-            h.error.retryable = true;
+            // Retryable only when its cause can pass (throttling, a transient error, a lost
+            // answer); a refusal for good (quota, permission) is not, and the caller brings the
+            // instance back instead of waiting for deliveries that would fail the same way.
+            h.error.retryable = e.is_retryable() || e.may_have_applied;
             h.error.message = format!(
                 "could not record phase {phase} on the disk, so the next call was not made: {e}"
             );
             h
         })?;
         tracing::debug!(phase = %phase, "ledger written");
+        self.claimed = true;
         self.last_heartbeat = Instant::now();
         self.record = Some(record);
         Ok(())
+    }
+
+    /// Gives the claim back (the run ends, or plans again).
+    async fn release_claim(&mut self) {
+        if self.claimed {
+            self.remove_tag(&ledger::claim_tag(&self.invocation)).await;
+            self.claimed = false;
+        }
+    }
+
+    /// Right before a state-changing call: reads the ledger and checks that the record this run
+    /// acts on is still its own. What a lagging read may still show of the time before this
+    /// run's own writes (the record it replaced) is accepted; another key's record, or this
+    /// key's record finished by a twin, stops the run (retryable: whoever holds the disk now
+    /// finishes; nothing more is done here).
+    async fn confirm_holder(&mut self, before: &str) -> Res<()> {
+        let tags = self
+            .ecs
+            .list_tag_resources(&self.region, "disk", &[self.disk_id()])
+            .await
+            .map_err(|e| Halt::ecs(Outcome::Failed, &e))?;
+        let seen = Ledger::from_tags(
+            tags.iter()
+                .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+        );
+        let me = ledger::run_key(&self.digest);
+        let problem = match &seen.run {
+            _ if seen.history.find(&self.digest).is_some() => Some(
+                "this key is already in the disk's history (another delivery finished it)"
+                    .to_owned(),
+            ),
+            Some(r) if r.key == me && r.phase.is_final() => Some(format!(
+                "this key's record says {} (another delivery finished it)",
+                r.phase
+            )),
+            Some(r) if r.key == me => None,
+            other if other.as_ref() == self.before.as_ref() => None,
+            Some(r) => Some(format!(
+                "another rollback (key digest {}) now holds the disk, phase {}",
+                r.key, r.phase
+            )),
+            None => Some("the run record is gone (released by hand?)".to_owned()),
+        };
+        match problem {
+            None => Ok(()),
+            Some(p) => {
+                tracing::error!(problem = %p, before, "the ledger changed under this run; it stops here");
+                Err(Halt::fail(ErrorInfo::new(
+                    "RollbackInProgress",
+                    format!("the ledger changed under this run before {before}: {p}; nothing more was done by this delivery"),
+                    true,
+                )))
+            }
+        }
     }
 
     fn claim_tags(&self) -> (String, String) {
@@ -965,20 +1174,22 @@ impl<'a> Run<'a> {
     /// yields: at most one proceeds. Both may yield; each then waits a random time and tries
     /// again, which makes it likely that one gets through. The claim stays for the whole run,
     /// refreshed as a heartbeat, and is removed when the run ends.
-    async fn take_claim(&mut self) -> Res<()> {
-        // A run that already holds the disk (a resume) must never give up for good here: its
-        // instance may be stopped. Whatever goes wrong, the next delivery tries again.
+    async fn take_claim(&mut self) -> Res<Ledger> {
+        // A run that already holds the disk (a resume) never gives up for good here for a cause
+        // that can pass: its instance may be stopped, and the next delivery tries again. A
+        // refusal for good is the caller's to handle (it brings the instance back).
         let resuming = self.record.is_some();
         self.contest().await.map_err(|mut h| {
             if resuming {
                 h.outcome = Outcome::Failed;
-                h.error.retryable = true;
             }
             h
         })
     }
 
-    async fn contest(&mut self) -> Res<()> {
+    /// Writes the claim, waits `tag_settle` (the read lag tolerated), reads the tags until its
+    /// own claim shows, and yields to any rival. Returns what that read showed.
+    async fn contest(&mut self) -> Res<Ledger> {
         const ATTEMPTS: u32 = 6;
         let lease = self.s.lease.as_secs() as i64;
         let beat = self.s.heartbeat_timeout.as_secs().max(1) as i64;
@@ -992,18 +1203,7 @@ impl<'a> Run<'a> {
                 .map_err(|e| refuse_ledger(&e))?;
             self.claimed = true;
             self.last_heartbeat = Instant::now();
-            let tags = match self
-                .ecs
-                .list_tag_resources(&self.region, "disk", &[self.disk_id()])
-                .await
-            {
-                Ok(tags) => tags,
-                Err(e) => return Err(Halt::ecs(self.failed_or_rejected(), &e)),
-            };
-            let seen = Ledger::from_tags(
-                tags.iter()
-                    .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
-            );
+            let seen = self.read_after_own_claim(&tag).await?;
             // Claims of invocations that died (or could not remove theirs) are cleared away,
             // so they never fill the disk's 20 tags.
             let now = unix(Utc::now());
@@ -1023,7 +1223,7 @@ impl<'a> Run<'a> {
                 lease,
                 beat,
             ) else {
-                return Ok(());
+                return Ok(seen);
             };
             self.remove_tag(&tag.0).await;
             self.claimed = false;
@@ -1038,19 +1238,83 @@ impl<'a> Run<'a> {
                     ),
                 });
             }
-            // Wide enough, against the claim's own round trip (write, then list), that two
-            // runs retrying together rarely collide again.
+            // Both yielded. Who retries first is not left to chance: the contender with the
+            // smallest invocation ID waits 10-30% of a window of four claim round trips (write,
+            // settle, list), the others 60-100%, so its next write and read are over before
+            // theirs begin and it gets through (random pauses let two twins collide on every
+            // retry, both yielding for good: safe, but no progress).
             let ceiling = (self.s.poll.initial * 4).max(round_trip.elapsed() * 4) * attempt;
-            let pause = ceiling.mul_f64(fastrand::f64());
+            let first = seen
+                .claims
+                .iter()
+                .filter(|c| c.invocation != self.invocation && unix(Utc::now()) - c.at <= beat)
+                .all(|c| self.invocation < c.invocation);
+            let share = if first {
+                0.1 + 0.2 * fastrand::f64()
+            } else {
+                0.6 + 0.4 * fastrand::f64()
+            };
+            let pause = ceiling.mul_f64(share);
             tracing::info!(rival = %other, pause_ms = pause.as_millis() as u64, "two runs claimed the disk together; both yield, then retry");
             tokio::time::sleep(pause).await;
         }
     }
 
+    /// Reads the disk's tags `tag_settle` after this run's claim was written, and again until
+    /// the claim itself shows. Two runs that both wait the settle time before reading cannot
+    /// both miss the other's claim while reads lag writes by less than it (each read then
+    /// shows every write older than the settle time: if A misses B's claim, B wrote after A's
+    /// read minus the lag, so after A's own write, and B's read, later still, shows A's).
+    async fn read_after_own_claim(&mut self, tag: &(String, String)) -> Res<Ledger> {
+        const READS: u32 = 5;
+        let mine = Ledger::from_tags([(tag.0.as_str(), tag.1.as_str())]).claims;
+        for _ in 0..READS {
+            tokio::time::sleep(self.s.tag_settle).await;
+            let tags = match self
+                .ecs
+                .list_tag_resources(&self.region, "disk", &[self.disk_id()])
+                .await
+            {
+                Ok(tags) => tags,
+                Err(e) => return Err(Halt::ecs(self.failed_or_rejected(), &e)),
+            };
+            let seen = Ledger::from_tags(
+                tags.iter()
+                    .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+            );
+            if mine.iter().all(|c| seen.claims.contains(c)) {
+                return Ok(seen);
+            }
+            tracing::warn!(
+                settle_ms = self.s.tag_settle.as_millis() as u64,
+                "this run's own claim is not visible yet: tag reads lag more than the settle time"
+            );
+        }
+        self.release_claim().await;
+        Err(Halt {
+            outcome: self.failed_or_rejected(),
+            error: ErrorInfo::new(
+                "LedgerUnavailable",
+                format!(
+                    "the disk's tags did not show this run's own claim {READS} times {}ms after it was written: tag reads lag more than ECS_ROLLBACK_TAG_SETTLE_MS, so no claim can be trusted; nothing was done",
+                    self.s.tag_settle.as_millis()
+                ),
+                true,
+            ),
+        })
+    }
+
     /// Takes the disk for a fresh run: the claim contest, then the run record.
-    async fn claim(&mut self, plan: &Plan, takeover: Option<&RunRecord>) -> Res<()> {
+    async fn claim(
+        &mut self,
+        plan: &Plan,
+        takeover: Option<&RunRecord>,
+        instance: Option<String>,
+        planned: &Decision,
+    ) -> Res<()> {
         let t = Utc::now();
-        self.take_claim().await?;
+        let fresh = self.take_claim().await?;
+        self.same_plan(&fresh, planned)?;
         let record = RunRecord {
             key: ledger::run_key(&self.digest),
             phase: Phase::Claimed,
@@ -1061,6 +1325,8 @@ impl<'a> Run<'a> {
             stop_at: takeover.and_then(|r| r.stop_at),
             failure: None,
             undo: None,
+            // A take-over inherits the instance the abandoned run stopped.
+            instance: takeover.and_then(|r| r.instance.clone()).or(instance),
         };
         let tags = [
             (ledger::RUN_TAG.to_owned(), record.encode()),
@@ -1198,6 +1464,9 @@ impl<'a> Run<'a> {
                         )));
                     }
                     if attempts == 0 {
+                        if self.resumed_from == Some(Phase::Stopping) {
+                            self.refuse_if_started_again(&inst)?;
+                        }
                         // Announce the stop (and when it was asked) before the first call.
                         if self.phase() < Phase::Stopping {
                             self.fits("the stop", self.s.estimate_stop)?;
@@ -1206,6 +1475,7 @@ impl<'a> Run<'a> {
                             r.stop_at.get_or_insert(unix(Utc::now()));
                         }
                         self.set_phase(Phase::Stopping).await?;
+                        self.confirm_holder("StopInstance").await?;
                     }
                     attempts += 1;
                     let opts = StopOptions {
@@ -1258,6 +1528,33 @@ impl<'a> Run<'a> {
         self.set_phase(Phase::Stopped).await
     }
 
+    /// A resumed run at phase `stopping` that reads the instance Running: either its stop
+    /// never took, or the instance was stopped and started again since (by a person, or by a
+    /// delivery that brought it back and could not record so). Stopping it again and resetting
+    /// would destroy what it wrote since that start, so ECS's own `StartTime` (to the minute)
+    /// decides: a start in or after the minute the stop was asked counts as "started again".
+    fn refuse_if_started_again(&self, inst: &Instance) -> Res<()> {
+        let Some(record) = &self.record else {
+            return Ok(());
+        };
+        let asked = record.stop_at.unwrap_or(record.since);
+        let minute = asked - asked.rem_euclid(60);
+        match inst.start_time {
+            Some(started) if started.timestamp() >= minute => Err(Halt::fail(ErrorInfo::new(
+                "InstanceStartedAgain",
+                format!(
+                    "the instance was started at {} (StartTime), after this key asked to stop it at {}: it is not stopped again and the disk is not reset",
+                    started.to_rfc3339(),
+                    DateTime::from_timestamp(asked, 0)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                ),
+                false,
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     // ---- reset ----------------------------------------------------------------------
 
     async fn reset(&mut self) -> Res<()> {
@@ -1271,6 +1568,7 @@ impl<'a> Run<'a> {
         if self.phase() != Phase::Resetting {
             self.set_phase(Phase::Resetting).await?;
         }
+        self.confirm_holder("ResetDisk").await?;
         let disk = self.disk_id();
         let snapshot = record.snapshot.clone();
         let budget = self.wait_budget(self.s.reset_timeout);
@@ -1294,9 +1592,14 @@ impl<'a> Run<'a> {
                     }
                     other => {
                         // Someone started it: resetting now would destroy what it writes.
+                        let (code, what) = if self.resumed_from == Some(Phase::Resetting) {
+                            ("InstanceStartedAgain", "an earlier delivery of this key had announced the reset, so it may have run before that start; it is not issued again")
+                        } else {
+                            ("IncorrectInstanceStatus", "the disk was not reset")
+                        };
                         return Err(Halt::fail(ErrorInfo::new(
-                            "IncorrectInstanceStatus",
-                            format!("the instance is {other} before the reset (started by someone else?); the disk was not reset"),
+                            code,
+                            format!("the instance is {other} before the reset (started again since this key stopped it); {what}"),
                             false,
                         )));
                     }
@@ -1312,9 +1615,21 @@ impl<'a> Run<'a> {
                 Err(e) => e,
             };
             if e.is_code("InvalidOperation.DiskResetInProgress") {
-                break None;
+                // Ours only when the ledger proves it: an earlier delivery of this key had
+                // announced the reset, or this one issued a ResetDisk whose answer was unclear.
+                if self.resumed_from == Some(Phase::Resetting) || self.reset_unclear {
+                    break None;
+                }
+                let h = Halt::fail(ErrorInfo {
+                    code: "InvalidOperation.DiskResetInProgress".into(),
+                    message: format!("a reset this run did not issue is running on {disk}: the disk was not reset by this key"),
+                    retryable: false,
+                    request_id: e.request_id.clone(),
+                });
+                return Err(self.failed("reset", t, e.request_id.clone(), h));
             }
             if e.may_have_applied {
+                self.reset_unclear = true;
                 // Lost answer: ask, without changing anything, whether a reset is running.
                 match self
                     .ecs
@@ -1361,7 +1676,17 @@ impl<'a> Run<'a> {
             accepted_id,
             Some(format!("ResetDisk {disk} to {snapshot} accepted")),
         );
-        self.set_phase(Phase::Reset).await
+        // The reset is accepted: whatever the ledger says now, it happened, and the run goes on
+        // to the start (whose `starting` write says the same). A record left at `resetting`
+        // only makes a later delivery check the instance before anything else.
+        if let Err(h) = self.set_phase(Phase::Reset).await {
+            tracing::warn!(error = %h.error.message, "could not record phase reset; going on to the start");
+            self.warnings.push(format!(
+                "phase reset could not be recorded: {}",
+                h.error.message
+            ));
+        }
+        Ok(())
     }
 
     // ---- the undo snapshot (preserveCurrent) ------------------------------------------
@@ -1635,12 +1960,24 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// StartInstance, refused while the reset runs (that refusal is the reset's signal), then
-    /// wait for Running.
+    /// Brings the instance to Running: StartInstance, retried through every answer that is not
+    /// Running (the reset still running, a conflict, an unknown code, a permission refused
+    /// once, a lost answer, a failed read) until the deadline or the reset and start timeouts.
+    /// ECS refuses StartInstance while the reset runs, so the first acceptance marks the
+    /// reset's end. `Err` only when the instance is still not Running then (see `left_stopped`),
+    /// or when it no longer exists.
     async fn start(&mut self, iid: &str, t: DateTime<Utc>) -> Res<()> {
         if self.phase() < Phase::Starting {
-            self.fits("the start", self.s.estimate_start)?;
-            self.set_phase(Phase::Starting).await?;
+            // From `starting` on, the key never resets again. If even that cannot be written,
+            // the instance comes back all the same: ECS refuses ResetDisk on an instance that is
+            // not Stopped, and a later run that reads it Running before its reset stops there.
+            if let Err(h) = self.set_phase(Phase::Starting).await {
+                tracing::error!(error = %h.error.message, "could not record phase starting; starting the instance all the same");
+                self.warnings.push(format!(
+                    "phase starting could not be recorded: {}",
+                    h.error.message
+                ));
+            }
         }
         let budget = self.wait_budget(self.s.reset_timeout + self.s.start_timeout);
         let until = Instant::now() + budget;
@@ -1650,50 +1987,46 @@ impl<'a> Run<'a> {
         // reset's end, as far as the API shows it.
         let mut waited_for_reset = false;
         let mut accepted_at = None;
+        let mut calls = 0u32;
+        // The last answer that was neither Running nor "the reset still runs".
+        let mut unexpected: Option<String> = None;
         loop {
-            let Some(inst) = self.poll_instance(iid, until, &mut pause).await? else {
-                continue;
+            let inst = match self.read_for_start(iid).await {
+                Ok(i) => Some(i),
+                Err(h) if h.error.code == "InvalidInstanceId.NotFound" => {
+                    return Err(self.failed("start", t, None, h));
+                }
+                Err(h) => {
+                    tracing::warn!(error = %h.error.message, "reading the instance failed; reading again");
+                    unexpected = Some(format!("reading the instance: {}", h.error.message));
+                    None
+                }
             };
-            if inst.status == "Stopped" && !self.still(iid, "Stopped").await? {
-                continue;
-            }
-            match inst.status.as_str() {
-                "Running" => break,
-                "Stopped" => match self.ecs.start_instance(&self.region, iid, false).await {
-                    Ok(ack) => {
-                        request_id = Some(ack.request_id);
-                        accepted_at.get_or_insert_with(Utc::now);
+            match inst.as_ref().map(|i| i.status.as_str()) {
+                Some("Running") => break,
+                Some("Stopped") => {
+                    calls += 1;
+                    match self.ecs.start_instance(&self.region, iid, false).await {
+                        Ok(ack) => {
+                            request_id = Some(ack.request_id);
+                            accepted_at.get_or_insert_with(Utc::now);
+                        }
+                        Err(e) if start_not_yet(&e) => {
+                            waited_for_reset = true;
+                            tracing::info!(code = %e.code_or_kind(), "the reset is still running; StartInstance waits");
+                        }
+                        Err(e) => {
+                            // Unknown or unforeseen: the instance must not stay stopped, so the
+                            // answer is taken as "not now" and StartInstance asked again.
+                            tracing::warn!(error = %e, "StartInstance refused; re-reading and asking again");
+                            unexpected = Some(e.to_string());
+                        }
                     }
-                    Err(e)
-                        if e.is_code("DiskError")
-                            || e.is_code("IncorrectDiskStatus")
-                            || e.is_code("InvalidOperation.DiskResetInProgress") =>
-                    {
-                        waited_for_reset = true;
-                        tracing::info!("the reset is still running; StartInstance waits");
-                    }
-                    Err(e)
-                        if e.is_code("IncorrectInstanceStatus")
-                            || e.may_have_applied
-                            || e.is_retryable() =>
-                    {
-                        tracing::warn!(error = %e, "StartInstance answer unclear; re-reading the instance");
-                    }
-                    Err(e) => {
-                        self.step(
-                            "start",
-                            StepStatus::Failed,
-                            t,
-                            e.request_id.clone(),
-                            Some(e.to_string()),
-                        );
-                        return Err(Halt::ecs(Outcome::Failed, &e));
-                    }
-                },
+                }
                 _ => {}
             }
             if Instant::now() >= until {
-                return Err(self.timed_out("the instance did not reach Running in time", budget));
+                return Err(self.left_stopped(iid, t, calls, unexpected, budget));
             }
             self.wait_a_little(&mut pause).await;
         }
@@ -1726,6 +2059,64 @@ impl<'a> Run<'a> {
             Some("Running".into()),
         );
         Ok(())
+    }
+
+    /// One read of the instance for `start`: fresh when a shared poll could have served it.
+    async fn read_for_start(&mut self, iid: &str) -> Res<Instance> {
+        if let Some(cache) = self.cache {
+            if let Ok(Some(i)) = cache.get(&self.region, iid).await {
+                if i.status != "Stopped" {
+                    return Ok(i);
+                }
+            }
+        }
+        let fresh = self.read_instance(iid).await?;
+        if let Some(cache) = self.cache {
+            cache.put(&self.region, &fresh).await;
+        }
+        Ok(fresh)
+    }
+
+    /// The instance is not Running at the end of `start`. Retryable: the ledger says `starting`
+    /// (or later), so the next delivery of this key starts it and never resets the disk again.
+    /// Said loudly: an ERROR line, the phase, what was tried, and how to start it by hand.
+    fn left_stopped(
+        &mut self,
+        iid: &str,
+        t: DateTime<Utc>,
+        calls: u32,
+        unexpected: Option<String>,
+        budget: Duration,
+    ) -> Halt {
+        let deadline_first = self
+            .time_left()
+            .is_some_and(|l| l < budget + DEADLINE_MARGIN);
+        // The deadline cut an ordinary wait for the reset: the next delivery goes on.
+        let code = if deadline_first && unexpected.is_none() {
+            "DeadlineExceeded"
+        } else {
+            "InstanceLeftStopped"
+        };
+        let phase = self.phase();
+        let message = format!(
+            "instance {iid} is not Running after {calls} StartInstance calls in {}s{}; the ledger says phase {phase}, so the next delivery of this key starts it (and never resets the disk again); to start it by hand: aliyun ecs StartInstance --RegionId {} --InstanceId {iid}",
+            budget.as_secs(),
+            unexpected
+                .map(|u| format!(" (last answer: {u})"))
+                .unwrap_or_default(),
+            self.region,
+        );
+        if code == "InstanceLeftStopped" {
+            tracing::error!(instance = iid, phase = %phase, code, "{message}");
+        } else {
+            tracing::warn!(instance = iid, phase = %phase, code, "{message}");
+        }
+        self.failed(
+            "start",
+            t,
+            None,
+            Halt::fail(ErrorInfo::new(code, message, true)),
+        )
     }
 
     // ---- finish ---------------------------------------------------------------------
@@ -1787,34 +2178,44 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// The reset failed for good (or the run could not go on) after the instance may have been
-    /// stopped: bring it back if it was running, record the failure, report it.
+    /// The reset failed for good (or the run could not go on, whatever the cause: an unknown
+    /// code, a permission, a ledger write refused) after the instance may have been stopped:
+    /// bring it back first if it was running, then record the failure, then report it. Every
+    /// ledger write here is best effort: none of them keeps the instance stopped.
     async fn restore_after_failure(&mut self, error: ErrorInfo) -> Res<Outcome> {
         let record = self.record()?;
         let t = Utc::now();
         if let (Some(iid), true) = (self.instance_id(), record.was_running) {
-            // `starting` with a failure code: a crash from here resumes the restart, never a reset.
+            // `starting` with a failure code: a crash from here resumes the restart, never a
+            // reset (written by `start`, best effort).
             if let Some(r) = self.record.as_mut() {
                 r.failure = Some(error.code.clone());
             }
-            if self.phase() != Phase::Starting {
-                self.set_phase(Phase::Starting).await?;
-            }
-            let inst = self.read_instance(&iid).await?;
-            if inst.status != "Running" {
-                self.start(&iid, t).await.map_err(|h| {
-                    Halt::fail(ErrorInfo::new(
-                        &error.code,
-                        format!(
-                            "{}; and bringing the instance back failed: {}: {}",
-                            error.message, h.error.code, h.error.message
-                        ),
-                        h.error.retryable,
-                    ))
-                })?;
+            let running = self
+                .read_instance(&iid)
+                .await
+                .is_ok_and(|i| i.status == "Running");
+            if !running {
+                if let Err(mut h) = self.start(&iid, t).await {
+                    h.error.message = format!(
+                        "{}: {}; and bringing the instance back failed: {}",
+                        error.code, error.message, h.error.message
+                    );
+                    return Err(h);
+                }
             }
         }
-        self.write_final(Phase::Failed, Some(&error.code)).await?;
-        Err(Halt::fail(error))
+        match self.write_final(Phase::Failed, Some(&error.code)).await {
+            Ok(()) => Err(Halt::fail(error)),
+            Err(h) => {
+                let mut error = error;
+                error.message = format!(
+                    "{}; the failure could not be recorded in the ledger ({}), so the next delivery of this key records it",
+                    error.message, h.error.message
+                );
+                error.retryable = true;
+                Err(Halt::fail(error))
+            }
+        }
     }
 }

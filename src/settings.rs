@@ -44,6 +44,10 @@ pub struct Settings {
     /// across deliveries; past it the run gives up, disk untouched, instance restored.
     pub snapshot_timeout: Duration,
     pub estimate_snapshot: Duration,
+    /// The lag of tag reads behind tag writes this run tolerates (`ECS_ROLLBACK_TAG_SETTLE_MS`):
+    /// after writing its claim, a run waits this long before reading the others' claims, and
+    /// only then decides. ECS documents its reads as eventually consistent without a bound.
+    pub tag_settle: Duration,
 }
 
 impl Default for Settings {
@@ -67,6 +71,7 @@ impl Default for Settings {
             preserve_current: false,
             snapshot_timeout: Duration::from_secs(3600),
             estimate_snapshot: Duration::from_secs(120),
+            tag_settle: Duration::from_millis(1000),
         }
     }
 }
@@ -90,6 +95,7 @@ impl Settings {
             estimate_start: Duration::from_millis(100),
             snapshot_timeout: Duration::from_secs(5),
             estimate_snapshot: Duration::from_millis(100),
+            tag_settle: Duration::from_millis(10),
             ..Self::default()
         }
     }
@@ -168,8 +174,18 @@ impl Settings {
             &mut base.heartbeat_timeout,
         )?;
         millis("ECS_ROLLBACK_POLL_MAX_MS", &mut base.poll.max)?;
+        millis("ECS_ROLLBACK_TAG_SETTLE_MS", &mut base.tag_settle)?;
         if base.poll.max < base.poll.initial {
             base.poll.max = base.poll.initial;
+        }
+        if base.heartbeat_timeout < base.tag_settle * 4 {
+            // A claim must stay live (heartbeat) through the settle and the read after it, or
+            // a rival could take it for dead while its owner is still contesting.
+            return Err(format!(
+                "ECS_ROLLBACK_TAG_SETTLE_MS ({} ms) must be under a quarter of ECS_ROLLBACK_HEARTBEAT_TIMEOUT_MS ({} ms)",
+                base.tag_settle.as_millis(),
+                base.heartbeat_timeout.as_millis()
+            ));
         }
         if base.lease < Duration::from_secs(60) {
             return Err("ECS_ROLLBACK_LEASE_SECONDS: at least 60".into());
@@ -211,6 +227,21 @@ mod tests {
         assert!(with(&[("ECS_ROLLBACK_REQUIRE_TAG", "enabled")]).is_err());
         assert!(with(&[("ECS_ROLLBACK_COOLDOWN_SECONDS", "-1")]).is_err());
         assert!(with(&[("ECS_ROLLBACK_LEASE_SECONDS", "5")]).is_err());
+        assert_eq!(
+            with(&[]).expect("defaults").tag_settle,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            with(&[("ECS_ROLLBACK_TAG_SETTLE_MS", "250")])
+                .expect("ok")
+                .tag_settle,
+            Duration::from_millis(250)
+        );
+        assert!(with(&[
+            ("ECS_ROLLBACK_HEARTBEAT_TIMEOUT_MS", "1000"),
+            ("ECS_ROLLBACK_TAG_SETTLE_MS", "1000")
+        ])
+        .is_err());
         assert!(!with(&[]).expect("defaults").preserve_current);
         assert!(
             with(&[("ECS_ROLLBACK_PRESERVE_CURRENT", "true")])

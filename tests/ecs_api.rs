@@ -22,6 +22,7 @@ const T: Duration = Duration::from_secs(5);
 fn scripted(action: &str, nth: u32, fault: FaultKind) -> Faults {
     Faults {
         scripted: vec![ScriptedFault {
+            caller: None,
             action: action.into(),
             nth,
             fault,
@@ -422,6 +423,7 @@ async fn a_5xx_is_retried_for_reads_and_reported_for_writes() {
         faults: Faults {
             scripted: vec![
                 ScriptedFault {
+                    caller: None,
                     action: "DescribeDisks".into(),
                     nth: 1,
                     fault: FaultKind::Error {
@@ -431,6 +433,7 @@ async fn a_5xx_is_retried_for_reads_and_reported_for_writes() {
                     },
                 },
                 ScriptedFault {
+                    caller: None,
                     action: "StartInstance".into(),
                     nth: 1,
                     fault: FaultKind::Error {
@@ -494,11 +497,13 @@ async fn a_slow_answer_times_out_a_write_is_reported_a_read_retried() {
         faults: Faults {
             scripted: vec![
                 ScriptedFault {
+                    caller: None,
                     action: "StopInstance".into(),
                     nth: 1,
                     fault: FaultKind::Slow { ms: 1500 },
                 },
                 ScriptedFault {
+                    caller: None,
                     action: "DescribeInstances".into(),
                     nth: 1,
                     fault: FaultKind::Slow { ms: 1500 },

@@ -216,6 +216,7 @@ async fn an_abandoned_hold_is_released_without_force_and_keeps_the_cooldown() {
         stop_at: Some(now - 7300),
         failure: None,
         undo: None,
+        instance: None,
     };
     let c = inproc_client(&sim);
     c.tag_resources(
@@ -302,6 +303,7 @@ fn status_and_release_work_against_the_built_in_simulator() {
         stop_at: Some(now - 5000),
         failure: None,
         undo: None,
+        instance: None,
     };
     for d in &mut fleet.disks {
         if d.id == WEB_SYS {

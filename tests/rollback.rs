@@ -466,16 +466,19 @@ async fn responses_lost_after_the_change() {
             faults: Faults {
                 scripted: vec![
                     ScriptedFault {
+                        caller: None,
                         action: "ResetDisk".into(),
                         nth: 1,
                         fault: FaultKind::Drop,
                     },
                     ScriptedFault {
+                        caller: None,
                         action: "StopInstance".into(),
                         nth: 1,
                         fault: FaultKind::Drop,
                     },
                     ScriptedFault {
+                        caller: None,
                         action: "StartInstance".into(),
                         nth: 1,
                         fault: FaultKind::Drop,
@@ -507,6 +510,7 @@ async fn a_reset_that_fails_after_the_stop_brings_the_instance_back() {
             timings: Timings::fast(),
             faults: Faults {
                 scripted: vec![ScriptedFault {
+                    caller: None,
                     action: "ResetDisk".into(),
                     nth: 1,
                     fault: FaultKind::Error {
@@ -935,6 +939,7 @@ async fn an_abandoned_run_of_another_key_is_taken_over_with_its_power_state() {
         stop_at: Some(chrono::Utc::now().timestamp() - 7200),
         failure: None,
         undo: None,
+        instance: None,
     };
     let c = inproc_client(&b.sim);
     c.tag_resources(
@@ -1009,6 +1014,7 @@ fn scripted_bench_faults(action: &str, nth: u32, fault: FaultKind) -> Scenario {
         timings: Timings::fast(),
         faults: Faults {
             scripted: vec![ScriptedFault {
+                caller: None,
                 action: action.into(),
                 nth,
                 fault,

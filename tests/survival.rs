@@ -84,6 +84,9 @@ fn binary(base: &str) -> tokio::process::Command {
         .env("ECS_ROLLBACK_POLL_INITIAL_MS", "10")
         .env("ECS_ROLLBACK_POLL_MAX_MS", "40")
         .env("ECS_ROLLBACK_HEARTBEAT_TIMEOUT_MS", "1000")
+        // The simulator's tag reads do not lag: a short settle keeps the claim's liveness
+        // window (the heartbeat timeout above) several times longer than the settle.
+        .env("ECS_ROLLBACK_TAG_SETTLE_MS", "20")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -109,6 +112,7 @@ fn crash_timings() -> Timings {
         reset_ms: 90,
         snapshot_ms: 60,
         reset_disk_status: None,
+        tag_read_lag_ms: 0,
     }
 }
 
@@ -369,15 +373,25 @@ async fn two_invocations_on_one_disk_under_faults_roll_back_once() {
         let b = json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": format!("race-{round}-{}", if same_key { "a" } else { "b" })});
         let ((ra, _), (rb, _)) =
             tokio::join!(deliver_until_done(&h, &a), deliver_until_done(&h, &b));
-        let resets = sim
-            .events()
-            .iter()
-            .filter(|e| e.action == "ResetDisk")
-            .count();
+        // One rollback: one stop, and resets only before the first start (`violations`).
+        // A reset re-issued after a lost ResetDisk answer whose reset had already finished
+        // (the documented limit: ECS gives no completion signal) is the same rollback: same
+        // snapshot, instance Stopped throughout. Which call a seeded drop lands on depends on
+        // how the two invocations interleave, so such a re-issue happens in some runs only.
+        let events = sim.events();
+        let count = |action: &str| events.iter().filter(|e| e.action == action).count();
         assert_eq!(
-            resets, 1,
-            "round {round} same_key={same_key}: {ra:?} {rb:?}"
+            count("StopInstance"),
+            1,
+            "round {round} same_key={same_key}: {ra:?} {rb:?} {events:#?}"
         );
+        assert!(count("ResetDisk") >= 1, "round {round}: {events:#?}");
+        if reissued(&sim, WEB_SYS) > 0 {
+            println!(
+                "round {round}: {} reset(s) re-issued after a lost answer",
+                reissued(&sim, WEB_SYS)
+            );
+        }
         assert!(
             violations(&sim, WEB_SYS, WEB).is_empty(),
             "round {round}: {:?}",

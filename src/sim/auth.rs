@@ -94,7 +94,13 @@ impl Gateway {
             skew_limit_secs: 15 * 60,
             ..Default::default()
         };
-        g.keys.insert(
+        g.add_key(access_key_id, secret);
+        g
+    }
+
+    /// Accepts one more long-term access key.
+    pub fn add_key(&mut self, access_key_id: &str, secret: &str) {
+        self.keys.insert(
             access_key_id.to_owned(),
             KeyEntry {
                 secret: secret.to_owned(),
@@ -102,7 +108,6 @@ impl Gateway {
                 expires: None,
             },
         );
-        g
     }
 
     /// Checks one request. `Ok` is the access key that signed it.

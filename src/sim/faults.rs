@@ -34,8 +34,12 @@ pub struct Faults {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScriptedFault {
+    /// Only calls signed with this access key count and are hit (one client among several);
+    /// `None`: every caller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     pub action: String,
-    /// The call of that action it hits, counting from 1.
+    /// The call of that action it hits, counting from 1 (that caller's calls, with `caller`).
     pub nth: u32,
     pub fault: FaultKind,
 }
@@ -98,6 +102,8 @@ pub struct Injector {
     pub faults: Faults,
     rng: fastrand::Rng,
     counts: HashMap<String, u32>,
+    /// Calls per (caller, action), for scripted faults aimed at one caller.
+    caller_counts: HashMap<(String, String), u32>,
     pub stats: FaultStats,
     /// Start of the current one-second window, and requests seen in it.
     window: (std::time::Instant, u32),
@@ -110,6 +116,7 @@ impl Injector {
             faults,
             rng,
             counts: HashMap::new(),
+            caller_counts: HashMap::new(),
             stats: FaultStats::default(),
             window: (std::time::Instant::now(), 0),
         }
@@ -139,8 +146,9 @@ impl Injector {
         &self.counts
     }
 
-    pub fn decide(&mut self, action: &str) -> Fate {
-        let fate = self.fate(action);
+    /// The fate of one call of `action`, signed by `caller`.
+    pub fn decide(&mut self, action: &str, caller: &str) -> Fate {
+        let fate = self.fate(action, caller);
         match &fate.refuse {
             Some(e) if e.code.starts_with("Throttling") => self.stats.throttled += 1,
             Some(_) => self.stats.errors += 1,
@@ -151,9 +159,17 @@ impl Injector {
         fate
     }
 
-    fn fate(&mut self, action: &str) -> Fate {
+    fn fate(&mut self, action: &str, caller: &str) -> Fate {
         let n = {
             let c = self.counts.entry(action.to_owned()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        let by_caller = {
+            let c = self
+                .caller_counts
+                .entry((caller.to_owned(), action.to_owned()))
+                .or_insert(0);
             *c += 1;
             *c
         };
@@ -162,12 +178,13 @@ impl Injector {
             fate.refuse = Some(throttled());
             return fate;
         }
-        if let Some(s) = self
-            .faults
-            .scripted
-            .iter()
-            .find(|s| s.action == action && s.nth == n)
-        {
+        if let Some(s) = self.faults.scripted.iter().find(|s| {
+            s.action == action
+                && match &s.caller {
+                    None => s.nth == n,
+                    Some(c) => c == caller && s.nth == by_caller,
+                }
+        }) {
             match &s.fault {
                 FaultKind::Error {
                     status,
@@ -233,16 +250,17 @@ mod tests {
     fn scripted_fault_hits_the_nth_call_only() {
         let mut inj = Injector::new(Faults {
             scripted: vec![ScriptedFault {
+                caller: None,
                 action: "ResetDisk".into(),
                 nth: 2,
                 fault: FaultKind::Drop,
             }],
             ..Default::default()
         });
-        assert!(!inj.decide("ResetDisk").drop);
-        assert!(!inj.decide("StopInstance").drop);
-        assert!(inj.decide("ResetDisk").drop);
-        assert!(!inj.decide("ResetDisk").drop);
+        assert!(!inj.decide("ResetDisk", "ak").drop);
+        assert!(!inj.decide("StopInstance", "ak").drop);
+        assert!(inj.decide("ResetDisk", "ak").drop);
+        assert!(!inj.decide("ResetDisk", "ak").drop);
     }
 
     #[test]
@@ -255,7 +273,7 @@ mod tests {
         let run = || {
             let mut inj = Injector::new(faults.clone());
             (0..1000)
-                .filter(|_| inj.decide("DescribeInstances").refuse.is_some())
+                .filter(|_| inj.decide("DescribeInstances", "ak").refuse.is_some())
                 .count()
         };
         let a = run();
@@ -270,7 +288,7 @@ mod tests {
             actions: vec!["ResetDisk".into()],
             ..Default::default()
         });
-        assert!(inj.decide("DescribeDisks").refuse.is_none());
-        assert!(inj.decide("ResetDisk").refuse.is_some());
+        assert!(inj.decide("DescribeDisks", "ak").refuse.is_none());
+        assert!(inj.decide("ResetDisk", "ak").refuse.is_some());
     }
 }

@@ -60,6 +60,9 @@ pub struct Scenario {
     pub fleet: Option<FleetSpec>,
     /// Tags per resource (the API allows 20).
     pub max_tags: usize,
+    /// More access keys the gateway accepts (ID -> secret): several clients told apart, e.g.
+    /// by a scripted fault's `caller`.
+    pub extra_access_keys: BTreeMap<String, String>,
 }
 
 impl Default for Scenario {
@@ -72,6 +75,7 @@ impl Default for Scenario {
             faults: Faults::default(),
             fleet: None,
             max_tags: 20,
+            extra_access_keys: BTreeMap::new(),
         }
     }
 }
@@ -105,6 +109,9 @@ impl Simulator {
         let mut world = world::World::new(&fleet, scenario.timings.clone())?;
         world.max_tags = scenario.max_tags;
         let mut gateway = auth::Gateway::new(&scenario.access_key_id, &scenario.access_key_secret);
+        for (id, secret) in &scenario.extra_access_keys {
+            gateway.add_key(id, secret);
+        }
         if let Some(token) = &scenario.security_token {
             if let Some(k) = gateway.keys.get_mut(&scenario.access_key_id) {
                 k.token = Some(token.clone());
@@ -191,7 +198,7 @@ impl Simulator {
             );
             return error_reply(&e, &request_id, json, &region);
         }
-        let fate = inner.injector.decide(&action);
+        let fate = inner.injector.decide(&action, &caller);
         if let Some(e) = &fate.refuse {
             let mut r = error_reply(e, &request_id, json, &region);
             r.delay = fate.delay;
@@ -282,6 +289,11 @@ impl Simulator {
         self.lock()
             .world
             .set_instance_locks(id, locks.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    /// Detaches a disk from its instance, between two calls (a person or another tool did it).
+    pub fn detach_disk(&self, id: &str) -> bool {
+        self.lock().world.detach_disk(id)
     }
 
     pub fn set_snapshot_progressing(&self, id: &str) -> bool {

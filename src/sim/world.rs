@@ -29,6 +29,12 @@ pub struct Timings {
     /// status unchanged: the completion signal of ResetDisk is not documented (ecs-api.md §4.5),
     /// so the rollback must not depend on seeing one.
     pub reset_disk_status: Option<String>,
+    /// How far reads of disk tags (DescribeDisks `Tags`, ListTagResources) lag behind writes:
+    /// a read shows the tags as they were this long ago, a consistent prefix of the writes.
+    /// ECS documents its OpenAPI as eventually consistent after a create, modify or delete
+    /// (help.aliyun.com, "final-consistency-of-alibaba-cloud-ecs-openapi-resources") and gives
+    /// no bound; 0 (the default) is read-after-write.
+    pub tag_read_lag_ms: u64,
 }
 
 impl Default for Timings {
@@ -39,6 +45,7 @@ impl Default for Timings {
             reset_ms: 2000,
             snapshot_ms: 3000,
             reset_disk_status: None,
+            tag_read_lag_ms: 0,
         }
     }
 }
@@ -52,6 +59,7 @@ impl Timings {
             reset_ms: 60,
             snapshot_ms: 60,
             reset_disk_status: None,
+            tag_read_lag_ms: 0,
         }
     }
 }
@@ -155,6 +163,8 @@ struct SimInstance {
     /// (status reached, when).
     transition: Option<(String, Instant)>,
     created: DateTime<Utc>,
+    /// When StartInstance was last accepted (DescribeInstances `StartTime`, to the minute).
+    started: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug)]
@@ -166,6 +176,9 @@ struct SimDisk {
     content: String,
     resets: u32,
     created: DateTime<Utc>,
+    /// Earlier states of the tags, oldest first, each with the moment it became current; kept
+    /// only while `tag_read_lag_ms` can still show it.
+    tag_versions: Vec<(Instant, BTreeMap<String, String>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -376,6 +389,8 @@ pub struct World {
     /// CreateSnapshot's `ClientToken`s: token -> (the call's parameters, the snapshot made).
     client_tokens: BTreeMap<String, (String, String)>,
     created_snapshots: u64,
+    /// When the call being applied arrived (what a lagging tag read is measured from).
+    now: Instant,
 }
 
 /// Manual snapshots a disk may have (CreateSnapshot doc: "has reached 256").
@@ -394,6 +409,7 @@ impl World {
             events: Vec::new(),
             client_tokens: BTreeMap::new(),
             created_snapshots: 0,
+            now: Instant::now(),
         };
         for i in &fleet.instances {
             if !matches!(i.status.as_str(), "Running" | "Stopped") {
@@ -414,6 +430,7 @@ impl World {
                     },
                     transition: None,
                     created: now - chrono::Duration::days(30),
+                    started: now - chrono::Duration::days(30),
                 },
             );
         }
@@ -431,6 +448,7 @@ impl World {
                     content: "original".into(),
                     resets: 0,
                     created: now - chrono::Duration::days(30),
+                    tag_versions: Vec::new(),
                 },
             );
         }
@@ -534,6 +552,7 @@ impl World {
     /// Applies one ECS action. `Ok` is the success body (without RequestId).
     pub fn apply(&mut self, action: &str, req: &Req, now: Instant) -> Result<Value, ApiError> {
         self.tick(now);
+        self.now = now;
         match action {
             "DescribeInstances" => self.describe_instances(req),
             "DescribeDisks" => self.describe_disks(req),
@@ -575,7 +594,7 @@ impl World {
             "Memory": 8192,
             "OSType": "linux",
             "CreationTime": minutes(i.created),
-            "StartTime": minutes(i.created),
+            "StartTime": minutes(i.started),
             "ExpiredTime": "2099-12-31T15:59Z",
             "DeletionProtection": false,
             "Recyclable": false,
@@ -672,8 +691,39 @@ impl World {
             "OperationLocks": {"OperationLock": locks},
             "MountInstances": {"MountInstance": []},
             "Attachments": {"Attachment": attachments},
-            "Tags": tag_list(&d.spec.tags),
+            "Tags": tag_list(self.disk_tags_seen(d)),
         })
+    }
+
+    /// A disk's tags as a read sees them now: `tag_read_lag_ms` ago.
+    fn disk_tags_seen<'d>(&self, d: &'d SimDisk) -> &'d BTreeMap<String, String> {
+        let lag = Duration::from_millis(self.timings.tag_read_lag_ms);
+        let Some(seen_at) = self.now.checked_sub(lag).filter(|_| !lag.is_zero()) else {
+            return &d.spec.tags;
+        };
+        // The newest earlier state that became current after `seen_at` is not visible yet:
+        // the read shows the state before the oldest such change.
+        match d.tag_versions.iter().position(|(at, _)| *at > seen_at) {
+            Some(i) => &d.tag_versions[i].1,
+            None => &d.spec.tags,
+        }
+    }
+
+    /// Called after a disk's tags changed: keeps the state they replaced while a lagging read
+    /// can still show it.
+    fn disk_tags_changed(&mut self, id: &str, before: BTreeMap<String, String>) {
+        let lag = Duration::from_millis(self.timings.tag_read_lag_ms);
+        if lag.is_zero() {
+            return;
+        }
+        let now = self.now;
+        if let Some(d) = self.disks.get_mut(id) {
+            // `before` was current until now; versions store (replaced at, state).
+            d.tag_versions.push((now, before));
+            let horizon = now.checked_sub(lag);
+            d.tag_versions
+                .retain(|(at, _)| horizon.is_none_or(|h| *at > h));
+        }
     }
 
     fn describe_disks(&self, req: &Req) -> Result<Value, ApiError> {
@@ -697,7 +747,10 @@ impl World {
             .filter(|d| ids.as_ref().is_none_or(|ids| ids.contains(&d.spec.id)))
             .filter(|d| instance.is_none_or(|i| d.spec.instance_id.as_deref() == Some(i)))
             .filter(|d| disk_type.is_none_or(|t| t == d.spec.disk_type))
-            .filter(|d| tags.iter().all(|(k, v)| d.spec.tags.get(k) == Some(v)))
+            .filter(|d| {
+                let seen = self.disk_tags_seen(d);
+                tags.iter().all(|(k, v)| seen.get(k) == Some(v))
+            })
             .map(|d| self.disk_json(d))
             .collect();
         let total = items.len();
@@ -873,6 +926,7 @@ impl World {
         if let Some(i) = self.instances.get_mut(&id) {
             i.status = "Starting".into();
             i.transition = Some(("Running".into(), now + start));
+            i.started = Utc::now();
         }
         self.record("StartInstance", &id, String::new(), "Stopped".into());
         Ok(json!({}))
@@ -1215,10 +1269,15 @@ impl World {
             }
         }
         for id in &ids {
+            let mut before = None;
             if let Some(existing) = self.tags_of(&rtype, id, &region) {
+                before = Some(existing.clone());
                 for (k, v) in &tags {
                     existing.insert(k.clone(), v.clone());
                 }
+            }
+            if let (Some(before), "disk") = (before, rtype.as_str()) {
+                self.disk_tags_changed(id, before);
             }
             let detail = tags
                 .iter()
@@ -1249,7 +1308,9 @@ impl World {
             }
         }
         for id in &ids {
+            let mut before = None;
             if let Some(existing) = self.tags_of(&rtype, id, &region) {
+                before = Some(existing.clone());
                 if all && keys.is_empty() {
                     existing.clear();
                 } else {
@@ -1257,6 +1318,9 @@ impl World {
                         existing.remove(k);
                     }
                 }
+            }
+            if let (Some(before), "disk") = (before, rtype.as_str()) {
+                self.disk_tags_changed(id, before);
             }
             self.record("UntagResources", id, keys.join(" "), String::new());
         }
@@ -1279,8 +1343,18 @@ impl World {
             ids
         };
         for id in candidates {
-            let Some(tags) = self.tags_of(&rtype, &id, &region) else {
-                continue;
+            let lagged = match (rtype.as_str(), self.disks.get(&id)) {
+                ("disk", Some(d)) if d.spec.region == region => {
+                    Some(self.disk_tags_seen(d).clone())
+                }
+                _ => None,
+            };
+            let tags = match lagged {
+                Some(t) => t,
+                None => match self.tags_of(&rtype, &id, &region) {
+                    Some(t) => t.clone(),
+                    None => continue,
+                },
             };
             if !filter.iter().all(|(k, v)| tags.get(k) == Some(v)) {
                 continue;
@@ -1327,6 +1401,17 @@ impl World {
     }
 
     /// Test and scenario hooks.
+    /// Detaches a disk from its instance (as DetachDisk would): it becomes `Available`.
+    pub fn detach_disk(&mut self, id: &str) -> bool {
+        match self.disks.get_mut(id) {
+            Some(d) => {
+                d.spec.instance_id = None;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn set_instance_locks(&mut self, id: &str, locks: Vec<String>) -> bool {
         self.instances
             .get_mut(id)
