@@ -1795,6 +1795,7 @@ impl<'a> Run<'a> {
                 .chars()
                 .take(256)
                 .collect();
+                self.confirm_holder("CreateSnapshot").await?;
                 let token = undo_client_token(self.req.key.as_str());
                 let tags = self.undo_tags();
                 loop {
