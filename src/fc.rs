@@ -8,8 +8,9 @@
 //! - `POST /initialize`: the Initializer hook; nothing to do, answered 200.
 //! - `FC Invoke Start RequestId: …` / `FC Invoke End RequestId: …` on stdout around each call.
 //!
-//! A thin adapter, like `lambda.rs`: the event goes to the same handler, and the outcome maps
-//! to the same failure types (`Retryable`, `RollbackFailed`, `RollbackRejected`).
+//! A thin adapter, like `lambda.rs` (neither imports the other): the event goes to the same
+//! handler, and `answer::Answer` gives the same failure types (`Retryable`,
+//! `RollbackFailed`, `RollbackRejected`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +24,9 @@ use axum::Router;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
+use crate::answer::Answer;
 use crate::ecs::Credentials;
-use crate::handler::{Handler, Reply, Shape};
+use crate::handler::{Handler, Shape};
 
 /// The port unless `FC_SERVER_PORT` says otherwise.
 pub const DEFAULT_PORT: u16 = 9000;
@@ -102,12 +104,13 @@ async fn invoke(State(handler): State<Arc<Handler>>, headers: HeaderMap, body: B
                 .instrument(span.clone())
                 .await
         }
-        Err(e) => crate::lambda::unparsable(e),
+        Err(e) => crate::handler::unparsable(e),
     };
     let (status, body) = {
         let _enter = span.enter();
-        crate::lambda::log_reply(&reply);
-        answer(reply)
+        let answer = Answer::of(reply);
+        answer.log();
+        respond(answer)
     };
     println!("FC Invoke End RequestId: {id}");
     let mut response = (status, body.to_string()).into_response();
@@ -126,31 +129,19 @@ async fn invoke(State(handler): State<Arc<Handler>>, headers: HeaderMap, body: B
 
 /// What Function Compute gets back: the result events (and drill summaries), with 200 when the
 /// invocation succeeded and 404 (a failed invocation, with the failure type) when any request
-/// did not: the same rule as the Lambda front door (`lambda::respond`).
-pub fn answer(reply: Reply) -> (StatusCode, Value) {
-    let events: Vec<Value> = reply.reports.iter().map(|r| r.to_cloud_event()).collect();
-    let summaries = reply.summaries.clone();
-    let status = match &reply.shape {
-        Shape::Http { status } => Some(*status),
-        _ => None,
-    };
-    match crate::lambda::respond(reply) {
-        Ok(_) => {
-            let mut body = json!({"results": events, "summaries": summaries});
-            if let Some(s) = status {
-                body["statusCode"] = json!(s);
-            }
-            (StatusCode::OK, body)
+/// did not: the same rule as the Lambda front door, both read off the neutral `Answer`.
+pub fn respond(answer: Answer) -> (StatusCode, Value) {
+    let mut body = answer.results();
+    if let Shape::Http { status } = answer.shape {
+        body["statusCode"] = json!(status);
+    }
+    match answer.failure {
+        None => (StatusCode::OK, body),
+        Some(f) => {
+            body["errorType"] = json!(f.error_type);
+            body["errorMessage"] = json!(f.message);
+            (StatusCode::NOT_FOUND, body)
         }
-        Err(d) => (
-            StatusCode::NOT_FOUND,
-            json!({
-                "errorType": d.error_type,
-                "errorMessage": d.error_message,
-                "results": events,
-                "summaries": summaries,
-            }),
-        ),
     }
 }
 

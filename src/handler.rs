@@ -17,8 +17,7 @@ use crate::rollback::Rollback;
 use crate::settings::Settings;
 use crate::triggers::{self, aws, webhook, Item, Job, Kind};
 
-/// Requests in one direct event, at most.
-pub const MAX_REQUESTS: usize = 100;
+pub use crate::triggers::MAX_REQUESTS;
 /// Runs of one drill target that failed in a way a retry can fix, at most.
 const DRILL_TARGET_ATTEMPTS: u32 = 6;
 
@@ -33,7 +32,7 @@ pub struct Handler {
 }
 
 /// The shape of an invocation's answer.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Shape {
     Results,
     /// SQS: the message IDs a retry can help, for `batchItemFailures`.
@@ -115,24 +114,15 @@ pub fn ignored(trigger: &Trigger, why: &str) -> Report {
     r
 }
 
-/// The requests an event holds: itself, or each item of its `requests` list.
-pub fn requests_of(event: &Value) -> Result<Vec<&Value>, InvalidRequest> {
-    match event.get("requests") {
-        Some(Value::Array(items)) if event.as_object().is_some_and(|o| o.len() == 1) => {
-            if items.is_empty() || items.len() > MAX_REQUESTS {
-                return Err(InvalidRequest::new(
-                    "requests",
-                    format!("1 to {MAX_REQUESTS} requests"),
-                ));
-            }
-            Ok(items.iter().collect())
-        }
-        Some(Value::Array(_)) => Err(InvalidRequest::new(
-            "requests",
-            "a list of requests stands alone in its object",
-        )),
-        Some(_) => Err(InvalidRequest::new("requests", "must be a list")),
-        None => Ok(vec![event]),
+/// A payload that is not acceptable JSON: one `rejected` result, nothing run.
+pub fn unparsable(e: impl std::fmt::Display) -> Reply {
+    let trigger = crate::request::Trigger::direct();
+    let invalid =
+        crate::request::InvalidRequest::new("$", format!("the event is not acceptable JSON: {e}"));
+    Reply {
+        shape: Shape::Results,
+        reports: vec![rejected(&trigger, &invalid)],
+        summaries: vec![],
     }
 }
 
@@ -491,22 +481,5 @@ impl Handler {
             reports,
             summaries,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn one_or_several() {
-        let one = json!({"diskId": "d-bp1webapp0000sys01"});
-        assert_eq!(requests_of(&one).expect("ok").len(), 1);
-        let two = json!({"requests": [one.clone(), one.clone()]});
-        assert_eq!(requests_of(&two).expect("ok").len(), 2);
-        assert!(requests_of(&json!({"requests": []})).is_err());
-        assert!(requests_of(&json!({"requests": {}})).is_err());
-        assert!(requests_of(&json!({"requests": [one.clone()], "diskId": "x"})).is_err());
     }
 }

@@ -9,8 +9,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
-use crate::handler::{Handler, Reply, Shape};
-use crate::report::Outcome;
+use crate::answer::Answer;
+use crate::handler::{Handler, Shape};
 
 /// Serves invocations until the runtime stops.
 pub async fn serve(handler: Handler) -> Result<(), lambda_runtime::Error> {
@@ -45,96 +45,34 @@ pub async fn invoke(
                 .instrument(span.clone())
                 .await
         }
-        Err(e) => unparsable(e),
+        Err(e) => crate::handler::unparsable(e),
     };
     let _enter = span.enter();
-    log_reply(&reply);
-    respond(reply)
-}
-
-/// A payload that is not acceptable JSON: one `rejected` result, nothing run.
-pub fn unparsable(e: impl std::fmt::Display) -> Reply {
-    let trigger = crate::request::Trigger::direct();
-    let invalid =
-        crate::request::InvalidRequest::new("$", format!("the event is not acceptable JSON: {e}"));
-    Reply {
-        shape: Shape::Results,
-        reports: vec![crate::handler::rejected(&trigger, &invalid)],
-        summaries: vec![],
-    }
-}
-
-/// One log line per result event and per drill summary, for log-based pipelines.
-pub fn log_reply(reply: &Reply) {
-    for r in reply.reports() {
-        tracing::info!(result_event = %r.to_cloud_event(), outcome = r.outcome.as_str(), "result event");
-    }
-    for s in &reply.summaries {
-        tracing::info!(result_event = %s, "drill summary");
-    }
+    let answer = Answer::of(reply);
+    answer.log();
+    respond(answer)
 }
 
 /// The answer Lambda expects for each source. An SQS batch answers its failures; an HTTP
 /// request its status and the result events. Anything else: the result events, or an error
 /// whose type says what happened, so asynchronous invocations are retried (`Retryable`) or
 /// routed to the on-failure destination (`RollbackFailed`, `RollbackRejected`).
-pub fn respond(reply: Reply) -> Result<Value, Diagnostic> {
-    let Reply {
-        shape,
-        reports,
-        summaries,
-    } = reply;
-    let events: Vec<Value> = reports.iter().map(|r| r.to_cloud_event()).collect();
-    match shape {
-        Shape::Sqs { failures } => Ok(json!({
+pub fn respond(answer: Answer) -> Result<Value, Diagnostic> {
+    match answer.shape {
+        Shape::Sqs { ref failures } => Ok(json!({
             "batchItemFailures": failures.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>()
         })),
         Shape::Http { status } => Ok(json!({
             "statusCode": status,
             "headers": {"content-type": "application/json"},
-            "body": json!({"results": events, "summaries": summaries}).to_string(),
+            "body": answer.results().to_string(),
         })),
-        Shape::Results => {
-            let bad: Vec<_> = reports.iter().filter(|r| !r.outcome.is_ok()).collect();
-            if bad.is_empty() {
-                return Ok(json!({"results": events, "summaries": summaries}));
-            }
-            let error_type = if bad
-                .iter()
-                .any(|r| r.error.as_ref().is_some_and(|e| e.retryable))
-            {
-                "Retryable"
-            } else if bad.iter().any(|r| r.outcome == Outcome::Failed) {
-                "RollbackFailed"
-            } else {
-                "RollbackRejected"
-            };
-            let summary: Vec<String> = bad
-                .iter()
-                .map(|r| {
-                    let target = r
-                        .target
-                        .disk_id
-                        .as_deref()
-                        .or(r.target.instance_id.as_deref())
-                        .unwrap_or("-");
-                    match &r.error {
-                        Some(e) => {
-                            format!("{target}: {} {}: {}", r.outcome.as_str(), e.code, e.message)
-                        }
-                        None => format!("{target}: {}", r.outcome.as_str()),
-                    }
-                })
-                .collect();
-            Err(Diagnostic {
-                error_type: error_type.into(),
-                error_message: format!(
-                    "{} of {} requests did not succeed: {}",
-                    bad.len(),
-                    reports.len(),
-                    summary.join("; ")
-                ),
-            })
-        }
+        Shape::Results => match answer.failure {
+            None => Ok(answer.results()),
+            Some(f) => Err(Diagnostic {
+                error_type: f.error_type.into(),
+                error_message: f.message,
+            }),
+        },
     }
 }

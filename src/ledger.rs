@@ -19,6 +19,8 @@ use std::fmt;
 pub const RUN_TAG: &str = "ecs-rollback:run";
 pub const HISTORY_TAG: &str = "ecs-rollback:history";
 pub const CLAIM_PREFIX: &str = "ecs-rollback:claim:";
+/// On a snapshot: the undo snapshot (`preserveCurrent`) of the run whose key digest it holds.
+pub const UNDO_TAG: &str = "ecs-rollback:undo-of";
 /// Finished keys remembered in the history tag.
 pub const HISTORY_KEYS: usize = 7;
 const TAG_VALUE_MAX: usize = 128;

@@ -1,6 +1,7 @@
 //! ecs-rollback: roll an Alibaba Cloud ECS disk back to a snapshot, safely.
 //! See ARCHITECTURE.md for the map of modules and how an event flows through them.
 
+pub mod answer;
 pub mod cli;
 pub mod drill;
 pub mod drill_report;
@@ -20,3 +21,6 @@ pub mod settings;
 pub mod sim;
 pub mod strict_json;
 pub mod triggers;
+
+#[cfg(test)]
+mod layers;

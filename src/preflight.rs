@@ -91,7 +91,7 @@ pub fn select_snapshot<'a>(
                 .filter(|s| s.is_ready())
                 // An undo snapshot holds a state a rollback moved away from: only ever chosen
                 // by its ID.
-                .filter(|s| s.tags.get(crate::rollback::UNDO_TAG).is_none())
+                .filter(|s| s.tags.get(crate::ledger::UNDO_TAG).is_none())
                 .filter(|s| s.creation_time.is_some_and(|t| t < cutoff))
                 .filter(|s| name.as_ref().is_none_or(|n| &s.snapshot_name == n))
                 .filter(|s| {

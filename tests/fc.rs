@@ -19,11 +19,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A running `serve-fc`: its base URL and what it printed on stdout.
+/// A running `serve-fc`: its base URL and what it printed on stdout and (its logs) stderr.
 struct Runtime {
     child: Child,
     base: String,
     stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Drop for Runtime {
@@ -81,9 +82,16 @@ fn start(args: &[&str], env: &[(&str, String)], simulate: bool) -> Runtime {
         }
     });
     let (tx, rx) = std::sync::mpsc::channel();
+    let logged = Arc::new(Mutex::new(String::new()));
+    let log_sink = Arc::clone(&logged);
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            {
+                let mut s = log_sink.lock().expect("lock");
+                s.push_str(&line);
+                s.push('\n');
+            }
             if !sent {
                 if let Some(addr) = line.strip_prefix("ecs-rollback serve-fc: listening on ") {
                     let _ = tx.send(addr.to_owned());
@@ -100,6 +108,7 @@ fn start(args: &[&str], env: &[(&str, String)], simulate: bool) -> Runtime {
         child,
         base: format!("http://127.0.0.1:{port}"),
         stdout: printed,
+        stderr: logged,
     }
 }
 
@@ -116,6 +125,27 @@ impl Runtime {
             if std::time::Instant::now() > until {
                 eprintln!("stdout so far:\n{out}");
                 return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Runtime {
+    /// The log lines (stderr) that contain `needle`, waiting a few seconds for them.
+    fn logged(&self, needle: &str) -> Vec<String> {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines: Vec<String> = self
+                .stderr
+                .lock()
+                .expect("lock")
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_owned)
+                .collect();
+            if !lines.is_empty() || std::time::Instant::now() > until {
+                return lines;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -342,4 +372,37 @@ async fn the_drill_timer_of_deploy_s_yaml_reaches_the_drill_runner() {
     let text = a.body.to_string();
     assert!(text.contains("drill.selector: matched no target"), "{text}");
     assert_eq!(a.body["summaries"][0]["data"]["drill"], "weekly", "{text}");
+}
+
+#[tokio::test]
+async fn the_result_event_logged_is_the_one_returned() {
+    let rt = start_sim();
+    let event = serde_json::json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": "one-event"});
+    let a = invoke(
+        &rt.base,
+        event.to_string(),
+        &[("x-fc-request-id", "same-id-1")],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let returned = &a.body["results"][0];
+    let id = returned["id"].as_str().expect("an id");
+    let lines = rt.logged(id);
+    assert_eq!(
+        lines.len(),
+        1,
+        "one log line carries the returned event's id: {lines:?}"
+    );
+    assert!(lines[0].contains("result event"), "{}", lines[0]);
+    // The text log line: `... result event result_event={...} outcome="succeeded"`.
+    let logged: Value = lines[0]
+        .split_once("result_event=")
+        .and_then(|(_, rest)| {
+            serde_json::Deserializer::from_str(rest)
+                .into_iter::<Value>()
+                .next()?
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("a log line with the event: {}", lines[0]));
+    assert_eq!(&logged, returned, "the same event, time and all");
 }

@@ -223,7 +223,7 @@ pub fn direct(event: &Value, trigger: Trigger) -> Vec<Job> {
         let when = event.get("scheduledTime").and_then(Value::as_str);
         return drill_jobs(d, when, &trigger.kind);
     }
-    match crate::handler::requests_of(event) {
+    match requests_of(event) {
         Ok(items) if items.len() == 1 => vec![Job::request(trigger, items[0].clone())],
         Ok(items) => items
             .into_iter()
@@ -321,6 +321,30 @@ pub(crate) mod test_support {
     }
 }
 
+/// Requests in one direct event, at most.
+pub const MAX_REQUESTS: usize = 100;
+
+/// The requests an event holds: itself, or each item of its `requests` list.
+pub fn requests_of(event: &Value) -> Result<Vec<&Value>, InvalidRequest> {
+    match event.get("requests") {
+        Some(Value::Array(items)) if event.as_object().is_some_and(|o| o.len() == 1) => {
+            if items.is_empty() || items.len() > MAX_REQUESTS {
+                return Err(InvalidRequest::new(
+                    "requests",
+                    format!("1 to {MAX_REQUESTS} requests"),
+                ));
+            }
+            Ok(items.iter().collect())
+        }
+        Some(Value::Array(_)) => Err(InvalidRequest::new(
+            "requests",
+            "a list of requests stands alone in its object",
+        )),
+        Some(_) => Err(InvalidRequest::new("requests", "must be a list")),
+        None => Ok(vec![event]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +430,16 @@ mod tests {
             Some(-62135596800)
         );
         assert_eq!(parse_when(Some(&json!("soon"))), None);
+    }
+
+    #[test]
+    fn one_or_several() {
+        let one = json!({"diskId": "d-bp1webapp0000sys01"});
+        assert_eq!(requests_of(&one).expect("ok").len(), 1);
+        let two = json!({"requests": [one.clone(), one.clone()]});
+        assert_eq!(requests_of(&two).expect("ok").len(), 2);
+        assert!(requests_of(&json!({"requests": []})).is_err());
+        assert!(requests_of(&json!({"requests": {}})).is_err());
+        assert!(requests_of(&json!({"requests": [one.clone()], "diskId": "x"})).is_err());
     }
 }

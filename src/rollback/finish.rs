@@ -1,0 +1,60 @@
+//! The end of a run: `done` with the key in the history; or, after any failure whose cause
+//! cannot pass, the instance brought back first and `failed` recorded.
+
+use super::*;
+
+impl Run<'_> {
+    pub(super) async fn finish(&mut self) -> Res<Outcome> {
+        let t = Utc::now();
+        self.write_final(Phase::Done, None).await?;
+        self.step(
+            "finish",
+            StepStatus::Done,
+            t,
+            None,
+            Some("ledger: phase done, key added to the history".into()),
+        );
+        Ok(Outcome::Succeeded)
+    }
+
+    /// The reset failed for good (or the run could not go on, whatever the cause: an unknown
+    /// code, a permission, a ledger write refused) after the instance may have been stopped:
+    /// bring it back first if it was running, then record the failure, then report it. Every
+    /// ledger write here is best effort: none of them keeps the instance stopped.
+    pub(super) async fn restore_after_failure(&mut self, error: ErrorInfo) -> Res<Outcome> {
+        let record = self.record()?;
+        let t = Utc::now();
+        if let (Some(iid), true) = (self.instance_id(), record.was_running) {
+            // `starting` with a failure code: a crash from here resumes the restart, never a
+            // reset (written by `start`, best effort).
+            if let Some(r) = self.record.as_mut() {
+                r.failure = Some(error.code.clone());
+            }
+            let running = self
+                .read_instance(&iid)
+                .await
+                .is_ok_and(|i| i.status == "Running");
+            if !running {
+                if let Err(mut h) = self.start(&iid, t).await {
+                    h.error.message = format!(
+                        "{}: {}; and bringing the instance back failed: {}",
+                        error.code, error.message, h.error.message
+                    );
+                    return Err(h);
+                }
+            }
+        }
+        match self.write_final(Phase::Failed, Some(&error.code)).await {
+            Ok(()) => Err(Halt::fail(error)),
+            Err(h) => {
+                let mut error = error;
+                error.message = format!(
+                    "{}; the failure could not be recorded in the ledger ({}), so the next delivery of this key records it",
+                    error.message, h.error.message
+                );
+                error.retryable = true;
+                Err(Halt::fail(error))
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! How a run ends early (`Halt`: the outcome and the error it reports), and the bookkeeping
+//! every step shares: the steps of the report, the deadline, the run record's phase.
+
+use super::*;
+
+/// Why a run ended early: the outcome it reports and the error.
+#[derive(Debug)]
+pub(super) struct Halt {
+    pub(super) outcome: Outcome,
+    pub(super) error: ErrorInfo,
+}
+
+impl Halt {
+    pub(super) fn reject(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            outcome: Outcome::Rejected,
+            error: ErrorInfo::new(code, message, retryable),
+        }
+    }
+    pub(super) fn fail(error: ErrorInfo) -> Self {
+        Self {
+            outcome: Outcome::Failed,
+            error,
+        }
+    }
+    pub(super) fn ecs(outcome: Outcome, e: &EcsError) -> Self {
+        Self {
+            outcome,
+            error: ErrorInfo::from_ecs(e),
+        }
+    }
+}
+
+pub(super) type Res<T> = Result<T, Halt>;
+
+/// The ledger could not be written before anything changed: refuse, saying why.
+pub(super) fn refuse_ledger(e: &EcsError) -> Halt {
+    let quota = e.is_code("OperationDenied.QuotaExceed");
+    Halt::reject(
+        "LedgerUnavailable",
+        if quota {
+            format!("the disk carries too many tags for the ledger (3 of its 20 are needed): {e}")
+        } else {
+            format!("could not write the ledger tags on the disk: {e}")
+        },
+        e.is_retryable() && !quota,
+    )
+}
+
+impl Run<'_> {
+    pub(super) fn step(
+        &mut self,
+        name: &str,
+        status: StepStatus,
+        started_at: DateTime<Utc>,
+        request_id: Option<String>,
+        detail: Option<String>,
+    ) {
+        tracing::info!(step = name, status = ?status, detail = detail.as_deref().unwrap_or(""), "step");
+        self.steps.push(Step {
+            name: name.into(),
+            status,
+            started_at,
+            finished_at: Utc::now(),
+            request_id: request_id.filter(|r| !r.is_empty()),
+            detail,
+        });
+    }
+
+    /// Time left before the deadline, margin kept; `None` without a deadline.
+    pub(super) fn time_left(&self) -> Option<Duration> {
+        self.deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .saturating_sub(DEADLINE_MARGIN)
+        })
+    }
+
+    /// Refuses to start work estimated at `need` that cannot finish before the deadline.
+    pub(super) fn fits(&self, what: &str, need: Duration) -> Res<()> {
+        match self.time_left() {
+            Some(left) if left < need => Err(Halt {
+                outcome: if self.record.is_some() { Outcome::Failed } else { Outcome::Rejected },
+                error: ErrorInfo::new(
+                    "DeadlineExceeded",
+                    format!(
+                        "{what} needs about {}s and {}s are left; stopped at a step boundary, the next delivery resumes",
+                        need.as_secs(),
+                        left.as_secs()
+                    ),
+                    true,
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// How long a wait may last: its timeout, or less if the deadline is nearer.
+    pub(super) fn wait_budget(&self, timeout: Duration) -> Duration {
+        match self.time_left() {
+            Some(left) => left.min(timeout),
+            None => timeout,
+        }
+    }
+
+    pub(super) fn timed_out(&self, what: &str, timeout: Duration) -> Halt {
+        let deadline_first = self.time_left().is_some_and(|l| l < timeout);
+        let code = if deadline_first {
+            "DeadlineExceeded"
+        } else {
+            "WaitTimeout"
+        };
+        Halt::fail(ErrorInfo::new(
+            code,
+            format!(
+                "{what}; the ledger keeps the phase, and the next run with this key resumes there"
+            ),
+            true,
+        ))
+    }
+
+    /// Records `name` as failed with `h`'s message, and hands `h` back to be returned.
+    pub(super) fn failed(
+        &mut self,
+        name: &str,
+        t: DateTime<Utc>,
+        request_id: Option<String>,
+        h: Halt,
+    ) -> Halt {
+        self.step(
+            name,
+            StepStatus::Failed,
+            t,
+            request_id,
+            Some(h.error.message.clone()),
+        );
+        h
+    }
+
+    /// Before this run holds the disk, a failure is a rejection: nothing was touched.
+    pub(super) fn failed_or_rejected(&self) -> Outcome {
+        if self.record.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Rejected
+        }
+    }
+
+    pub(super) fn phase(&self) -> Phase {
+        self.record.as_ref().map_or(Phase::Claimed, |r| r.phase)
+    }
+
+    /// The run record; every step after the claim has one.
+    pub(super) fn record(&self) -> Res<RunRecord> {
+        self.record
+            .clone()
+            .ok_or_else(|| Halt::fail(ErrorInfo::new("Internal", "no run record", false)))
+    }
+}

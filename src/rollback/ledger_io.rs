@@ -1,0 +1,386 @@
+//! The ledger's writes and reads as the run makes them: phases (each doubling as the claim's
+//! heartbeat), the claim contest with its settle time, the confirmation before a
+//! state-changing call, the final record with the history.
+
+use super::*;
+
+impl Run<'_> {
+    /// Runs an idempotent ledger operation (writing or removing tags), repeating it with
+    /// backoff when its answer was lost or refused for a reason a retry can fix.
+    pub(super) async fn idempotent<F, Fut>(&self, what: &str, op: F) -> Result<(), EcsError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<crate::ecs::model::Ack, EcsError>>,
+    {
+        let mut pause = self.s.poll.initial;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match op().await {
+                Ok(_) => return Ok(()),
+                Err(e) if (e.is_retryable() || e.may_have_applied) && attempt < LEDGER_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, what, "ledger operation failed; repeating it");
+                    tokio::time::sleep(pause).await;
+                    pause = self.s.poll.next(pause);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes tags on the disk.
+    pub(super) async fn write_tags(&self, tags: &[(String, String)]) -> Result<(), EcsError> {
+        let disk = vec![self.disk_id()];
+        self.idempotent("write", || {
+            self.ecs.tag_resources(&self.region, "disk", &disk, tags)
+        })
+        .await
+    }
+
+    /// Removes tags from the disk (best effort: a claim left behind goes stale by itself).
+    pub(super) async fn remove_tags(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let disk = vec![self.disk_id()];
+        for chunk in keys.chunks(20) {
+            let result = self
+                .idempotent("remove", || {
+                    self.ecs.untag_resources(&self.region, "disk", &disk, chunk)
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, tags = ?chunk, "could not remove ledger tags; a claim goes stale by itself");
+            }
+        }
+    }
+
+    pub(super) async fn remove_tag(&self, key: &str) {
+        self.remove_tags(&[key.to_owned()]).await;
+    }
+
+    /// Records the phase before the call it announces. If the write fails, the call is not made.
+    pub(super) async fn set_phase(&mut self, phase: Phase) -> Res<()> {
+        let mut record = self.record()?;
+        record.phase = phase;
+        record.since = unix(Utc::now());
+        // The phase write doubles as the claim's heartbeat.
+        let tags = [
+            (ledger::RUN_TAG.to_owned(), record.encode()),
+            self.claim_tags(),
+        ];
+        self.write_tags(&tags).await.map_err(|e| {
+            let mut h = Halt::ecs(Outcome::Failed, &e);
+            h.error.code = "LedgerWriteFailed".into();
+            // Retryable only when its cause can pass (throttling, a transient error, a lost
+            // answer); a refusal for good (quota, permission) is not, and the caller brings the
+            // instance back instead of waiting for deliveries that would fail the same way.
+            h.error.retryable = e.is_retryable() || e.may_have_applied;
+            h.error.message = format!(
+                "could not record phase {phase} on the disk, so the next call was not made: {e}"
+            );
+            h
+        })?;
+        tracing::debug!(phase = %phase, "ledger written");
+        self.claimed = true;
+        self.last_heartbeat = Instant::now();
+        self.record = Some(record);
+        Ok(())
+    }
+
+    /// Gives the claim back (the run ends, or plans again).
+    pub(super) async fn release_claim(&mut self) {
+        if self.claimed {
+            self.remove_tag(&ledger::claim_tag(&self.invocation)).await;
+            self.claimed = false;
+        }
+    }
+
+    /// Right before a state-changing call: reads the ledger and checks that the record this run
+    /// acts on is still its own. What a lagging read may still show of the time before this
+    /// run's own writes (the record it replaced) is accepted; another key's record, or this
+    /// key's record finished by a twin, stops the run (retryable: whoever holds the disk now
+    /// finishes; nothing more is done here).
+    pub(super) async fn confirm_holder(&mut self, before: &str) -> Res<()> {
+        let tags = self
+            .ecs
+            .list_tag_resources(&self.region, "disk", &[self.disk_id()])
+            .await
+            .map_err(|e| Halt::ecs(Outcome::Failed, &e))?;
+        let seen = Ledger::from_tags(
+            tags.iter()
+                .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+        );
+        let me = ledger::run_key(&self.digest);
+        let problem = match &seen.run {
+            _ if seen.history.find(&self.digest).is_some() => Some(
+                "this key is already in the disk's history (another delivery finished it)"
+                    .to_owned(),
+            ),
+            Some(r) if r.key == me && r.phase.is_final() => Some(format!(
+                "this key's record says {} (another delivery finished it)",
+                r.phase
+            )),
+            Some(r) if r.key == me => None,
+            other if other.as_ref() == self.before.as_ref() => None,
+            Some(r) => Some(format!(
+                "another rollback (key digest {}) now holds the disk, phase {}",
+                r.key, r.phase
+            )),
+            None => Some("the run record is gone (released by hand?)".to_owned()),
+        };
+        match problem {
+            None => Ok(()),
+            Some(p) => {
+                tracing::error!(problem = %p, before, "the ledger changed under this run; it stops here");
+                Err(Halt::fail(ErrorInfo::new(
+                    "RollbackInProgress",
+                    format!("the ledger changed under this run before {before}: {p}; nothing more was done by this delivery"),
+                    true,
+                )))
+            }
+        }
+    }
+
+    pub(super) fn claim_tags(&self) -> (String, String) {
+        (
+            ledger::claim_tag(&self.invocation),
+            ledger::claim_value(unix(Utc::now()), &self.digest),
+        )
+    }
+
+    /// Writes this invocation's claim tag, reads the tags back, and yields to any other live
+    /// claim or other key's live run.
+    ///
+    /// Each invocation writes its own claim tag before reading the others back, so of two
+    /// invocations (different keys, or twins of one key) at least one sees the other and
+    /// yields: at most one proceeds. Both may yield; each then waits a random time and tries
+    /// again, which makes it likely that one gets through. The claim stays for the whole run,
+    /// refreshed as a heartbeat, and is removed when the run ends.
+    pub(super) async fn take_claim(&mut self) -> Res<Ledger> {
+        // A run that already holds the disk (a resume) never gives up for good here for a cause
+        // that can pass: its instance may be stopped, and the next delivery tries again. A
+        // refusal for good is the caller's to handle (it brings the instance back).
+        let resuming = self.record.is_some();
+        self.contest().await.map_err(|mut h| {
+            if resuming {
+                h.outcome = Outcome::Failed;
+            }
+            h
+        })
+    }
+
+    /// Writes the claim, waits `tag_settle` (the read lag tolerated), reads the tags until its
+    /// own claim shows, and yields to any rival. Returns what that read showed.
+    pub(super) async fn contest(&mut self) -> Res<Ledger> {
+        const ATTEMPTS: u32 = 6;
+        let lease = self.s.lease.as_secs() as i64;
+        let beat = self.s.heartbeat_timeout.as_secs().max(1) as i64;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tag = self.claim_tags();
+            let round_trip = Instant::now();
+            self.write_tags(std::slice::from_ref(&tag))
+                .await
+                .map_err(|e| refuse_ledger(&e))?;
+            self.claimed = true;
+            self.last_heartbeat = Instant::now();
+            let seen = self.read_after_own_claim(&tag).await?;
+            // Claims of invocations that died (or could not remove theirs) are cleared away,
+            // so they never fill the disk's 20 tags.
+            let now = unix(Utc::now());
+            let stale: Vec<String> = seen
+                .claims
+                .iter()
+                .filter(|c| c.invocation != self.invocation && now - c.at > beat)
+                .map(|c| ledger::claim_tag(&c.invocation))
+                .collect();
+            self.remove_tags(&stale).await;
+            // An abandoned run being taken over is outside the lease, so it does not count here.
+            let Some(other) = ledger::contested(
+                &seen,
+                &self.invocation,
+                &self.digest,
+                unix(Utc::now()),
+                lease,
+                beat,
+            ) else {
+                return Ok(seen);
+            };
+            self.remove_tag(&tag.0).await;
+            self.claimed = false;
+            let holds_run = seen.run.as_ref().is_some_and(|r| r.key == other);
+            if holds_run || attempt >= ATTEMPTS {
+                return Err(Halt {
+                    outcome: self.failed_or_rejected(),
+                    error: ErrorInfo::new(
+                        "RollbackInProgress",
+                        format!("another rollback (key digest {other}) is running on the disk"),
+                        true,
+                    ),
+                });
+            }
+            // Both yielded. Who retries first is not left to chance: the contender with the
+            // smallest invocation ID waits 10-30% of a window of four claim round trips (write,
+            // settle, list), the others 60-100%, so its next write and read are over before
+            // theirs begin and it gets through (random pauses let two twins collide on every
+            // retry, both yielding for good: safe, but no progress).
+            let ceiling = (self.s.poll.initial * 4).max(round_trip.elapsed() * 4) * attempt;
+            let first = seen
+                .claims
+                .iter()
+                .filter(|c| c.invocation != self.invocation && unix(Utc::now()) - c.at <= beat)
+                .all(|c| self.invocation < c.invocation);
+            let share = if first {
+                0.1 + 0.2 * fastrand::f64()
+            } else {
+                0.6 + 0.4 * fastrand::f64()
+            };
+            let pause = ceiling.mul_f64(share);
+            tracing::info!(rival = %other, pause_ms = pause.as_millis() as u64, "two runs claimed the disk together; both yield, then retry");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Reads the disk's tags `tag_settle` after this run's claim was written, and again until
+    /// the claim itself shows. Two runs that both wait the settle time before reading cannot
+    /// both miss the other's claim while reads lag writes by less than it (each read then
+    /// shows every write older than the settle time: if A misses B's claim, B wrote after A's
+    /// read minus the lag, so after A's own write, and B's read, later still, shows A's).
+    pub(super) async fn read_after_own_claim(&mut self, tag: &(String, String)) -> Res<Ledger> {
+        const READS: u32 = 5;
+        let mine = Ledger::from_tags([(tag.0.as_str(), tag.1.as_str())]).claims;
+        for _ in 0..READS {
+            tokio::time::sleep(self.s.tag_settle).await;
+            let tags = match self
+                .ecs
+                .list_tag_resources(&self.region, "disk", &[self.disk_id()])
+                .await
+            {
+                Ok(tags) => tags,
+                Err(e) => return Err(Halt::ecs(self.failed_or_rejected(), &e)),
+            };
+            let seen = Ledger::from_tags(
+                tags.iter()
+                    .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+            );
+            if mine.iter().all(|c| seen.claims.contains(c)) {
+                return Ok(seen);
+            }
+            tracing::warn!(
+                settle_ms = self.s.tag_settle.as_millis() as u64,
+                "this run's own claim is not visible yet: tag reads lag more than the settle time"
+            );
+        }
+        self.release_claim().await;
+        Err(Halt {
+            outcome: self.failed_or_rejected(),
+            error: ErrorInfo::new(
+                "LedgerUnavailable",
+                format!(
+                    "the disk's tags did not show this run's own claim {READS} times {}ms after it was written: tag reads lag more than ECS_ROLLBACK_TAG_SETTLE_MS, so no claim can be trusted; nothing was done",
+                    self.s.tag_settle.as_millis()
+                ),
+                true,
+            ),
+        })
+    }
+
+    /// Takes the disk for a fresh run: the claim contest, then the run record.
+    pub(super) async fn claim(
+        &mut self,
+        plan: &Plan,
+        takeover: Option<&RunRecord>,
+        instance: Option<String>,
+        planned: &Decision,
+    ) -> Res<()> {
+        let t = Utc::now();
+        let fresh = self.take_claim().await?;
+        self.same_plan(&fresh, planned)?;
+        let record = RunRecord {
+            key: ledger::run_key(&self.digest),
+            phase: Phase::Claimed,
+            since: unix(Utc::now()),
+            snapshot: plan.snapshot_id.clone(),
+            was_running: plan.was_running,
+            end_running: plan.end_running,
+            stop_at: takeover.and_then(|r| r.stop_at),
+            failure: None,
+            undo: None,
+            // A take-over inherits the instance the abandoned run stopped.
+            instance: takeover.and_then(|r| r.instance.clone()).or(instance),
+        };
+        let tags = [
+            (ledger::RUN_TAG.to_owned(), record.encode()),
+            self.claim_tags(),
+        ];
+        self.write_tags(&tags)
+            .await
+            .map_err(|e| refuse_ledger(&e))?;
+        self.record = Some(record);
+        self.step(
+            "claim",
+            StepStatus::Done,
+            t,
+            None,
+            Some(format!("ledger: {} = phase claimed", ledger::RUN_TAG)),
+        );
+        Ok(())
+    }
+
+    /// Refreshes this invocation's claim when a third of the heartbeat timeout has passed.
+    pub(super) async fn heartbeat(&mut self) {
+        if !self.claimed || self.last_heartbeat.elapsed() < self.s.heartbeat_timeout / 3 {
+            return;
+        }
+        match self.write_tags(&[self.claim_tags()]).await {
+            Ok(()) => self.last_heartbeat = Instant::now(),
+            Err(e) => tracing::warn!(error = %e, "could not refresh the claim's heartbeat"),
+        }
+    }
+
+    pub(super) async fn write_final(&mut self, phase: Phase, failure: Option<&str>) -> Res<()> {
+        let mut record = self.record()?;
+        let now = unix(Utc::now());
+        record.phase = phase;
+        record.since = now;
+        record.failure = failure.map(str::to_owned);
+        // The history must be read before it is rewritten: a failed read never becomes an
+        // empty history (that would forget the cooldown and the keys that finished).
+        let mut attempt = 0;
+        let disk = loop {
+            attempt += 1;
+            match self.read_disk(&self.disk_id()).await {
+                Ok(d) => break d,
+                Err(h) if h.error.retryable && attempt < LEDGER_ATTEMPTS => {
+                    tokio::time::sleep(self.s.poll.initial * attempt).await;
+                }
+                Err(mut h) => {
+                    h.error.code = "LedgerWriteFailed".into();
+                    h.error.retryable = true;
+                    return Err(h);
+                }
+            }
+        };
+        let mut history = disk
+            .tags
+            .get(ledger::HISTORY_TAG)
+            .map(History::decode)
+            .unwrap_or_default();
+        history.push(&self.digest, phase == Phase::Failed, now);
+        let tags = [
+            (ledger::RUN_TAG.to_owned(), record.encode()),
+            (ledger::HISTORY_TAG.to_owned(), history.encode()),
+        ];
+        self.write_tags(&tags).await.map_err(|e| {
+            let mut h = Halt::ecs(Outcome::Failed, &e);
+            h.error.code = "LedgerWriteFailed".into();
+            h.error.retryable = true;
+            h.error.message = format!("the rollback ran, but its end could not be recorded ({e}); the next run with this key records it");
+            h
+        })?;
+        self.record = Some(record);
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! The rollback state machine (docs/rollback-protocol.md). This file holds the map: the
+//! transition table that `drive` executes, then the public entry point. Each step lives in a
+//! file of its own, which reads as: what it requires, the ledger write, the call, what it
+//! records: `stop.rs`, `preserve.rs` (the undo snapshot), `reset.rs`, `start.rs`,
+//! `finish.rs` (the end, and the restore after a failure). Around them: `plan.rs` (from what
+//! was read to a decision, the claim, the preflight), `dry_run.rs`, `ledger_io.rs` (phase
+//! writes, the claim contest, the confirmation before a call), `read.rs` (ECS reads and polls),
+//! `halt.rs` (how a run ends early, and the report's steps).
+//!
+//! Invariants, each enforced right before the call it guards:
+//! - ResetDisk only after a fresh read shows the instance `Stopped`;
+//! - never ResetDisk once the ledger says `starting` (or later) for the key;
+//! - no state-changing call unless the ledger write before it succeeded (the StartInstance that
+//!   brings an instance back excepted: it never harms the disk);
+//! - StopInstance, CreateSnapshot and ResetDisk only after a ledger read shows the record is
+//!   still this run's;
+//! - the power state to restore, and the instance, come from the run record, never from what
+//!   the instance or the disk look like now;
+//! - any failure whose cause cannot pass brings a running instance back before reporting.
+
+mod dry_run;
+mod finish;
+mod halt;
+mod ledger_io;
+mod plan;
+mod preserve;
+mod read;
+mod reset;
+mod start;
+mod stop;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use halt::{refuse_ledger, Halt, Res};
+pub use preserve::undo_client_token;
+
+use crate::ecs::model::{Disk, Instance, Snapshot};
+use crate::ecs::{
+    DiskQuery, EcsClient, EcsError, InstanceQuery, Retry, SnapshotQuery, StopOptions,
+};
+use crate::ledger::{self, Decision, History, Ledger, Phase, RunRecord};
+use crate::poller::StatusCache;
+use crate::preflight::{self, Plan};
+use crate::report::{ErrorInfo, Outcome, Report, Step, StepStatus, Target};
+use crate::request::{RollbackRequest, SnapshotChoice};
+use crate::settings::Settings;
+
+/// Margin kept before a deadline: the run must still write its ledger and report.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+/// Tries of one idempotent ledger operation (a tag write or removal).
+const LEDGER_ATTEMPTS: u32 = 10;
+/// The tag that marks an undo snapshot with the key digest of the run that took it.
+pub use crate::ledger::UNDO_TAG;
+/// Internal: the ledger read after winning the claim contest decides otherwise than the read
+/// the plan came from; `execute` plans again. Never reported as such.
+const LEDGER_CHANGED: &str = "LedgerChanged";
+/// Manual snapshots a disk may have (CreateSnapshot: "has reached 256").
+pub const MAX_MANUAL_SNAPSHOTS: usize = 256;
+
+/// Runs rollbacks with one client and one set of settings.
+pub struct Rollback<'a> {
+    pub ecs: &'a EcsClient,
+    pub settings: &'a Settings,
+    /// Shared polling, when the run is one of many (a drill).
+    pub cache: Option<&'a StatusCache<'a>>,
+}
+
+fn unix(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+impl<'a> Rollback<'a> {
+    pub fn new(ecs: &'a EcsClient, settings: &'a Settings) -> Self {
+        Self {
+            ecs,
+            settings,
+            cache: None,
+        }
+    }
+
+    pub fn with_cache(mut self, cache: &'a StatusCache<'a>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Runs one request to its end and reports. `deadline` bounds the run (Lambda).
+    pub async fn run(&self, req: &RollbackRequest, deadline: Option<Instant>) -> Report {
+        let mut run = Run {
+            ecs: self.ecs,
+            s: self.settings,
+            req,
+            deadline,
+            digest: req.key.digest(),
+            region: req.region.as_str().to_owned(),
+            target: Target {
+                region_id: Some(req.region.to_string()),
+                instance_id: req.instance.as_ref().map(ToString::to_string),
+                disk_id: req.disk.as_ref().map(ToString::to_string),
+                snapshot_id: match &req.snapshot {
+                    SnapshotChoice::Id(id) => Some(id.to_string()),
+                    SnapshotChoice::Newest { .. } => None,
+                },
+                undo_snapshot_id: None,
+            },
+            record: None,
+            steps: Vec::new(),
+            started: Instant::now(),
+            downtime_ms: None,
+            warnings: Vec::new(),
+            invocation: format!("{:016x}", fastrand::u64(..)),
+            cache: self.cache,
+            claimed: false,
+            last_heartbeat: Instant::now(),
+            resumed_from: None,
+            before: None,
+            reset_unclear: false,
+        };
+        if self.settings.require_tag.is_none() {
+            run.warnings
+                .push("the opt-in check is off (ECS_ROLLBACK_REQUIRE_TAG=none)".into());
+        }
+        let span = tracing::info_span!(
+            "rollback",
+            idempotency_key = %req.key.as_str(),
+            region = %req.region,
+        );
+        // `instrument`, not `enter`: a guard held across an await would lend this run's span
+        // to whatever else the thread polls meanwhile (another target of a drill).
+        let result = run.execute().instrument(span.clone()).await;
+        if run.claimed {
+            // However the run ended, its claim has done its work.
+            run.remove_tag(&ledger::claim_tag(&run.invocation))
+                .instrument(span.clone())
+                .await;
+        }
+        if let (Some(cache), Some(iid)) = (run.cache, run.instance_id()) {
+            cache.forget(&run.region, &iid).await;
+        }
+        let _enter = span.enter();
+        let (outcome, error) = match result {
+            Ok(outcome) => (outcome, None),
+            Err(h) => (h.outcome, Some(h.error)),
+        };
+        let report = Report {
+            outcome,
+            idempotency_key: Some(req.key.as_str().to_owned()),
+            trigger_kind: req.trigger.kind.clone(),
+            trigger_id: req.trigger.id.clone(),
+            target: run.target,
+            steps: run.steps,
+            error,
+            total_ms: run.started.elapsed().as_millis() as u64,
+            downtime_ms: run.downtime_ms,
+            reason: req.reason.clone(),
+            warnings: run.warnings,
+        };
+        match &report.error {
+            None => tracing::info!(
+                outcome = outcome.as_str(),
+                total_ms = report.total_ms,
+                "rollback finished"
+            ),
+            Some(e) => tracing::warn!(
+                outcome = outcome.as_str(),
+                code = %e.code,
+                retryable = e.retryable,
+                error_message = %e.message,
+                "rollback finished"
+            ),
+        }
+        report
+    }
+}
+
+struct Run<'a> {
+    ecs: &'a EcsClient,
+    s: &'a Settings,
+    req: &'a RollbackRequest,
+    deadline: Option<Instant>,
+    digest: String,
+    region: String,
+    target: Target,
+    /// The run record, once this run holds the disk.
+    record: Option<RunRecord>,
+    steps: Vec<Step>,
+    started: Instant,
+    downtime_ms: Option<u64>,
+    warnings: Vec<String>,
+    /// This invocation's ID: its claim tag on the disk.
+    invocation: String,
+    cache: Option<&'a StatusCache<'a>>,
+    /// The claim tag is on the disk (removed when the run ends).
+    claimed: bool,
+    last_heartbeat: Instant,
+    /// The phase this key's record was at when this delivery read it (a resume).
+    resumed_from: Option<Phase>,
+    /// The run record the claim contest's read showed: what this run's own record replaces
+    /// (a lagging read may still show it).
+    before: Option<RunRecord>,
+    /// This delivery issued a ResetDisk whose answer did not say whether it was applied.
+    reset_unclear: bool,
+}
+
+/// What one observation of the resources found.
+struct Seen {
+    disk: Disk,
+    instance: Option<Instance>,
+    snapshots: Vec<Snapshot>,
+}
+
+// ---- the transition table -----------------------------------------------------------------
+
+/// A step of the protocol, in its order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Stop,
+    Preserve,
+    Reset,
+    Start,
+    Finish,
+}
+
+/// When a step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum When {
+    Always,
+    /// `preserveCurrent` asked, or an undo snapshot already begun by an earlier delivery.
+    UndoSnapshot,
+}
+
+/// What a failure of the step leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnFailure {
+    /// A cause that can pass (retryable) ends the delivery and the ledger keeps the phase; any
+    /// other brings the instance back and records the failure (`finish.rs`).
+    RetryOrRestore,
+    /// The step has already done all that can be done (the start retries until the deadline
+    /// and says `InstanceLeftStopped`; the final write says what it could not record).
+    Report,
+}
+
+/// One row: the step runs while the record's phase is below `until`.
+#[derive(Clone, Copy, Debug)]
+struct Transition {
+    action: Action,
+    until: Phase,
+    when: When,
+    on_failure: OnFailure,
+}
+
+/// The protocol, as `drive` executes it. A run record that carries a failure code (`f=`) skips
+/// the table: it was bringing the instance back, and goes on doing so.
+const TRANSITIONS: [Transition; 5] = [
+    // claimed | stopping -> stopped
+    Transition {
+        action: Action::Stop,
+        until: Phase::Stopped,
+        when: When::Always,
+        on_failure: OnFailure::RetryOrRestore,
+    },
+    // stopped | preserving -> preserved
+    Transition {
+        action: Action::Preserve,
+        until: Phase::Preserved,
+        when: When::UndoSnapshot,
+        on_failure: OnFailure::RetryOrRestore,
+    },
+    // stopped | preserved | resetting -> reset
+    Transition {
+        action: Action::Reset,
+        until: Phase::Reset,
+        when: When::Always,
+        on_failure: OnFailure::RetryOrRestore,
+    },
+    // reset | starting -> (running, or the reset seen to end)
+    Transition {
+        action: Action::Start,
+        until: Phase::Done,
+        when: When::Always,
+        on_failure: OnFailure::Report,
+    },
+    // -> done, the key in the history
+    Transition {
+        action: Action::Finish,
+        until: Phase::Done,
+        when: When::Always,
+        on_failure: OnFailure::Report,
+    },
+];
+
+impl Run<'_> {
+    /// Runs the transitions from where the record is.
+    async fn drive(&mut self) -> Res<Outcome> {
+        let record = self.record()?;
+        if let Some(code) = record.failure.clone() {
+            // A run that was bringing the instance back after a failure.
+            return self
+                .restore_after_failure(ErrorInfo::new(
+                    &code,
+                    "the run failed (recorded by an earlier delivery)",
+                    false,
+                ))
+                .await;
+        }
+        for t in TRANSITIONS {
+            if self.phase() >= t.until || !self.applies(t.when) {
+                continue;
+            }
+            let done = match t.action {
+                Action::Stop => self.stop().await,
+                Action::Preserve => self.preserve_current().await,
+                Action::Reset => self.reset().await,
+                Action::Start => self.finish_reset_and_start().await,
+                Action::Finish => return self.finish().await,
+            };
+            match (done, t.on_failure) {
+                (Ok(()), _) => {}
+                (Err(h), OnFailure::RetryOrRestore) if !h.error.retryable => {
+                    return self.restore_after_failure(h.error).await;
+                }
+                (Err(h), _) => return Err(h),
+            }
+        }
+        Err(Halt::fail(ErrorInfo::new(
+            "Internal",
+            "the transition table ended without finishing",
+            false,
+        )))
+    }
+
+    fn applies(&self, when: When) -> bool {
+        match when {
+            When::Always => true,
+            // A run that began the undo snapshot finishes it, whatever this delivery asks.
+            When::UndoSnapshot => {
+                self.req.preserve_current.unwrap_or(self.s.preserve_current)
+                    || self.phase() == Phase::Preserving
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The undo snapshot (`preserveCurrent`): after the stop, before the reset. Writes
+//! `preserving`, finds this key's snapshot (record, then its tag) or calls CreateSnapshot with a
+//! `ClientToken` from the key, records its ID, waits until usable, records `preserved`.
+
+use super::*;
+
+/// CreateSnapshot's `ClientToken` for the undo snapshot of `key`: ASCII, 51 characters (the
+/// limit is 64), the same for every delivery of the key.
+pub fn undo_client_token(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("ecs-rollback undo snapshot\n{key}").as_bytes());
+    let hex: String = hash.iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("ecsrb-undo-{hex}")
+}
+
+impl Run<'_> {
+    /// Labels of the undo snapshot: the tag that finds it again, and what it is for.
+    pub(super) fn undo_tags(&self) -> Vec<(String, String)> {
+        let cut = |s: &str| s.chars().take(128).collect::<String>();
+        let mut tags = vec![
+            (UNDO_TAG.to_owned(), self.digest.clone()),
+            ("ecs-rollback:key".to_owned(), cut(self.req.key.as_str())),
+            (
+                "ecs-rollback:rolled-back-to".to_owned(),
+                self.record
+                    .as_ref()
+                    .map(|r| r.snapshot.clone())
+                    .unwrap_or_default(),
+            ),
+        ];
+        if let Some(reason) = self.req.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+            tags.push(("ecs-rollback:reason".to_owned(), cut(reason.trim())));
+        }
+        tags
+    }
+
+    /// An undo snapshot this key already asked for (a crash after CreateSnapshot answered and
+    /// before the ledger said so): found by its tag.
+    pub(super) async fn find_undo(&self) -> Res<Option<String>> {
+        let q = SnapshotQuery {
+            disk_id: Some(self.disk_id()),
+            tags: vec![(UNDO_TAG.to_owned(), self.digest.clone())],
+            ..Default::default()
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.ecs.describe_snapshots(&self.region, &q).await {
+                Ok(found) => {
+                    return Ok(found
+                        .into_iter()
+                        .max_by_key(|s| s.creation_time)
+                        .map(|s| s.snapshot_id))
+                }
+                Err(e) if e.is_retryable() && attempt < LEDGER_ATTEMPTS => {
+                    tokio::time::sleep(self.s.poll.initial * attempt).await;
+                }
+                Err(e) => {
+                    let mut h = Halt::ecs(Outcome::Failed, &e);
+                    h.error.code = "UndoSnapshotFailed".into();
+                    h.error.retryable = false;
+                    h.error.message = format!("could not look for this key's undo snapshot: {e}");
+                    return Err(h);
+                }
+            }
+        }
+    }
+
+    /// After the stop, before the reset: CreateSnapshot of the disk as it is (its `ClientToken`
+    /// derived from the idempotency key, so a repeated call makes one snapshot), recorded in
+    /// the ledger, then waited for until usable. Failures that a retry cannot fix, or that
+    /// outlast `snapshot_timeout`, end the run before the reset (the caller restores).
+    pub(super) async fn preserve_current(&mut self) -> Res<()> {
+        let t = Utc::now();
+        let record = self.record()?;
+        if self.phase() < Phase::Preserving {
+            let mut need = self.s.estimate_snapshot + self.s.estimate_reset;
+            if record.end_running || record.was_running {
+                need += self.s.estimate_start;
+            }
+            self.fits("the undo snapshot", need)?;
+            self.set_phase(Phase::Preserving).await?;
+        }
+        let known = match self.record()?.undo {
+            Some(id) => Some(id),
+            None => self.find_undo().await?,
+        };
+        let budget = self.wait_budget(self.s.snapshot_timeout);
+        let until = Instant::now() + budget;
+        let (undo, request_id) = match known {
+            Some(id) => (id, None),
+            None => self.create_undo(t, &record, until).await?,
+        };
+        self.target.undo_snapshot_id = Some(undo.clone());
+        if self.record.as_ref().and_then(|r| r.undo.as_deref()) != Some(undo.as_str()) {
+            if let Some(r) = self.record.as_mut() {
+                r.undo = Some(undo.clone());
+            }
+            // Rewrites the record with the snapshot's ID (and refreshes the lease).
+            self.set_phase(Phase::Preserving).await?;
+        }
+        self.wait_undo_usable(t, &undo, until, budget).await?;
+        let disk = self.disk_id();
+        self.step(
+            "preserve",
+            StepStatus::Done,
+            t,
+            request_id,
+            Some(format!(
+                "snapshot {undo} holds {disk} as it was before the reset"
+            )),
+        );
+        self.set_phase(Phase::Preserved).await
+    }
+
+    /// CreateSnapshot of the disk as it is, with the `ClientToken` of the key (asked again
+    /// through "not yet" and transient answers until `until`): the snapshot's ID and the
+    /// call's RequestId.
+    async fn create_undo(
+        &mut self,
+        t: DateTime<Utc>,
+        record: &RunRecord,
+        until: Instant,
+    ) -> Res<(String, Option<String>)> {
+        let disk = self.disk_id();
+        let name: String = format!("ecs-rollback-undo-{}", self.req.key.as_str())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == ':' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(128)
+            .collect();
+        let description: String = format!(
+            "Taken by ecs-rollback before resetting {disk} to {}; key {}{}",
+            record.snapshot,
+            self.req.key.as_str(),
+            self.req
+                .reason
+                .as_deref()
+                .map(|r| format!("; reason: {r}"))
+                .unwrap_or_default()
+        )
+        .chars()
+        .take(256)
+        .collect();
+        self.confirm_holder("CreateSnapshot").await?;
+        let token = undo_client_token(self.req.key.as_str());
+        let tags = self.undo_tags();
+        let mut pause = self.s.poll.initial;
+        loop {
+            match self
+                .ecs
+                .create_snapshot(&self.region, &disk, &name, &description, &token, &tags)
+                .await
+            {
+                Ok((id, rid)) => return Ok((id, Some(rid))),
+                // Another snapshot of the disk, or a state on its way: wait and ask again.
+                Err(e) if e.retry == Retry::AfterStateChange && Instant::now() < until => {
+                    tracing::warn!(error = %e, "CreateSnapshot not accepted yet; waiting");
+                }
+                Err(e) if e.is_retryable() && Instant::now() < until => {
+                    tracing::warn!(error = %e, "CreateSnapshot failed; the same ClientToken is asked again");
+                }
+                Err(e) => {
+                    let h = give_up(
+                        "UndoSnapshotFailed",
+                        format!("the undo snapshot of {disk} could not be taken, so the disk was not reset: {e}"),
+                    );
+                    return Err(self.failed("preserve", t, e.request_id.clone(), h));
+                }
+            }
+            self.wait_a_little(&mut pause).await;
+        }
+    }
+
+    /// Waits until the undo snapshot is usable (`accomplished`, and not `Available: false`);
+    /// gives up when it failed or outlived `snapshot_timeout` from its own creation (counted
+    /// across deliveries); the deadline ends the delivery retryable.
+    async fn wait_undo_usable(
+        &mut self,
+        t: DateTime<Utc>,
+        undo: &str,
+        until: Instant,
+        budget: Duration,
+    ) -> Res<()> {
+        let mut pause = self.s.poll.initial;
+        let mut last_write = Instant::now();
+        loop {
+            let q = SnapshotQuery {
+                ids: vec![undo.to_owned()],
+                ..Default::default()
+            };
+            match self.ecs.describe_snapshots(&self.region, &q).await {
+                Ok(found) => match found.into_iter().find(|s| s.snapshot_id == undo) {
+                    Some(s) if s.is_ready() => return Ok(()),
+                    Some(s) if s.status.eq_ignore_ascii_case("failed") => {
+                        let h = give_up(
+                            "UndoSnapshotFailed",
+                            format!("the undo snapshot {undo} failed, so the disk was not reset"),
+                        );
+                        return Err(self.failed("preserve", t, None, h));
+                    }
+                    Some(s) => {
+                        // Timed from the snapshot's own creation, across deliveries.
+                        let age = s.creation_time.map(|c| Utc::now() - c).unwrap_or_default();
+                        if age.to_std().is_ok_and(|a| a > self.s.snapshot_timeout) {
+                            let h = give_up(
+                                "UndoSnapshotTimeout",
+                                format!(
+                                    "the undo snapshot {undo} is still {} after {}s (ECS_ROLLBACK_SNAPSHOT_TIMEOUT_SECONDS), so the disk was not reset; the snapshot goes on by itself",
+                                    s.progress, age.num_seconds()
+                                ),
+                            );
+                            return Err(self.failed("preserve", t, None, h));
+                        }
+                    }
+                    None => {}
+                },
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "reading the undo snapshot failed; reading again");
+                }
+                Err(e) => {
+                    let h = give_up("UndoSnapshotFailed", format!("the undo snapshot {undo} cannot be read, so the disk was not reset: {e}"));
+                    return Err(self.failed("preserve", t, e.request_id.clone(), h));
+                }
+            }
+            if Instant::now() >= until {
+                // The deadline (or this delivery's share of the timeout): the next delivery
+                // finds the snapshot in the ledger and waits on.
+                return Err(self.timed_out("the undo snapshot is not usable yet", budget));
+            }
+            self.heartbeat().await;
+            if last_write.elapsed() > self.s.lease / 3 {
+                // A long snapshot must not make this run look abandoned.
+                self.set_phase(Phase::Preserving).await?;
+                last_write = Instant::now();
+            }
+            tokio::time::sleep(pause).await;
+            pause = self.s.poll.next(pause);
+        }
+    }
+}
+
+/// Gives up on the undo snapshot for good: nothing is reset, and the instance comes back.
+fn give_up(code: &str, message: String) -> Halt {
+    Halt::fail(ErrorInfo::new(code, message, false))
+}

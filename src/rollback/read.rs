@@ -1,0 +1,190 @@
+//! Reading ECS: the disk with its ledger, the instance, the snapshots; polls inside waits
+//! (shared by a drill's runs through the status cache), fresh reads before a call.
+
+use super::*;
+
+impl Run<'_> {
+    pub(super) fn disk_id(&self) -> String {
+        self.target.disk_id.clone().unwrap_or_default()
+    }
+
+    pub(super) fn instance_id(&self) -> Option<String> {
+        self.target.instance_id.clone()
+    }
+
+    pub(super) async fn read_instance(&self, id: &str) -> Res<Instance> {
+        let q = InstanceQuery {
+            ids: vec![id.to_owned()],
+            ..Default::default()
+        };
+        let found = self
+            .ecs
+            .describe_instances(&self.region, &q)
+            .await
+            .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))?;
+        found
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .ok_or_else(|| Halt {
+                outcome: self.failed_or_rejected(),
+                error: ErrorInfo::new(
+                    "InvalidInstanceId.NotFound",
+                    format!("instance {id} not found in {}", self.region),
+                    false,
+                ),
+            })
+    }
+
+    pub(super) async fn read_disk(&self, id: &str) -> Res<Disk> {
+        let q = DiskQuery {
+            ids: vec![id.to_owned()],
+            ..Default::default()
+        };
+        let found = self
+            .ecs
+            .describe_disks(&self.region, &q)
+            .await
+            .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))?;
+        found
+            .into_iter()
+            .find(|d| d.disk_id == id)
+            .ok_or_else(|| Halt {
+                outcome: self.failed_or_rejected(),
+                error: ErrorInfo::new(
+                    "InvalidDiskId.NotFound",
+                    format!("disk {id} not found in {}", self.region),
+                    false,
+                ),
+            })
+    }
+
+    /// Reads the instance inside a wait: a failure a retry can fix only costs one poll
+    /// (`Ok(None)`: it slept, read again), until the wait's end.
+    pub(super) async fn poll_instance(
+        &mut self,
+        id: &str,
+        until: Instant,
+        pause: &mut Duration,
+    ) -> Res<Option<Instance>> {
+        let read = match self.cache {
+            Some(cache) => match cache.get(&self.region, id).await {
+                Ok(Some(i)) => Ok(i),
+                Ok(None) => Err(Halt {
+                    outcome: self.failed_or_rejected(),
+                    error: ErrorInfo::new(
+                        "InvalidInstanceId.NotFound",
+                        format!("instance {id} not found in {}", self.region),
+                        false,
+                    ),
+                }),
+                Err(e) => Err(Halt::ecs(self.failed_or_rejected(), &e)),
+            },
+            None => self.read_instance(id).await,
+        };
+        match read {
+            Ok(i) => Ok(Some(i)),
+            Err(h) if h.error.retryable && Instant::now() < until => {
+                tracing::warn!(error = %h.error.message, "reading the instance failed; waiting, then reading again");
+                self.heartbeat().await;
+                tokio::time::sleep(*pause).await;
+                *pause = self.s.poll.next(*pause);
+                Ok(None)
+            }
+            Err(h) => Err(h),
+        }
+    }
+
+    /// Between two polls: refresh the claim if due, sleep `pause`, then grow it.
+    pub(super) async fn wait_a_little(&mut self, pause: &mut Duration) {
+        self.heartbeat().await;
+        tokio::time::sleep(*pause).await;
+        *pause = self.s.poll.next(*pause);
+    }
+
+    /// Right before a state-changing call: a fresh read when the poll may have been served from
+    /// the shared cache (it is stored back for the others). `true` when `status` still holds.
+    pub(super) async fn still(&mut self, id: &str, status: &str) -> Res<bool> {
+        let Some(cache) = self.cache else {
+            return Ok(true);
+        };
+        let fresh = self.read_instance(id).await?;
+        cache.put(&self.region, &fresh).await;
+        Ok(fresh.status == status)
+    }
+
+    /// Reads the disk (with its tags, the ledger), its instance and its snapshots.
+    pub(super) async fn observe(&mut self) -> Res<Seen> {
+        let disk = match &self.req.disk {
+            Some(id) => self.read_disk(id.as_str()).await?,
+            None => {
+                let Some(instance) = &self.req.instance else {
+                    return Err(Halt::reject("InvalidRequest", "diskId: missing", false));
+                };
+                let q = DiskQuery {
+                    instance_id: Some(instance.to_string()),
+                    disk_type: Some("system".into()),
+                    ..Default::default()
+                };
+                let disks = self
+                    .ecs
+                    .describe_disks(&self.region, &q)
+                    .await
+                    .map_err(|e| Halt::ecs(Outcome::Rejected, &e))?;
+                disks
+                    .into_iter()
+                    .find(|d| d.disk_type == "system")
+                    .ok_or_else(|| {
+                        Halt::reject(
+                            "InvalidInstanceId.NotFound",
+                            format!(
+                                "instance {instance} has no system disk in {} (does it exist?)",
+                                self.region
+                            ),
+                            false,
+                        )
+                    })?
+            }
+        };
+        self.target.disk_id = Some(disk.disk_id.clone());
+        let instance_id = if disk.instance_id.is_empty() {
+            self.req.instance.as_ref().map(ToString::to_string)
+        } else {
+            Some(disk.instance_id.clone())
+        };
+        let instance = match &instance_id {
+            Some(id) if !disk.instance_id.is_empty() => Some(self.read_instance(id).await?),
+            _ => None,
+        };
+        self.target.instance_id = instance_id;
+        let q = SnapshotQuery {
+            disk_id: Some(disk.disk_id.clone()),
+            ..Default::default()
+        };
+        let snapshots = self
+            .ecs
+            .describe_snapshots(&self.region, &q)
+            .await
+            .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))?;
+        Ok(Seen {
+            disk,
+            instance,
+            snapshots,
+        })
+    }
+
+    /// One read of the instance for `start`: fresh when a shared poll could have served it.
+    pub(super) async fn read_for_start(&mut self, iid: &str) -> Res<Instance> {
+        if let Some(cache) = self.cache {
+            if let Ok(Some(i)) = cache.get(&self.region, iid).await {
+                if i.status != "Stopped" {
+                    return Ok(i);
+                }
+            }
+        }
+        let fresh = self.read_instance(iid).await?;
+        if let Some(cache) = self.cache {
+            cache.put(&self.region, &fresh).await;
+        }
+        Ok(fresh)
+    }
+}

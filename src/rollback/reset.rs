@@ -1,0 +1,213 @@
+//! Reset: requires the instance Stopped (read right before) and, with `preserveCurrent`, the
+//! undo snapshot usable; writes `resetting`, confirms the record, calls ResetDisk, records
+//! `reset`. A `DiskResetInProgress` is ours only when the ledger proves it.
+
+use super::*;
+
+impl Run<'_> {
+    pub(super) async fn reset(&mut self) -> Res<()> {
+        let t = Utc::now();
+        let record = self.record()?;
+        let mut need = self.s.estimate_reset;
+        if record.end_running || record.was_running {
+            need += self.s.estimate_start;
+        }
+        self.fits("the reset", need)?;
+        if self.phase() != Phase::Resetting {
+            self.set_phase(Phase::Resetting).await?;
+        }
+        self.confirm_holder("ResetDisk").await?;
+        let disk = self.disk_id();
+        let snapshot = record.snapshot.clone();
+        let budget = self.wait_budget(self.s.reset_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        let mut issued = 0;
+        let accepted_id = loop {
+            // The guard: ResetDisk only right after a read shows the instance Stopped.
+            if !self.stopped_right_now(until, &mut pause).await? {
+                continue;
+            }
+            issued += 1;
+            let e = match self
+                .ecs
+                .reset_disk(&self.region, &disk, &snapshot, false)
+                .await
+            {
+                Ok(ack) => break Some(ack.request_id),
+                Err(e) => e,
+            };
+            if let Answered::Accepted(id) = self.after_refusal(t, &e, &disk, &snapshot).await? {
+                break id;
+            }
+            if Instant::now() >= until || issued >= self.s.step_attempts * 4 {
+                let mut h = Halt::ecs(Outcome::Failed, &e);
+                h.error.code = "ResetGaveUp".into();
+                h.error.retryable = false;
+                h.error.message = format!("ResetDisk was not accepted after {issued} tries: {e}");
+                return Err(self.failed("reset", t, e.request_id.clone(), h));
+            }
+            self.wait_a_little(&mut pause).await;
+        };
+        self.step(
+            "reset",
+            StepStatus::Done,
+            t,
+            accepted_id,
+            Some(format!("ResetDisk {disk} to {snapshot} accepted")),
+        );
+        // The reset is accepted: whatever the ledger says now, it happened, and the run goes on
+        // to the start (whose `starting` write says the same). A record left at `resetting`
+        // only makes a later delivery check the instance before anything else.
+        if let Err(h) = self.set_phase(Phase::Reset).await {
+            tracing::warn!(error = %h.error.message, "could not record phase reset; going on to the start");
+            self.warnings.push(format!(
+                "phase reset could not be recorded: {}",
+                h.error.message
+            ));
+        }
+        Ok(())
+    }
+
+    /// The guard before ResetDisk: `true` when a fresh read shows the instance Stopped (or the
+    /// disk is not attached), `false` to read again (a failed poll, Stopping); an instance
+    /// started again since this key stopped it ends the run.
+    async fn stopped_right_now(&mut self, until: Instant, pause: &mut Duration) -> Res<bool> {
+        let Some(iid) = self.instance_id() else {
+            return Ok(true);
+        };
+        let Some(inst) = self.poll_instance(&iid, until, pause).await? else {
+            return Ok(false);
+        };
+        if inst.status == "Stopped" && !self.still(&iid, "Stopped").await? {
+            return Ok(false);
+        }
+        match inst.status.as_str() {
+            "Stopped" => Ok(true),
+            "Stopping" => {
+                self.wait_a_little(pause).await;
+                Ok(false)
+            }
+            other => {
+                // Someone started it: resetting now would destroy what it writes.
+                let (code, what) = if self.resumed_from == Some(Phase::Resetting) {
+                    ("InstanceStartedAgain", "an earlier delivery of this key had announced the reset, so it may have run before that start; it is not issued again")
+                } else {
+                    ("IncorrectInstanceStatus", "the disk was not reset")
+                };
+                Err(Halt::fail(ErrorInfo::new(
+                    code,
+                    format!("the instance is {other} before the reset (started again since this key stopped it); {what}"),
+                    false,
+                )))
+            }
+        }
+    }
+
+    /// What a ResetDisk error means: accepted after all (a reset of this key runs), or try
+    /// again (a lost answer with no reset running, a state on its way, throttling); a refusal
+    /// for good, or a reset that is not this key's, ends the step.
+    async fn after_refusal(
+        &mut self,
+        t: DateTime<Utc>,
+        e: &EcsError,
+        disk: &str,
+        snapshot: &str,
+    ) -> Res<Answered> {
+        if e.is_code("InvalidOperation.DiskResetInProgress") {
+            // Ours only when the ledger proves it: an earlier delivery of this key had
+            // announced the reset, or this one issued a ResetDisk whose answer was unclear.
+            if self.resumed_from == Some(Phase::Resetting) || self.reset_unclear {
+                return Ok(Answered::Accepted(None));
+            }
+            let h = Halt::fail(ErrorInfo {
+                code: "InvalidOperation.DiskResetInProgress".into(),
+                message: format!("a reset this run did not issue is running on {disk}: the disk was not reset by this key"),
+                retryable: false,
+                request_id: e.request_id.clone(),
+            });
+            return Err(self.failed("reset", t, e.request_id.clone(), h));
+        }
+        if e.may_have_applied {
+            self.reset_unclear = true;
+            // Lost answer: ask, without changing anything, whether a reset is running.
+            match self
+                .ecs
+                .reset_disk(&self.region, disk, snapshot, true)
+                .await
+            {
+                Err(p) if p.is_code("InvalidOperation.DiskResetInProgress") => {
+                    return Ok(Answered::Accepted(None))
+                }
+                // Not running: never applied, or applied and already done. The instance has
+                // stayed Stopped, so a second reset to the same snapshot gives the same disk.
+                _ => {
+                    tracing::warn!(error = %e, "ResetDisk answer lost; no reset is running; issuing it again")
+                }
+            }
+            return Ok(Answered::Again);
+        }
+        match e.retry {
+            Retry::Retryable | Retry::AfterStateChange => {
+                tracing::warn!(error = %e, "ResetDisk not accepted yet; waiting");
+                Ok(Answered::Again)
+            }
+            Retry::NotRetryable | Retry::DryRunSuccess => {
+                self.step(
+                    "reset",
+                    StepStatus::Failed,
+                    t,
+                    e.request_id.clone(),
+                    Some(e.to_string()),
+                );
+                Err(Halt::ecs(Outcome::Failed, e))
+            }
+        }
+    }
+
+    /// Without a start to tell us, the reset's end is seen by its DryRun no longer answering
+    /// `InvalidOperation.DiskResetInProgress` (inferred; ecs-api.md §4.5).
+    pub(super) async fn wait_reset_done(&mut self) -> Res<()> {
+        let t = Utc::now();
+        let record = self.record()?;
+        let disk = self.disk_id();
+        let budget = self.wait_budget(self.s.reset_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        loop {
+            match self
+                .ecs
+                .reset_disk(&self.region, &disk, &record.snapshot, true)
+                .await
+            {
+                Err(e) if e.is_code("InvalidOperation.DiskResetInProgress") || e.is_retryable() => {
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    self.warnings
+                        .push(format!("the end of the reset could not be confirmed: {e}"));
+                    break;
+                }
+            }
+            if Instant::now() >= until {
+                return Err(self.timed_out("the reset did not finish in time", budget));
+            }
+            self.wait_a_little(&mut pause).await;
+        }
+        self.step(
+            "wait-reset",
+            StepStatus::Done,
+            t,
+            None,
+            Some("no reset running on the disk".into()),
+        );
+        Ok(())
+    }
+}
+
+/// A ResetDisk error, read.
+enum Answered {
+    /// A reset of this key runs (the RequestId, when the call that started it answered).
+    Accepted(Option<String>),
+    Again,
+}

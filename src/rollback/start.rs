@@ -1,0 +1,187 @@
+//! Start: writes `starting` (from here the key never resets again), then StartInstance asked
+//! through every answer that is not Running until the deadline; the reset's end when the
+//! instance is to stay stopped; `InstanceLeftStopped` when even that fails.
+
+use super::*;
+
+/// StartInstance answers that mean "not yet: the reset (or another operation) still runs".
+pub(super) fn start_not_yet(e: &EcsError) -> bool {
+    [
+        "DiskError",
+        "IncorrectDiskStatus",
+        "InvalidOperation.DiskResetInProgress",
+        "IncorrectInstanceStatus",
+        "InvalidOperation.Conflict",
+        "Operation.Conflict",
+        "OperationConflict",
+    ]
+    .iter()
+    .any(|c| e.is_code(c))
+        || e.is_throttling()
+}
+
+impl Run<'_> {
+    pub(super) async fn finish_reset_and_start(&mut self) -> Res<()> {
+        let record = self.record()?;
+        let t = Utc::now();
+        match self.instance_id() {
+            Some(iid) if record.end_running => {
+                self.start(&iid, t).await?;
+            }
+            _ => {
+                self.wait_reset_done().await?;
+                self.step(
+                    "start",
+                    StepStatus::Skipped,
+                    t,
+                    None,
+                    Some("the instance stays stopped, as it was (or as asked)".into()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the instance to Running: StartInstance, retried through every answer that is not
+    /// Running (the reset still running, a conflict, an unknown code, a permission refused
+    /// once, a lost answer, a failed read) until the deadline or the reset and start timeouts.
+    /// ECS refuses StartInstance while the reset runs, so the first acceptance marks the
+    /// reset's end. `Err` only when the instance is still not Running then (see `left_stopped`),
+    /// or when it no longer exists.
+    pub(super) async fn start(&mut self, iid: &str, t: DateTime<Utc>) -> Res<()> {
+        if self.phase() < Phase::Starting {
+            // From `starting` on, the key never resets again. If even that cannot be written,
+            // the instance comes back all the same: ECS refuses ResetDisk on an instance that is
+            // not Stopped, and a later run that reads it Running before its reset stops there.
+            if let Err(h) = self.set_phase(Phase::Starting).await {
+                tracing::error!(error = %h.error.message, "could not record phase starting; starting the instance all the same");
+                self.warnings.push(format!(
+                    "phase starting could not be recorded: {}",
+                    h.error.message
+                ));
+            }
+        }
+        let budget = self.wait_budget(self.s.reset_timeout + self.s.start_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        let mut request_id = None;
+        // When StartInstance was refused because the reset ran, and when it was accepted: the
+        // reset's end, as far as the API shows it.
+        let mut waited_for_reset = false;
+        let mut accepted_at = None;
+        let mut calls = 0u32;
+        // The last answer that was neither Running nor "the reset still runs".
+        let mut unexpected: Option<String> = None;
+        loop {
+            let inst = match self.read_for_start(iid).await {
+                Ok(i) => Some(i),
+                Err(h) if h.error.code == "InvalidInstanceId.NotFound" => {
+                    return Err(self.failed("start", t, None, h));
+                }
+                Err(h) => {
+                    tracing::warn!(error = %h.error.message, "reading the instance failed; reading again");
+                    unexpected = Some(format!("reading the instance: {}", h.error.message));
+                    None
+                }
+            };
+            match inst.as_ref().map(|i| i.status.as_str()) {
+                Some("Running") => break,
+                Some("Stopped") => {
+                    calls += 1;
+                    match self.ecs.start_instance(&self.region, iid, false).await {
+                        Ok(ack) => {
+                            request_id = Some(ack.request_id);
+                            accepted_at.get_or_insert_with(Utc::now);
+                        }
+                        Err(e) if start_not_yet(&e) => {
+                            waited_for_reset = true;
+                            tracing::info!(code = %e.code_or_kind(), "the reset is still running; StartInstance waits");
+                        }
+                        Err(e) => {
+                            // Unknown or unforeseen: the instance must not stay stopped, so the
+                            // answer is taken as "not now" and StartInstance asked again.
+                            tracing::warn!(error = %e, "StartInstance refused; re-reading and asking again");
+                            unexpected = Some(e.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if Instant::now() >= until {
+                return Err(self.left_stopped(iid, t, calls, unexpected, budget));
+            }
+            self.wait_a_little(&mut pause).await;
+        }
+        if let Some(stop_at) = self.record.as_ref().and_then(|r| r.stop_at) {
+            let ms = (Utc::now().timestamp_millis() - stop_at * 1000).max(0);
+            self.downtime_ms = Some(ms as u64);
+        }
+        let mut t = t;
+        if let (true, Some(at)) = (waited_for_reset, accepted_at) {
+            // The reset step lasts until the reset ended (StartInstance accepted), and the start
+            // step from then: the timeline shows the reset's real length.
+            if let Some(reset) = self
+                .steps
+                .iter_mut()
+                .rev()
+                .find(|s| s.name == "reset" && s.status == StepStatus::Done)
+            {
+                reset.finished_at = at;
+                if let Some(d) = reset.detail.as_mut() {
+                    d.push_str("; finished when StartInstance was accepted");
+                }
+            }
+            t = at;
+        }
+        self.step(
+            "start",
+            StepStatus::Done,
+            t,
+            request_id,
+            Some("Running".into()),
+        );
+        Ok(())
+    }
+
+    /// The instance is not Running at the end of `start`. Retryable: the ledger says `starting`
+    /// (or later), so the next delivery of this key starts it and never resets the disk again.
+    /// Said loudly: an ERROR line, the phase, what was tried, and how to start it by hand.
+    pub(super) fn left_stopped(
+        &mut self,
+        iid: &str,
+        t: DateTime<Utc>,
+        calls: u32,
+        unexpected: Option<String>,
+        budget: Duration,
+    ) -> Halt {
+        let deadline_first = self
+            .time_left()
+            .is_some_and(|l| l < budget + DEADLINE_MARGIN);
+        // The deadline cut an ordinary wait for the reset: the next delivery goes on.
+        let code = if deadline_first && unexpected.is_none() {
+            "DeadlineExceeded"
+        } else {
+            "InstanceLeftStopped"
+        };
+        let phase = self.phase();
+        let message = format!(
+            "instance {iid} is not Running after {calls} StartInstance calls in {}s{}; the ledger says phase {phase}, so the next delivery of this key starts it (and never resets the disk again); to start it by hand: aliyun ecs StartInstance --RegionId {} --InstanceId {iid}",
+            budget.as_secs(),
+            unexpected
+                .map(|u| format!(" (last answer: {u})"))
+                .unwrap_or_default(),
+            self.region,
+        );
+        if code == "InstanceLeftStopped" {
+            tracing::error!(instance = iid, phase = %phase, code, "{message}");
+        } else {
+            tracing::warn!(instance = iid, phase = %phase, code, "{message}");
+        }
+        self.failed(
+            "start",
+            t,
+            None,
+            Halt::fail(ErrorInfo::new(code, message, true)),
+        )
+    }
+}

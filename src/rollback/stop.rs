@@ -1,0 +1,130 @@
+//! Stop: requires the run record (phase `claimed` or later); writes `stopping` (with the
+//! time), calls StopInstance only while a fresh read shows Running, waits for Stopped, records
+//! `stopped`. A resumed run at `stopping` never stops an instance started again since.
+
+use super::*;
+
+impl Run<'_> {
+    pub(super) async fn stop(&mut self) -> Res<()> {
+        let t = Utc::now();
+        let Some(iid) = self.instance_id() else {
+            self.step(
+                "stop",
+                StepStatus::Skipped,
+                t,
+                None,
+                Some("the disk is not attached".into()),
+            );
+            return self.set_phase(Phase::Stopped).await;
+        };
+        let mut request_id = None;
+        let mut attempts = 0;
+        let budget = self.wait_budget(self.s.stop_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        loop {
+            let Some(inst) = self.poll_instance(&iid, until, &mut pause).await? else {
+                continue;
+            };
+            // The state that decides a call is read fresh, not taken from a shared poll.
+            if inst.status == "Running" && !self.still(&iid, "Running").await? {
+                continue;
+            }
+            match inst.status.as_str() {
+                "Stopped" => break,
+                "Running" => {
+                    if attempts >= self.s.step_attempts {
+                        return Err(Halt::fail(ErrorInfo::new(
+                            "StopFailed",
+                            format!(
+                                "the instance is still Running after {attempts} StopInstance calls"
+                            ),
+                            true,
+                        )));
+                    }
+                    if attempts == 0 {
+                        self.announce_stop(&inst).await?;
+                    }
+                    attempts += 1;
+                    let opts = StopOptions {
+                        force_stop: self.req.force_stop,
+                        ..Default::default()
+                    };
+                    match self.ecs.stop_instance(&self.region, &iid, &opts).await {
+                        Ok(ack) => request_id = Some(ack.request_id),
+                        // Re-read decides: Stopping/Stopped means it took.
+                        Err(e)
+                            if e.is_code("IncorrectInstanceStatus")
+                                || e.may_have_applied
+                                || e.is_retryable() =>
+                        {
+                            tracing::warn!(error = %e, "StopInstance answer unclear; re-reading the instance");
+                        }
+                        Err(e) => return Err(Halt::ecs(Outcome::Failed, &e)),
+                    }
+                }
+                "Stopping" | "Starting" | "Pending" => {}
+                other => {
+                    return Err(Halt::fail(ErrorInfo::new(
+                        "IncorrectInstanceStatus",
+                        format!("the instance is {other}"),
+                        true,
+                    )))
+                }
+            }
+            if Instant::now() >= until {
+                return Err(self.timed_out("the instance did not reach Stopped in time", budget));
+            }
+            self.wait_a_little(&mut pause).await;
+        }
+        let (status, detail) = match request_id {
+            Some(_) => (StepStatus::Done, "Stopped (StoppedMode=KeepCharging)"),
+            None => (StepStatus::Skipped, "already Stopped"),
+        };
+        self.step("stop", status, t, request_id, Some(detail.into()));
+        self.set_phase(Phase::Stopped).await
+    }
+
+    /// Before the first StopInstance: never an instance started again since this key stopped
+    /// it; the stop announced (with the time it was asked), then the record confirmed.
+    async fn announce_stop(&mut self, inst: &Instance) -> Res<()> {
+        if self.resumed_from == Some(Phase::Stopping) {
+            self.refuse_if_started_again(inst)?;
+        }
+        if self.phase() < Phase::Stopping {
+            self.fits("the stop", self.s.estimate_stop)?;
+        }
+        if let Some(r) = self.record.as_mut() {
+            r.stop_at.get_or_insert(unix(Utc::now()));
+        }
+        self.set_phase(Phase::Stopping).await?;
+        self.confirm_holder("StopInstance").await
+    }
+
+    /// A resumed run at phase `stopping` that reads the instance Running: either its stop
+    /// never took, or the instance was stopped and started again since (by a person, or by a
+    /// delivery that brought it back and could not record so). Stopping it again and resetting
+    /// would destroy what it wrote since that start, so ECS's own `StartTime` (to the minute)
+    /// decides: a start in or after the minute the stop was asked counts as "started again".
+    pub(super) fn refuse_if_started_again(&self, inst: &Instance) -> Res<()> {
+        let Some(record) = &self.record else {
+            return Ok(());
+        };
+        let asked = record.stop_at.unwrap_or(record.since);
+        let minute = asked - asked.rem_euclid(60);
+        match inst.start_time {
+            Some(started) if started.timestamp() >= minute => Err(Halt::fail(ErrorInfo::new(
+                "InstanceStartedAgain",
+                format!(
+                    "the instance was started at {} (StartTime), after this key asked to stop it at {}: it is not stopped again and the disk is not reset",
+                    started.to_rfc3339(),
+                    DateTime::from_timestamp(asked, 0)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                ),
+                false,
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
