@@ -109,6 +109,7 @@ fn failure(reports: &[Report]) -> Option<Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::Code;
     use crate::report::{ErrorInfo, Target};
 
     fn report(outcome: Outcome, error: Option<ErrorInfo>) -> Report {
@@ -170,7 +171,7 @@ mod tests {
         assert!(f.message.contains("InvalidSnapshotId.NotFound"));
         let a = results(vec![report(
             Outcome::Rejected,
-            Some(ErrorInfo::new("NotOptedIn", "no", false)),
+            Some(ErrorInfo::new(Code::NotOptedIn, "no", false)),
         )]);
         assert_eq!(a.failure.map(|f| f.error_type), Some("RollbackRejected"));
         let a = results(vec![report(Outcome::Superseded, None)]);

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::drill::DrillPlan;
 use crate::ecs::EcsClient;
 use crate::ecs::{DiskQuery, InstanceQuery};
+use crate::errors::Code;
 use crate::poller::StatusCache;
 use crate::report::{ErrorInfo, Outcome, Report, Step, StepStatus, Target};
 use crate::request::{self, InvalidRequest, Trigger};
@@ -92,7 +93,7 @@ pub fn rejected(trigger: &Trigger, e: &InvalidRequest) -> Report {
         Outcome::Rejected,
         trigger,
         Some(ErrorInfo::new(
-            "InvalidRequest",
+            Code::InvalidRequest,
             format!("{}: {}", e.field, e.message),
             false,
         )),
@@ -322,7 +323,7 @@ impl Handler {
                                 attempt += 1;
                                 let r = Rollback::new(&self.ecs, &self.settings).with_cache(cache).run(&req, deadline).await;
                                 let again = !r.outcome.is_ok()
-                                    && r.error.as_ref().is_some_and(|e| e.retryable && e.code != "DeadlineExceeded")
+                                    && r.error.as_ref().is_some_and(|e| e.retryable && e.code != Code::DeadlineExceeded)
                                     && attempt < DRILL_TARGET_ATTEMPTS;
                                 if !again {
                                     break r;
@@ -334,7 +335,7 @@ impl Handler {
                         Err(e) => rejected(&trigger, &e),
                     };
                     // Out of time is not a failure of the target: the next delivery resumes it.
-                    let out_of_time = report.error.as_ref().is_some_and(|e| e.code == "DeadlineExceeded");
+                    let out_of_time = report.error.as_ref().is_some_and(|e| e.code == Code::DeadlineExceeded);
                     if !report.outcome.is_ok() && !out_of_time {
                         let f = failed.fetch_add(1, SeqCst) + 1;
                         if plan.max_errors.is_some_and(|m| m.exceeded(f, total)) {
@@ -441,7 +442,7 @@ impl Handler {
         };
         let req = match webhook::unwrap(event) {
             Ok(r) => r,
-            Err(e) => return refuse(400, "InvalidRequest", e),
+            Err(e) => return refuse(400, Code::InvalidRequest.as_str(), e),
         };
         if let Err(why) = webhook::authenticate(&req, &self.webhook, chrono::Utc::now().timestamp())
         {
@@ -451,18 +452,18 @@ impl Handler {
         if req.method != "POST" {
             return refuse(
                 405,
-                "InvalidRequest",
+                Code::InvalidRequest.as_str(),
                 format!("{} is not accepted; POST the event", req.method),
             );
         }
         let inner = match webhook::body_event(&req) {
             Ok(v) => v,
-            Err(e) => return refuse(400, "InvalidRequest", e),
+            Err(e) => return refuse(400, Code::InvalidRequest.as_str(), e),
         };
         if matches!(triggers::detect(&inner), Kind::Http | Kind::Sqs) {
             return refuse(
                 400,
-                "InvalidRequest",
+                Code::InvalidRequest.as_str(),
                 "an SQS batch or an HTTP event is not accepted as a body".into(),
             );
         }

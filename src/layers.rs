@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// The pure core: no I/O, nothing above it.
 const PURE: &[&str] = &[
     "ids",
+    "errors",
     "strict_json",
     "settings",
     "request",

@@ -13,6 +13,7 @@
 //!   it acts, refreshed as a heartbeat while it runs, removed when it ends (see
 //!   docs/rollback-protocol.md, "Claiming").
 
+use crate::errors::Code;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -401,7 +402,7 @@ pub fn decide(
             return match run.phase {
                 Phase::Done => Decision::Duplicate,
                 Phase::Failed => Decision::AlreadyFailed {
-                    code: run.failure.clone().unwrap_or_else(|| "Failed".into()),
+                    code: run.failure.clone().unwrap_or_else(|| Code::Failed.into()),
                 },
                 _ => Decision::Resume(run.clone()),
             };
@@ -411,7 +412,7 @@ pub fn decide(
         Some(false) => return Decision::Duplicate,
         Some(true) => {
             return Decision::AlreadyFailed {
-                code: "Failed".into(),
+                code: Code::Failed.into(),
             }
         }
         None => {}
@@ -541,7 +542,7 @@ mod tests {
         // Long IDs: the record still fits, the optional parts give way.
         undo.snapshot = format!("s-{}", "a".repeat(40));
         undo.undo = Some(format!("s-{}", "b".repeat(40)));
-        undo.failure = Some("UndoSnapshotFailed".into());
+        undo.failure = Some(Code::UndoSnapshotFailed.into());
         let v = undo.encode();
         assert!(v.len() <= TAG_VALUE_MAX, "{} chars: {v}", v.len());
         let back = RunRecord::decode(&v).expect("decodes");

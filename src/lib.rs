@@ -6,6 +6,7 @@ pub mod cli;
 pub mod drill;
 pub mod drill_report;
 pub mod ecs;
+pub mod errors;
 pub mod fc;
 pub mod handler;
 pub mod hold;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::ecs::model::{Disk, Instance, Snapshot};
+use crate::errors::Code;
 use crate::report::ErrorInfo;
 use crate::request::{RollbackRequest, SnapshotChoice};
 
@@ -137,7 +138,7 @@ pub fn check(
                 disk.instance_id.clone()
             };
             return Err(ErrorInfo::new(
-                "InvalidRequest",
+                Code::InvalidRequest,
                 format!(
                     "instanceId: {} is attached to {attached}, not {want}",
                     disk.disk_id
@@ -149,7 +150,7 @@ pub fn check(
     if let Some(tag) = require_tag {
         if !opted_in(tag, disk, instance) {
             return Err(ErrorInfo::new(
-                "NotOptedIn",
+                Code::NotOptedIn,
                 format!(
                     "neither {} nor its instance carries the tag {}={}",
                     disk.disk_id, tag.0, tag.1
@@ -347,7 +348,10 @@ mod tests {
                 .expect_err("refused")
                 .code
         };
-        assert_eq!(code(&disk(&[]), &run, &snaps(), Some(&tag())), "NotOptedIn");
+        assert_eq!(
+            code(&disk(&[]), &run, &snaps(), Some(&tag())),
+            Code::NotOptedIn
+        );
         assert!(
             check(
                 &r,
@@ -429,7 +433,7 @@ mod tests {
             now(),
         )
         .expect_err("not attached");
-        assert_eq!(e.code, "InvalidRequest");
+        assert_eq!(e.code, Code::InvalidRequest);
     }
 
     #[test]

@@ -55,9 +55,9 @@ pub struct ErrorInfo {
 }
 
 impl ErrorInfo {
-    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+    pub fn new(code: impl AsRef<str>, message: impl Into<String>, retryable: bool) -> Self {
         Self {
-            code: code.into(),
+            code: code.as_ref().to_owned(),
             message: message.into(),
             retryable,
             request_id: None,

@@ -11,7 +11,11 @@ pub(super) struct Halt {
 }
 
 impl Halt {
-    pub(super) fn reject(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+    pub(super) fn reject(
+        code: impl AsRef<str>,
+        message: impl Into<String>,
+        retryable: bool,
+    ) -> Self {
         Self {
             outcome: Outcome::Rejected,
             error: ErrorInfo::new(code, message, retryable),
@@ -37,7 +41,7 @@ pub(super) type Res<T> = Result<T, Halt>;
 pub(super) fn refuse_ledger(e: &EcsError) -> Halt {
     let quota = e.is_code("OperationDenied.QuotaExceed");
     Halt::reject(
-        "LedgerUnavailable",
+        Code::LedgerUnavailable,
         if quota {
             format!("the disk carries too many tags for the ledger (3 of its 20 are needed): {e}")
         } else {
@@ -81,7 +85,7 @@ impl Run<'_> {
             Some(left) if left < need => Err(Halt {
                 outcome: if self.record.is_some() { Outcome::Failed } else { Outcome::Rejected },
                 error: ErrorInfo::new(
-                    "DeadlineExceeded",
+                    Code::DeadlineExceeded,
                     format!(
                         "{what} needs about {}s and {}s are left; stopped at a step boundary, the next delivery resumes",
                         need.as_secs(),
@@ -105,9 +109,9 @@ impl Run<'_> {
     pub(super) fn timed_out(&self, what: &str, timeout: Duration) -> Halt {
         let deadline_first = self.time_left().is_some_and(|l| l < timeout);
         let code = if deadline_first {
-            "DeadlineExceeded"
+            Code::DeadlineExceeded
         } else {
-            "WaitTimeout"
+            Code::WaitTimeout
         };
         Halt::fail(ErrorInfo::new(
             code,
@@ -153,6 +157,6 @@ impl Run<'_> {
     pub(super) fn record(&self) -> Res<RunRecord> {
         self.record
             .clone()
-            .ok_or_else(|| Halt::fail(ErrorInfo::new("Internal", "no run record", false)))
+            .ok_or_else(|| Halt::fail(ErrorInfo::new(Code::Internal, "no run record", false)))
     }
 }

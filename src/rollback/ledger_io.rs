@@ -71,7 +71,7 @@ impl Run<'_> {
         ];
         self.write_tags(&tags).await.map_err(|e| {
             let mut h = Halt::ecs(Outcome::Failed, &e);
-            h.error.code = "LedgerWriteFailed".into();
+            h.error.code = Code::LedgerWriteFailed.into();
             // Retryable only when its cause can pass (throttling, a transient error, a lost
             // answer); a refusal for good (quota, permission) is not, and the caller brings the
             // instance back instead of waiting for deliveries that would fail the same way.
@@ -134,7 +134,7 @@ impl Run<'_> {
             Some(p) => {
                 tracing::error!(problem = %p, before, "the ledger changed under this run; it stops here");
                 Err(Halt::fail(ErrorInfo::new(
-                    "RollbackInProgress",
+                    Code::RollbackInProgress,
                     format!("the ledger changed under this run before {before}: {p}; nothing more was done by this delivery"),
                     true,
                 )))
@@ -215,7 +215,7 @@ impl Run<'_> {
                 return Err(Halt {
                     outcome: self.failed_or_rejected(),
                     error: ErrorInfo::new(
-                        "RollbackInProgress",
+                        Code::RollbackInProgress,
                         format!("another rollback (key digest {other}) is running on the disk"),
                         true,
                     ),
@@ -277,7 +277,7 @@ impl Run<'_> {
         Err(Halt {
             outcome: self.failed_or_rejected(),
             error: ErrorInfo::new(
-                "LedgerUnavailable",
+                Code::LedgerUnavailable,
                 format!(
                     "the disk's tags did not show this run's own claim {READS} times {}ms after it was written: tag reads lag more than ECS_ROLLBACK_TAG_SETTLE_MS, so no claim can be trusted; nothing was done",
                     self.s.tag_settle.as_millis()
@@ -357,7 +357,7 @@ impl Run<'_> {
                     tokio::time::sleep(self.s.poll.initial * attempt).await;
                 }
                 Err(mut h) => {
-                    h.error.code = "LedgerWriteFailed".into();
+                    h.error.code = Code::LedgerWriteFailed.into();
                     h.error.retryable = true;
                     return Err(h);
                 }
@@ -375,7 +375,7 @@ impl Run<'_> {
         ];
         self.write_tags(&tags).await.map_err(|e| {
             let mut h = Halt::ecs(Outcome::Failed, &e);
-            h.error.code = "LedgerWriteFailed".into();
+            h.error.code = Code::LedgerWriteFailed.into();
             h.error.retryable = true;
             h.error.message = format!("the rollback ran, but its end could not be recorded ({e}); the next run with this key records it");
             h

@@ -41,6 +41,7 @@ use crate::ecs::model::{Disk, Instance, Snapshot};
 use crate::ecs::{
     DiskQuery, EcsClient, EcsError, InstanceQuery, Retry, SnapshotQuery, StopOptions,
 };
+use crate::errors::Code;
 use crate::ledger::{self, Decision, History, Ledger, Phase, RunRecord};
 use crate::poller::StatusCache;
 use crate::preflight::{self, Plan};
@@ -325,7 +326,7 @@ impl Run<'_> {
             }
         }
         Err(Halt::fail(ErrorInfo::new(
-            "Internal",
+            Code::Internal,
             "the transition table ended without finishing",
             false,
         )))
@@ -339,6 +340,37 @@ impl Run<'_> {
                 self.req.preserve_current.unwrap_or(self.s.preserve_current)
                     || self.phase() == Phase::Preserving
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_runs_the_steps_in_the_order_of_the_phases() {
+        let untils: Vec<Phase> = TRANSITIONS.iter().map(|t| t.until).collect();
+        assert!(untils.windows(2).all(|w| w[0] <= w[1]), "{untils:?}");
+        let actions: Vec<Action> = TRANSITIONS.iter().map(|t| t.action).collect();
+        assert_eq!(
+            actions,
+            [
+                Action::Stop,
+                Action::Preserve,
+                Action::Reset,
+                Action::Start,
+                Action::Finish
+            ]
+        );
+        // Every step that can fail with the instance stopped and the disk not yet reset goes
+        // through the restore when the cause cannot pass.
+        for t in TRANSITIONS.iter().filter(|t| t.until <= Phase::Reset) {
+            assert_eq!(t.on_failure, OnFailure::RetryOrRestore, "{t:?}");
+        }
+        // Only the undo snapshot depends on the request.
+        for t in TRANSITIONS {
+            assert_eq!(t.when == When::UndoSnapshot, t.action == Action::Preserve);
         }
     }
 }

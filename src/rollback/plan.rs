@@ -23,7 +23,7 @@ impl Run<'_> {
                     replans += 1;
                     if replans >= 3 {
                         return Err(Halt::reject(
-                            "RollbackInProgress",
+                            Code::RollbackInProgress,
                             format!("the disk's ledger kept changing while this run claimed it ({}); nothing was done", h.error.message),
                             true,
                         ));
@@ -108,7 +108,7 @@ impl Run<'_> {
     ) -> Res<Option<Outcome>> {
         if self.req.dry_run {
             return Err(Halt::reject(
-                "RollbackInProgress",
+                Code::RollbackInProgress,
                 "a run with this key is part-way; a dry run does not resume it",
                 true,
             ));
@@ -272,7 +272,7 @@ impl Run<'_> {
                     "it is not reset"
                 };
                 return Err(Halt::fail(ErrorInfo::new(
-                    "DiskNotAttached",
+                    Code::DiskNotAttached,
                     format!(
                         "the disk was detached from instance {iid} while the run was part-way (now attached to {:?}); {reset}",
                         seen.disk.instance_id
@@ -287,7 +287,7 @@ impl Run<'_> {
         if let Some(tag) = &self.s.require_tag {
             if !preflight::opted_in(tag, &seen.disk, seen.instance.as_ref()) {
                 return Err(Halt::fail(ErrorInfo::new(
-                    "NotOptedIn",
+                    Code::NotOptedIn,
                     format!(
                         "the opt-in tag {}={} was removed while the run was part-way",
                         tag.0, tag.1
@@ -380,7 +380,7 @@ fn refusal(decision: Decision) -> Halt {
             false,
         )),
         Decision::HeldByOther { key, phase, since } => Halt::reject(
-            "RollbackInProgress",
+            Code::RollbackInProgress,
             format!(
                 "another rollback (key digest {key}) holds the disk, phase {phase} since {}",
                 DateTime::from_timestamp(since, 0)
@@ -390,17 +390,17 @@ fn refusal(decision: Decision) -> Halt {
             true,
         ),
         Decision::Cooldown { remaining_secs } => Halt::reject(
-            "CooldownActive",
+            Code::CooldownActive,
             format!("the disk was rolled back recently; the cooldown has {remaining_secs}s left (ECS_ROLLBACK_COOLDOWN_SECONDS)"),
             false,
         ),
         Decision::Unreadable(v) => Halt::reject(
-            "LedgerUnavailable",
+            Code::LedgerUnavailable,
             format!("the tag {} holds {v:?}, which is not a run record; remove it by hand once no rollback runs", ledger::RUN_TAG),
             false,
         ),
         other => Halt::fail(ErrorInfo::new(
-            "Internal",
+            Code::Internal,
             format!("{other:?} is not a refusal"),
             false,
         )),

@@ -57,7 +57,7 @@ impl Run<'_> {
                 }
                 Err(e) => {
                     let mut h = Halt::ecs(Outcome::Failed, &e);
-                    h.error.code = "UndoSnapshotFailed".into();
+                    h.error.code = Code::UndoSnapshotFailed.into();
                     h.error.retryable = false;
                     h.error.message = format!("could not look for this key's undo snapshot: {e}");
                     return Err(h);
@@ -167,7 +167,7 @@ impl Run<'_> {
                 }
                 Err(e) => {
                     let h = give_up(
-                        "UndoSnapshotFailed",
+                        Code::UndoSnapshotFailed,
                         format!("the undo snapshot of {disk} could not be taken, so the disk was not reset: {e}"),
                     );
                     return Err(self.failed("preserve", t, e.request_id.clone(), h));
@@ -199,7 +199,7 @@ impl Run<'_> {
                     Some(s) if s.is_ready() => return Ok(()),
                     Some(s) if s.status.eq_ignore_ascii_case("failed") => {
                         let h = give_up(
-                            "UndoSnapshotFailed",
+                            Code::UndoSnapshotFailed,
                             format!("the undo snapshot {undo} failed, so the disk was not reset"),
                         );
                         return Err(self.failed("preserve", t, None, h));
@@ -209,7 +209,7 @@ impl Run<'_> {
                         let age = s.creation_time.map(|c| Utc::now() - c).unwrap_or_default();
                         if age.to_std().is_ok_and(|a| a > self.s.snapshot_timeout) {
                             let h = give_up(
-                                "UndoSnapshotTimeout",
+                                Code::UndoSnapshotTimeout,
                                 format!(
                                     "the undo snapshot {undo} is still {} after {}s (ECS_ROLLBACK_SNAPSHOT_TIMEOUT_SECONDS), so the disk was not reset; the snapshot goes on by itself",
                                     s.progress, age.num_seconds()
@@ -224,7 +224,7 @@ impl Run<'_> {
                     tracing::warn!(error = %e, "reading the undo snapshot failed; reading again");
                 }
                 Err(e) => {
-                    let h = give_up("UndoSnapshotFailed", format!("the undo snapshot {undo} cannot be read, so the disk was not reset: {e}"));
+                    let h = give_up(Code::UndoSnapshotFailed, format!("the undo snapshot {undo} cannot be read, so the disk was not reset: {e}"));
                     return Err(self.failed("preserve", t, e.request_id.clone(), h));
                 }
             }
@@ -246,6 +246,6 @@ impl Run<'_> {
 }
 
 /// Gives up on the undo snapshot for good: nothing is reset, and the instance comes back.
-fn give_up(code: &str, message: String) -> Halt {
+fn give_up(code: Code, message: String) -> Halt {
     Halt::fail(ErrorInfo::new(code, message, false))
 }

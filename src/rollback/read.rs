@@ -118,7 +118,7 @@ impl Run<'_> {
             Some(id) => self.read_disk(id.as_str()).await?,
             None => {
                 let Some(instance) = &self.req.instance else {
-                    return Err(Halt::reject("InvalidRequest", "diskId: missing", false));
+                    return Err(Halt::reject(Code::InvalidRequest, "diskId: missing", false));
                 };
                 let q = DiskQuery {
                     instance_id: Some(instance.to_string()),

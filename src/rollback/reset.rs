@@ -42,7 +42,7 @@ impl Run<'_> {
             }
             if Instant::now() >= until || issued >= self.s.step_attempts * 4 {
                 let mut h = Halt::ecs(Outcome::Failed, &e);
-                h.error.code = "ResetGaveUp".into();
+                h.error.code = Code::ResetGaveUp.into();
                 h.error.retryable = false;
                 h.error.message = format!("ResetDisk was not accepted after {issued} tries: {e}");
                 return Err(self.failed("reset", t, e.request_id.clone(), h));
@@ -91,7 +91,7 @@ impl Run<'_> {
             other => {
                 // Someone started it: resetting now would destroy what it writes.
                 let (code, what) = if self.resumed_from == Some(Phase::Resetting) {
-                    ("InstanceStartedAgain", "an earlier delivery of this key had announced the reset, so it may have run before that start; it is not issued again")
+                    (Code::InstanceStartedAgain.as_str(), "an earlier delivery of this key had announced the reset, so it may have run before that start; it is not issued again")
                 } else {
                     ("IncorrectInstanceStatus", "the disk was not reset")
                 };

@@ -159,9 +159,9 @@ impl Run<'_> {
             .is_some_and(|l| l < budget + DEADLINE_MARGIN);
         // The deadline cut an ordinary wait for the reset: the next delivery goes on.
         let code = if deadline_first && unexpected.is_none() {
-            "DeadlineExceeded"
+            Code::DeadlineExceeded
         } else {
-            "InstanceLeftStopped"
+            Code::InstanceLeftStopped
         };
         let phase = self.phase();
         let message = format!(
@@ -172,10 +172,10 @@ impl Run<'_> {
                 .unwrap_or_default(),
             self.region,
         );
-        if code == "InstanceLeftStopped" {
-            tracing::error!(instance = iid, phase = %phase, code, "{message}");
+        if code == Code::InstanceLeftStopped {
+            tracing::error!(instance = iid, phase = %phase, code = %code, "{message}");
         } else {
-            tracing::warn!(instance = iid, phase = %phase, code, "{message}");
+            tracing::warn!(instance = iid, phase = %phase, code = %code, "{message}");
         }
         self.failed(
             "start",

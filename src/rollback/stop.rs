@@ -35,7 +35,7 @@ impl Run<'_> {
                 "Running" => {
                     if attempts >= self.s.step_attempts {
                         return Err(Halt::fail(ErrorInfo::new(
-                            "StopFailed",
+                            Code::StopFailed,
                             format!(
                                 "the instance is still Running after {attempts} StopInstance calls"
                             ),
@@ -114,7 +114,7 @@ impl Run<'_> {
         let minute = asked - asked.rem_euclid(60);
         match inst.start_time {
             Some(started) if started.timestamp() >= minute => Err(Halt::fail(ErrorInfo::new(
-                "InstanceStartedAgain",
+                Code::InstanceStartedAgain,
                 format!(
                     "the instance was started at {} (StartTime), after this key asked to stop it at {}: it is not stopped again and the disk is not reset",
                     started.to_rfc3339(),
