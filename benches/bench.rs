@@ -8,7 +8,7 @@
 //! - orchestration overhead of one rollback whose steps take 20 s each, and its ECS calls;
 //! - a 100-target drill against a simulator that throttles at 20 requests per second.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

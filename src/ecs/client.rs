@@ -37,7 +37,7 @@ const MAX_PAGES: usize = 1000;
 const CREDENTIAL_MARGIN: Duration = Duration::from_secs(180);
 
 /// Every ECS action the client can call. The RAM policy in the README grants exactly these
-/// (`tests/least_privilege.rs` compares them).
+/// (`tests/it/least_privilege.rs` compares them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     DescribeInstances,

@@ -2,11 +2,9 @@
 //! simulator's state at the end (instance power state, disk content, reset count, ledger tags,
 //! the order of applied calls), not only the result event.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ecs_rollback::handler::Handler;
 use ecs_rollback::ledger::{self, Phase, RunRecord};
 use ecs_rollback::report::{Outcome, Report, StepStatus};

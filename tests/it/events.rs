@@ -1,8 +1,6 @@
 //! Every file in `events/` runs through `ecs-rollback invoke` against the built-in simulator,
 //! with the outcomes `events/README.md` states.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +13,7 @@ fn root() -> PathBuf {
 
 /// `file -> outcomes`, from the README's table.
 fn expectations() -> BTreeMap<String, Vec<String>> {
-    common::event_outcomes()
+    crate::common::event_outcomes()
 }
 
 fn invoke(file: &Path, token: bool) -> (Vec<Value>, i32, String) {

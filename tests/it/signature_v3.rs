@@ -3,13 +3,11 @@
 //! the official SDK's requests: src/sim/auth.rs), and a whole rollback runs on it, by hand, with
 //! STS credentials, and through the built binary.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ecs_rollback::ecs::credentials::{parse_base_url, AssumeRole};
 use ecs_rollback::ecs::{
     CredentialSource, Credentials, DiskQuery, EcsClient, InstanceQuery, Retry, Signing, StopOptions,

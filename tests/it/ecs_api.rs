@@ -2,13 +2,11 @@
 //! start by hand; the documented refusals; the gateway's checks; every fault kind as the client
 //! observes it; pagination; tags; STS; and that no secret reaches a log line.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ecs_rollback::ecs::credentials::{parse_base_url, AssumeRole};
 use ecs_rollback::ecs::{
     signer, CredentialSource, Credentials, DiskQuery, ErrorKind, InstanceQuery, Retry,

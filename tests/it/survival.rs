@@ -4,12 +4,10 @@
 //! secrets kept out of every log line. Each run checks the simulator's state, not only the
 //! result. Budgets: `ECS_ROLLBACK_CRASH_RUNS` (default 50), `ECS_ROLLBACK_STORM_RUNS` (40).
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ecs_rollback::handler::{Handler, Reply, Shape};
 use ecs_rollback::report::{Outcome, Report};
 use ecs_rollback::settings::Settings;

@@ -13,12 +13,10 @@
 //! - a result says what happened: `succeeded` means the disk holds the snapshot, a failure that
 //!   says "not reset" means no reset was applied.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::*;
+use crate::common::*;
 use ecs_rollback::ecs::{CredentialSource, Credentials};
 use ecs_rollback::handler::Handler;
 use ecs_rollback::ledger::{self, History, Phase, RunRecord};

@@ -2,11 +2,9 @@
 //! selector picks them, polling is shared across targets, and throttling slows a drill down
 //! without failing it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ecs_rollback::handler::Handler;
 use ecs_rollback::report::Outcome;
 use ecs_rollback::settings::Settings;

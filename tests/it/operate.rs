@@ -2,12 +2,10 @@
 //! HTTP (and the built-in one): what a hold looks like, and clearing one a dead run left, with
 //! every refusal on the way, and nothing but the ledger ever touched.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ecs_rollback::handler::Handler;
 use ecs_rollback::ledger::{self, History, Phase, RunRecord};
 use ecs_rollback::report::Outcome;

@@ -3,8 +3,6 @@
 //! a bad and a retryable record, an SNS alarm, a scheduled drill, a signed HTTP request, an
 //! unsigned one, an Alertmanager webhook, and a refused request's error type.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use common::*;
+use crate::common::*;
 use ecs_rollback::ledger::{self, Phase, RunRecord};
 use ecs_rollback::sim::{Scenario, Timings};
 use ecs_rollback::triggers::webhook;

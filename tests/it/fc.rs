@@ -4,15 +4,13 @@
 //! `x-fc-status` FC reads, the start/end log lines, `/initialize`, credentials from the
 //! function role's headers, and the start-up with no arguments in an FC environment.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn root() -> PathBuf {

@@ -1,0 +1,18 @@
+//! Every integration test, in one test binary (one link, not one per file): each module is an
+//! area of the product, driven from outside (the simulator over loopback HTTP, or the built
+//! binary); `common` holds what they share. Unit tests sit beside the code in `src/`.
+
+mod common;
+mod drills;
+mod ecs_api;
+mod events;
+mod fc;
+mod fuzz;
+mod lambda;
+mod least_privilege;
+mod operate;
+mod report;
+mod rollback;
+mod safety;
+mod signature_v3;
+mod survival;
