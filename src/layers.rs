@@ -25,6 +25,7 @@ const PURE: &[&str] = &[
 fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
     let above_core = [
         "cli", "lambda", "fc", "answer", "handler", "triggers", "rollback", "poller", "sim",
+        "startup", "operate",
     ];
     let io_of_ecs = [
         "ecs::client",
@@ -55,6 +56,11 @@ fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
     rules.insert(
         "answer",
         vec!["cli", "lambda", "fc", "rollback", "triggers", "sim"],
+    );
+    rules.insert("startup", vec!["cli", "lambda", "fc", "answer", "operate"]);
+    rules.insert(
+        "operate",
+        vec!["cli", "lambda", "fc", "answer", "rollback", "triggers"],
     );
     // The front doors never import each other.
     rules.insert("lambda", vec!["cli", "fc", "sim"]);

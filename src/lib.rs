@@ -13,6 +13,7 @@ pub mod hold;
 pub mod ids;
 pub mod lambda;
 pub mod ledger;
+pub mod operate;
 pub mod poller;
 pub mod preflight;
 pub mod report;
@@ -20,6 +21,7 @@ pub mod request;
 pub mod rollback;
 pub mod settings;
 pub mod sim;
+pub mod startup;
 pub mod strict_json;
 pub mod triggers;
 

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use crate::common::*;
 use ecs_rollback::ledger::{self, Phase, RunRecord};
 use ecs_rollback::sim::{Scenario, Timings};
 use ecs_rollback::triggers::webhook;

@@ -15,8 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use crate::common::*;
+use chrono::{DateTime, Utc};
 use ecs_rollback::ecs::{CredentialSource, Credentials};
 use ecs_rollback::handler::Handler;
 use ecs_rollback::ledger::{self, History, Phase, RunRecord};

@@ -1,0 +1,213 @@
+//! The operators' commands `status` and `release`: read the disk and its instance, show the
+//! hold (`hold::status`), clear a dead run's hold (`hold::plan_release`, then the tag writes).
+//! Only tags are ever written here; never the instance or the disk.
+
+use std::process::ExitCode;
+
+use crate::handler::Handler;
+use crate::settings::Settings;
+use crate::startup::{build_handler, Backend};
+
+/// The disk (with its tags) and its instance's status, for `status` and `release`.
+struct Read {
+    handler: Handler,
+    region: String,
+    disk: crate::ecs::model::Disk,
+    instance_status: Option<String>,
+}
+
+async fn read_disk(what: &str, disk_id: &str, region: Option<String>) -> Result<Read, String> {
+    let disk_id = crate::ids::DiskId::parse(disk_id).map_err(|e| format!("disk ID: {e}"))?;
+    let handler = build_handler(Backend::Auto)?;
+    let region = region
+        .or_else(|| handler.default_region.clone())
+        .ok_or_else(|| {
+            format!("{what}: no region: pass --region or set ALIBABA_CLOUD_REGION_ID")
+        })?;
+    let q = crate::ecs::DiskQuery {
+        ids: vec![disk_id.to_string()],
+        ..Default::default()
+    };
+    let disk = handler
+        .ecs
+        .describe_disks(&region, &q)
+        .await
+        .map_err(|e| format!("reading {disk_id}: {e}"))?
+        .into_iter()
+        .find(|d| d.disk_id == disk_id.as_str())
+        .ok_or_else(|| format!("disk {disk_id} not found in {region}"))?;
+    let instance_status = if disk.instance_id.is_empty() {
+        None
+    } else {
+        let q = crate::ecs::InstanceQuery {
+            ids: vec![disk.instance_id.clone()],
+            ..Default::default()
+        };
+        handler
+            .ecs
+            .describe_instances(&region, &q)
+            .await
+            .map_err(|e| format!("reading {}: {e}", disk.instance_id))?
+            .into_iter()
+            .next()
+            .map(|i| i.status)
+    };
+    Ok(Read {
+        handler,
+        region,
+        disk,
+        instance_status,
+    })
+}
+
+fn rules(s: &Settings) -> crate::hold::Rules {
+    crate::hold::Rules {
+        lease_secs: s.lease.as_secs() as i64,
+        heartbeat_timeout_secs: s.heartbeat_timeout.as_secs().max(1) as i64,
+        cooldown_secs: s.cooldown.as_secs() as i64,
+    }
+}
+
+pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool) -> ExitCode {
+    let read = match read_disk("status", disk_id, region).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ecs-rollback status: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let observed = crate::hold::Observed {
+        disk_id: &read.disk.disk_id,
+        region_id: &read.region,
+        disk_status: &read.disk.status,
+        instance_id: Some(read.disk.instance_id.as_str()).filter(|i| !i.is_empty()),
+        instance_status: read.instance_status.as_deref(),
+        tags: read
+            .disk
+            .tags
+            .tag
+            .iter()
+            .map(|t| (t.tag_key.as_str(), t.tag_value.as_str()))
+            .collect(),
+    };
+    let status = crate::hold::status(
+        &observed,
+        rules(&read.handler.settings),
+        chrono::Utc::now().timestamp(),
+    );
+    if json {
+        match serde_json::to_string_pretty(&status) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("ecs-rollback status: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", status.render());
+    }
+    ExitCode::SUCCESS
+}
+
+pub async fn release_cmd(
+    disk_id: &str,
+    key: &str,
+    region: Option<String>,
+    force: bool,
+    yes: bool,
+) -> ExitCode {
+    let fail = |e: String, code: u8| {
+        eprintln!("ecs-rollback release: {e}");
+        ExitCode::from(code)
+    };
+    let key = match crate::request::IdempotencyKey::parse(key) {
+        Ok(k) => k,
+        Err(e) => return fail(format!("--key: {e}"), 2),
+    };
+    let read = match read_disk("release", disk_id, region).await {
+        Ok(r) => r,
+        Err(e) => return fail(e, 2),
+    };
+    let tags: Vec<(&str, &str)> = read
+        .disk
+        .tags
+        .tag
+        .iter()
+        .map(|t| (t.tag_key.as_str(), t.tag_value.as_str()))
+        .collect();
+    let rules = rules(&read.handler.settings);
+    let now = chrono::Utc::now().timestamp();
+    let plan = match crate::hold::plan_release(
+        &tags,
+        &key.digest(),
+        read.instance_status.as_deref(),
+        rules,
+        now,
+        force,
+    ) {
+        Ok(p) => p,
+        Err(crate::hold::NoRelease::NothingHeld(why)) => {
+            println!(
+                "nothing to release: {} has no unfinished run{why}",
+                read.disk.disk_id
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(e.to_string(), 1),
+    };
+    print!("{}", plan.render(&read.disk.disk_id));
+    if !yes {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            return fail(
+                "not released: pass --yes to release without a prompt".into(),
+                1,
+            );
+        }
+        print!("release it? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return fail("not released".into(), 1);
+        }
+    }
+    // The hold must still be the one shown: a run that came back to life since is not cleared.
+    let again = match read_disk("release", disk_id, Some(read.region.clone())).await {
+        Ok(r) => r,
+        Err(e) => return fail(e, 2),
+    };
+    if again.disk.tags.get(crate::ledger::RUN_TAG) != Some(plan.run_value.as_str()) {
+        return fail(
+            "the hold changed while this ran (a run wrote the ledger): nothing was changed; look again with `status`".into(),
+            1,
+        );
+    }
+    let ecs = &read.handler.ecs;
+    let ids = vec![read.disk.disk_id.clone()];
+    // History first: from this write on, the key is ended and can never resume.
+    let history = vec![(crate::ledger::HISTORY_TAG.to_owned(), plan.history.clone())];
+    if let Err(e) = ecs
+        .tag_resources(&read.region, "disk", &ids, &history)
+        .await
+    {
+        return fail(
+            format!("recording the release failed, nothing was removed: {e}"),
+            1,
+        );
+    }
+    if let Err(e) = ecs
+        .untag_resources(&read.region, "disk", &ids, &plan.remove)
+        .await
+    {
+        return fail(
+            format!(
+                "the release is recorded, but removing the hold failed ({e}); run release again"
+            ),
+            1,
+        );
+    }
+    tracing::info!(disk = %read.disk.disk_id, phase = %plan.phase, forced = plan.forced, "hold released");
+    println!("released: {} is no longer held", read.disk.disk_id);
+    ExitCode::SUCCESS
+}
