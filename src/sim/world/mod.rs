@@ -1,0 +1,617 @@
+//! The simulated ECS region(s): instances, disks, snapshots and tags, and the documented rules
+//! of each call. Transitions (Stopping → Stopped, Starting → Running, a reset in progress,
+//! a snapshot being taken) complete lazily, when the world is next looked at.
+//!
+//! Error codes and HTTP statuses follow `shared/reference/ResetDisk-api.md` and `ecs-api.md`
+//! §5. Where the reference has no fact, the choice is marked UNCONFIRMED here:
+//! - the disk status during a reset (configurable: unchanged by default, see `SimConfig`);
+//! - StartInstance while a disk of the instance is being reset: 403 `DiskError`;
+//! - the tag quota error: 403 `OperationDenied.QuotaExceed`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::ApiError;
+
+mod disks;
+mod fleet;
+mod instances;
+mod request;
+mod snapshots;
+mod tags;
+
+pub use fleet::{default_fleet, DiskSpec, FleetSpec, InstanceSpec, SnapshotSpec};
+pub use request::Req;
+use request::*;
+
+/// How long things take, and what the world shows meanwhile.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timings {
+    pub stop_ms: u64,
+    pub start_ms: u64,
+    pub reset_ms: u64,
+    pub snapshot_ms: u64,
+    /// What DescribeDisks shows as `Status` while a reset runs. `None` (the default) shows the
+    /// status unchanged: the completion signal of ResetDisk is not documented (ecs-api.md §4.5),
+    /// so the rollback must not depend on seeing one.
+    pub reset_disk_status: Option<String>,
+    /// How far reads of disk tags (DescribeDisks `Tags`, ListTagResources) lag behind writes:
+    /// a read shows the tags as they were this long ago, a consistent prefix of the writes.
+    /// ECS documents its OpenAPI as eventually consistent after a create, modify or delete
+    /// (help.aliyun.com, "final-consistency-of-alibaba-cloud-ecs-openapi-resources") and gives
+    /// no bound; 0 (the default) is read-after-write.
+    pub tag_read_lag_ms: u64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            stop_ms: 1500,
+            start_ms: 1500,
+            reset_ms: 2000,
+            snapshot_ms: 3000,
+            reset_disk_status: None,
+            tag_read_lag_ms: 0,
+        }
+    }
+}
+
+impl Timings {
+    /// Short transitions for tests.
+    pub fn fast() -> Self {
+        Self {
+            stop_ms: 40,
+            start_ms: 40,
+            reset_ms: 60,
+            snapshot_ms: 60,
+            reset_disk_status: None,
+            tag_read_lag_ms: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct SimInstance {
+    spec: InstanceSpec,
+    status: String,
+    stopped_mode: String,
+    /// (status reached, when).
+    transition: Option<(String, Instant)>,
+    created: DateTime<Utc>,
+    /// When StartInstance was last accepted (DescribeInstances `StartTime`, to the minute).
+    started: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+struct SimDisk {
+    spec: DiskSpec,
+    /// (snapshot, done at) of a reset in progress.
+    reset: Option<(String, Instant)>,
+    /// What the disk holds: `original`, or the snapshot it was last reset to.
+    content: String,
+    resets: u32,
+    created: DateTime<Utc>,
+    /// Earlier states of the tags, oldest first, each with the moment it became current; kept
+    /// only while `tag_read_lag_ms` can still show it.
+    tag_versions: Vec<(Instant, BTreeMap<String, String>)>,
+}
+
+#[derive(Clone, Debug)]
+struct SimSnapshot {
+    spec: SnapshotSpec,
+    status: String,
+    ready_at: Option<Instant>,
+    created: DateTime<Utc>,
+    /// What the disk held when CreateSnapshot took it (`None` for the fleet's own snapshots).
+    content: Option<String>,
+}
+
+/// One state-changing call the world applied, for tests that check what happened.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub action: String,
+    pub resource: String,
+    pub detail: String,
+    /// The status of the instance concerned when the call was applied.
+    pub instance_status: String,
+}
+
+pub struct World {
+    instances: BTreeMap<String, SimInstance>,
+    disks: BTreeMap<String, SimDisk>,
+    snapshots: BTreeMap<String, SimSnapshot>,
+    pub timings: Timings,
+    pub max_tags: usize,
+    started: Instant,
+    events: Vec<Event>,
+    /// CreateSnapshot's `ClientToken`s: token -> (the call's parameters, the snapshot made).
+    client_tokens: BTreeMap<String, (String, String)>,
+    created_snapshots: u64,
+    /// When the call being applied arrived (what a lagging tag read is measured from).
+    now: Instant,
+}
+
+/// Manual snapshots a disk may have (CreateSnapshot doc: "has reached 256").
+pub const MAX_MANUAL_SNAPSHOTS: usize = 256;
+
+impl World {
+    pub fn new(fleet: &FleetSpec, timings: Timings) -> Result<Self, String> {
+        let now = Utc::now();
+        let mut w = World {
+            instances: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            timings,
+            max_tags: 20,
+            started: Instant::now(),
+            events: Vec::new(),
+            client_tokens: BTreeMap::new(),
+            created_snapshots: 0,
+            now: Instant::now(),
+        };
+        for i in &fleet.instances {
+            if !matches!(i.status.as_str(), "Running" | "Stopped") {
+                return Err(format!(
+                    "instance {}: status must be Running or Stopped",
+                    i.id
+                ));
+            }
+            w.instances.insert(
+                i.id.clone(),
+                SimInstance {
+                    spec: i.clone(),
+                    status: i.status.clone(),
+                    stopped_mode: if i.status == "Stopped" {
+                        "KeepCharging".into()
+                    } else {
+                        String::new()
+                    },
+                    transition: None,
+                    created: now - chrono::Duration::days(30),
+                    started: now - chrono::Duration::days(30),
+                },
+            );
+        }
+        for d in &fleet.disks {
+            if let Some(i) = &d.instance_id {
+                if !w.instances.contains_key(i) {
+                    return Err(format!("disk {}: unknown instance {i}", d.id));
+                }
+            }
+            w.disks.insert(
+                d.id.clone(),
+                SimDisk {
+                    spec: d.clone(),
+                    reset: None,
+                    content: "original".into(),
+                    resets: 0,
+                    created: now - chrono::Duration::days(30),
+                    tag_versions: Vec::new(),
+                },
+            );
+        }
+        for s in &fleet.snapshots {
+            if !w.disks.contains_key(&s.disk_id) {
+                return Err(format!("snapshot {}: unknown disk {}", s.id, s.disk_id));
+            }
+            let created = match &s.created_at {
+                Some(t) => DateTime::parse_from_rfc3339(t)
+                    .map_err(|e| format!("snapshot {}: createdAt {t:?}: {e}", s.id))?
+                    .with_timezone(&Utc),
+                None => now - chrono::Duration::seconds((s.age_hours * 3600.0) as i64),
+            };
+            w.snapshots.insert(
+                s.id.clone(),
+                SimSnapshot {
+                    spec: s.clone(),
+                    status: s.status.clone(),
+                    ready_at: None,
+                    created,
+                    content: None,
+                },
+            );
+        }
+        Ok(w)
+    }
+
+    /// Completes every transition whose time has come.
+    pub fn tick(&mut self, now: Instant) {
+        for i in self.instances.values_mut() {
+            if let Some((to, at)) = &i.transition {
+                if now >= *at {
+                    i.status = to.clone();
+                    i.transition = None;
+                }
+            }
+        }
+        for d in self.disks.values_mut() {
+            if let Some((snap, at)) = &d.reset {
+                if now >= *at {
+                    d.content = snap.clone();
+                    d.reset = None;
+                }
+            }
+        }
+        for s in self.snapshots.values_mut() {
+            if let Some(at) = s.ready_at {
+                if now >= at {
+                    s.status = "accomplished".into();
+                    s.ready_at = None;
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, action: &str, resource: &str, detail: String, instance_status: String) {
+        let seq = self.events.len() as u64 + 1;
+        self.events.push(Event {
+            seq,
+            at_ms: self.started.elapsed().as_millis() as u64,
+            action: action.into(),
+            resource: resource.into(),
+            detail,
+            instance_status,
+        });
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    fn region_ok(region: Option<&str>, of: &str) -> bool {
+        region.is_none_or(|r| r == of)
+    }
+
+    fn check_region(req: &Req, required: bool) -> Result<Option<String>, ApiError> {
+        match req.get("RegionId") {
+            None | Some("") if required => Err(ApiError::new(
+                400,
+                "MissingParameter",
+                "The input parameter \"RegionId\" that is mandatory for processing this request is not supplied.",
+            )),
+            None | Some("") => Ok(None),
+            Some(r) => {
+                let ok = r.len() <= 64
+                    && r.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if ok {
+                    Ok(Some(r.to_owned()))
+                } else {
+                    Err(ApiError::new(
+                        400,
+                        "InvalidRegionId.MalFormed",
+                        "The specified RegionId is not valid",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Applies one ECS action. `Ok` is the success body (without RequestId).
+    pub fn apply(&mut self, action: &str, req: &Req, now: Instant) -> Result<Value, ApiError> {
+        self.tick(now);
+        self.now = now;
+        match action {
+            "DescribeInstances" => self.describe_instances(req),
+            "DescribeDisks" => self.describe_disks(req),
+            "DescribeSnapshots" => self.describe_snapshots(req),
+            "StopInstance" => self.stop_instance(req, now),
+            "StartInstance" => self.start_instance(req, now),
+            "ResetDisk" => self.reset_disk(req, now),
+            "CreateSnapshot" => self.create_snapshot(req, now),
+            "TagResources" => self.tag_resources(req),
+            "UntagResources" => self.untag_resources(req),
+            "ListTagResources" => self.list_tag_resources(req),
+            _ => Err(ApiError::new(
+                404,
+                "InvalidAction.NotFound",
+                format!("Specified api is not found, please check your url and method. ({action})"),
+            )),
+        }
+    }
+
+    /// The whole world as JSON, for tests and `GET /_sim/state`.
+    pub fn state(&mut self, now: Instant) -> Value {
+        self.tick(now);
+        let instances: Vec<Value> = self
+            .instances
+            .values()
+            .map(|i| {
+                json!({"id": i.spec.id, "status": i.status, "stoppedMode": i.stopped_mode,
+                       "tags": i.spec.tags, "locks": i.spec.locks})
+            })
+            .collect();
+        let disks: Vec<Value> = self
+            .disks
+            .values()
+            .map(|d| {
+                json!({"id": d.spec.id, "instanceId": d.spec.instance_id, "status": self.disk_status(d),
+                       "resetting": d.reset.is_some(), "content": d.content, "resets": d.resets,
+                       "tags": d.spec.tags})
+            })
+            .collect();
+        let snapshots: Vec<Value> = self
+            .snapshots
+            .values()
+            .map(|s| {
+                json!({"id": s.spec.id, "diskId": s.spec.disk_id, "status": s.status,
+                       "name": s.spec.name, "tags": s.spec.tags, "content": s.content})
+            })
+            .collect();
+        json!({"instances": instances, "disks": disks, "snapshots": snapshots, "events": self.events})
+    }
+
+    /// Test and scenario hooks.
+    /// Detaches a disk from its instance (as DetachDisk would): it becomes `Available`.
+    pub fn detach_disk(&mut self, id: &str) -> bool {
+        match self.disks.get_mut(id) {
+            Some(d) => {
+                d.spec.instance_id = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn set_instance_locks(&mut self, id: &str, locks: Vec<String>) -> bool {
+        self.instances
+            .get_mut(id)
+            .map(|i| i.spec.locks = locks)
+            .is_some()
+    }
+
+    pub fn set_snapshot_progressing(&mut self, id: &str, now: Instant) -> bool {
+        let ms = self.timings.snapshot_ms;
+        self.snapshots
+            .get_mut(id)
+            .map(|s| {
+                s.status = "progressing".into();
+                s.ready_at = Some(now + Duration::from_millis(ms));
+            })
+            .is_some()
+    }
+}
+
+/// One test per rule, each naming where the rule comes from (`shared/reference/`), or that it
+/// is a guess (UNCONFIRMED). The end-to-end tests trust these rules; here they are held alone.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> World {
+        World::new(&default_fleet(), Timings::fast()).expect("the default fleet")
+    }
+
+    fn call(w: &mut World, action: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
+        let mut p: BTreeMap<String, String> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        p.entry("RegionId".into()).or_insert("cn-hangzhou".into());
+        w.apply(action, &Req { params: &p }, Instant::now())
+    }
+
+    fn code(r: Result<Value, ApiError>) -> (u16, String) {
+        match r {
+            Ok(v) => panic!("accepted: {v}"),
+            Err(e) => (e.status, e.code),
+        }
+    }
+
+    const WEB: &str = "i-bp1webapp00000001";
+    const WEB_SYS: &str = "d-bp1webapp0000sys01";
+    const SNAP: &str = "s-bp1webapp0sys00002";
+    const OTHER_DISKS_SNAP: &str = "s-bp1batch00sys00001";
+
+    fn stop_web(w: &mut World) {
+        call(w, "StopInstance", &[("InstanceId", WEB)]).expect("stop");
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    #[test]
+    fn reset_disk_needs_the_instance_stopped() {
+        // ResetDisk-api.md: "the instance must be in the Stopped state"; 403 IncorrectInstanceStatus.
+        let mut w = world();
+        let r = call(
+            &mut w,
+            "ResetDisk",
+            &[("DiskId", WEB_SYS), ("SnapshotId", SNAP)],
+        );
+        assert_eq!(code(r), (403, "IncorrectInstanceStatus".into()));
+        stop_web(&mut w);
+        call(
+            &mut w,
+            "ResetDisk",
+            &[("DiskId", WEB_SYS), ("SnapshotId", SNAP)],
+        )
+        .expect("reset");
+        assert_eq!(
+            w.events().last().map(|e| e.instance_status.as_str()),
+            Some("Stopped")
+        );
+    }
+
+    #[test]
+    fn reset_disk_refuses_a_snapshot_of_another_disk_and_a_second_reset() {
+        // ResetDisk-api.md error table: 403 InvalidParameter.Mismatch; ecs-evidence.md §1
+        // (DOC-RESET): 403 InvalidOperation.DiskResetInProgress while one runs.
+        let mut w = world();
+        stop_web(&mut w);
+        let r = call(
+            &mut w,
+            "ResetDisk",
+            &[("DiskId", WEB_SYS), ("SnapshotId", OTHER_DISKS_SNAP)],
+        );
+        assert_eq!(code(r), (403, "InvalidParameter.Mismatch".into()));
+        call(
+            &mut w,
+            "ResetDisk",
+            &[("DiskId", WEB_SYS), ("SnapshotId", SNAP)],
+        )
+        .expect("reset");
+        let r = call(
+            &mut w,
+            "ResetDisk",
+            &[("DiskId", WEB_SYS), ("SnapshotId", SNAP)],
+        );
+        assert_eq!(
+            code(r),
+            (403, "InvalidOperation.DiskResetInProgress".into())
+        );
+    }
+
+    #[test]
+    fn a_security_lock_refuses_state_changes() {
+        // ResetDisk-api.md: 403 InstanceLockedForSecurity.
+        let mut w = world();
+        let r = call(
+            &mut w,
+            "StopInstance",
+            &[("InstanceId", "i-bp1locked00000004")],
+        );
+        assert_eq!(code(r).1, "InstanceLockedForSecurity");
+    }
+
+    #[test]
+    fn stop_instance_on_a_stopped_instance_is_incorrect_status() {
+        // ecs-evidence.md C16: 403 IncorrectInstanceStatus (confirmed by a real error body).
+        let mut w = world();
+        let r = call(
+            &mut w,
+            "StopInstance",
+            &[("InstanceId", "i-bp1batch000000002")],
+        );
+        assert_eq!(code(r), (403, "IncorrectInstanceStatus".into()));
+    }
+
+    #[test]
+    fn start_instance_sets_start_time() {
+        // ecs-api.md: DescribeInstances `StartTime`, the last start, to the minute.
+        let mut w = world();
+        stop_web(&mut w);
+        let before = Utc::now();
+        call(&mut w, "StartInstance", &[("InstanceId", WEB)]).expect("start");
+        let v = call(
+            &mut w,
+            "DescribeInstances",
+            &[("InstanceIds", &format!("[\"{WEB}\"]"))],
+        )
+        .expect("describe");
+        let started = v["Instances"]["Instance"][0]["StartTime"]
+            .as_str()
+            .unwrap_or("");
+        assert_eq!(started, minutes(before), "{v}");
+    }
+
+    #[test]
+    fn start_instance_while_a_disk_resets_is_refused() {
+        // UNCONFIRMED (ecs-evidence.md §1: the code is not documented): 403 DiskError.
+        let mut w = world();
+        stop_web(&mut w);
+        call(
+            &mut w,
+            "ResetDisk",
+            &[("DiskId", WEB_SYS), ("SnapshotId", SNAP)],
+        )
+        .expect("reset");
+        let r = call(&mut w, "StartInstance", &[("InstanceId", WEB)]);
+        assert_eq!(code(r), (403, "DiskError".into()));
+    }
+
+    #[test]
+    fn twenty_tags_at_most() {
+        // ecs-api.md §5: 20 tags per resource; the code is UNCONFIRMED here
+        // (OperationDenied.QuotaExceed, 403).
+        let mut w = world();
+        for i in 0..20 {
+            let k = format!("k{i}");
+            call(
+                &mut w,
+                "TagResources",
+                &[
+                    ("ResourceType", "disk"),
+                    ("ResourceId.1", WEB_SYS),
+                    ("Tag.1.Key", &k),
+                    ("Tag.1.Value", "v"),
+                ],
+            )
+            .expect("tag");
+        }
+        let r = call(
+            &mut w,
+            "TagResources",
+            &[
+                ("ResourceType", "disk"),
+                ("ResourceId.1", WEB_SYS),
+                ("Tag.1.Key", "k20"),
+                ("Tag.1.Value", "v"),
+            ],
+        );
+        assert_eq!(code(r), (403, "OperationDenied.QuotaExceed".into()));
+    }
+
+    #[test]
+    fn tag_reads_can_lag_writes() {
+        // help.aliyun.com "final-consistency-of-alibaba-cloud-ecs-openapi-resources": reads are
+        // eventually consistent after a write, no bound given; the lag here is a knob. The
+        // moments are given, not measured: the test does not depend on the machine's speed.
+        let mut w = World::new(
+            &default_fleet(),
+            Timings {
+                tag_read_lag_ms: 200,
+                ..Timings::fast()
+            },
+        )
+        .expect("fleet");
+        let at = |w: &mut World, action: &str, params: &[(&str, &str)], t: Instant| {
+            let mut p: BTreeMap<String, String> = params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            p.insert("RegionId".into(), "cn-hangzhou".into());
+            w.apply(action, &Req { params: &p }, t).expect("accepted")
+        };
+        let t0 = Instant::now();
+        let tag = [
+            ("ResourceType", "disk"),
+            ("ResourceId.1", WEB_SYS),
+            ("Tag.1.Key", "x"),
+            ("Tag.1.Value", "1"),
+        ];
+        at(&mut w, "TagResources", &tag, t0);
+        let list = [("ResourceType", "disk"), ("ResourceId.1", WEB_SYS)];
+        let early = at(
+            &mut w,
+            "ListTagResources",
+            &list,
+            t0 + Duration::from_millis(100),
+        );
+        assert!(
+            !early.to_string().contains("\"TagKey\":\"x\""),
+            "not yet: {early}"
+        );
+        let late = at(
+            &mut w,
+            "ListTagResources",
+            &list,
+            t0 + Duration::from_millis(300),
+        );
+        assert!(late.to_string().contains("\"TagKey\":\"x\""), "now: {late}");
+        // The true state shows at once.
+        let state = w.state(t0);
+        let disk = state["disks"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["id"] == WEB_SYS))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(disk["tags"]["x"], "1");
+    }
+}
