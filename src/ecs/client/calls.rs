@@ -1,0 +1,409 @@
+//! The typed calls: what each action sends (parameters, ID chunks, tag filters, pages) and
+//! what it reads back.
+
+use super::*;
+
+/// `StoppedMode` of StopInstance. The rollback always uses `KeepCharging`: with `StopCharging`
+/// the instance may not start again for lack of stock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoppedMode {
+    #[default]
+    KeepCharging,
+    StopCharging,
+}
+
+impl StoppedMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoppedMode::KeepCharging => "KeepCharging",
+            StoppedMode::StopCharging => "StopCharging",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StopOptions {
+    pub force_stop: bool,
+    pub stopped_mode: StoppedMode,
+    pub dry_run: bool,
+}
+
+/// Filters of DescribeInstances. With `dry_run`, a passing check comes back as an error whose
+/// `is_dry_run_success()` is true.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceQuery {
+    pub ids: Vec<String>,
+    pub status: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DiskQuery {
+    pub ids: Vec<String>,
+    pub instance_id: Option<String>,
+    /// `system`, `data` or `all`.
+    pub disk_type: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotQuery {
+    pub ids: Vec<String>,
+    pub disk_id: Option<String>,
+    pub instance_id: Option<String>,
+    /// `progressing`, `accomplished`, `failed` or `all`.
+    pub status: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub dry_run: bool,
+}
+
+pub(super) type Params = Vec<(String, String)>;
+
+pub(super) fn p(k: impl Into<String>, v: impl Into<String>) -> (String, String) {
+    (k.into(), v.into())
+}
+
+pub(super) fn tag_params(params: &mut Params, prefix: &str, tags: &[(String, String)]) {
+    for (i, (k, v)) in tags.iter().enumerate() {
+        params.push(p(format!("{prefix}.{}.Key", i + 1), k));
+        params.push(p(format!("{prefix}.{}.Value", i + 1), v));
+    }
+}
+
+pub(super) fn json_ids(ids: &[String]) -> String {
+    serde_json::Value::from(ids.to_vec()).to_string()
+}
+
+/// What every Describe call sends: region, page size, one chunk of IDs, tag filters, DryRun.
+pub(super) fn describe_params(
+    region: &str,
+    ids_param: &str,
+    ids: Option<String>,
+    tags: &[(String, String)],
+    dry_run: bool,
+) -> Params {
+    let mut params = vec![p("RegionId", region), p("MaxResults", "100")];
+    if let Some(ids) = ids {
+        params.push(p(ids_param, ids));
+    }
+    tag_params(&mut params, "Tag", tags);
+    if dry_run {
+        params.push(p("DryRun", "true"));
+    }
+    params
+}
+
+impl EcsClient {
+    /// Follows `NextToken` to the end. `page_params` are sent on every page.
+    pub(super) async fn paginate<P, T>(
+        &self,
+        region: &str,
+        action: Action,
+        page_params: Params,
+        items: fn(P) -> (String, Vec<T>),
+    ) -> Result<Vec<T>, EcsError>
+    where
+        P: DeserializeOwned,
+    {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        for _ in 0..MAX_PAGES {
+            let mut params = page_params.clone();
+            if !token.is_empty() {
+                params.push(p("NextToken", &token));
+            }
+            let page: P = self.call(region, action, params, CallKind::Read).await?;
+            let (next, mut batch) = items(page);
+            out.append(&mut batch);
+            if next.is_empty() {
+                return Ok(out);
+            }
+            if next == token {
+                return Err(EcsError::transport(
+                    action.as_str(),
+                    ErrorKind::Decode,
+                    "NextToken did not advance".into(),
+                ));
+            }
+            token = next;
+        }
+        Err(EcsError::transport(
+            action.as_str(),
+            ErrorKind::Decode,
+            format!("more than {MAX_PAGES} pages"),
+        ))
+    }
+
+    /// Runs `query` once per chunk of at most [`MAX_IDS`] IDs (once with none when `ids` is empty).
+    pub(super) async fn chunked<T, F, Fut>(
+        &self,
+        ids: &[String],
+        query: F,
+    ) -> Result<Vec<T>, EcsError>
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>, EcsError>>,
+    {
+        if ids.is_empty() {
+            return query(None).await;
+        }
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_IDS) {
+            out.extend(query(Some(json_ids(chunk))).await?);
+        }
+        Ok(out)
+    }
+
+    // ---- typed calls -------------------------------------------------------------------
+
+    pub async fn describe_instances(
+        &self,
+        region: &str,
+        q: &InstanceQuery,
+    ) -> Result<Vec<Instance>, EcsError> {
+        self.chunked(&q.ids, |ids| {
+            let mut params = describe_params(region, "InstanceIds", ids, &q.tags, q.dry_run);
+            if let Some(s) = &q.status {
+                params.push(p("Status", s));
+            }
+            self.paginate(
+                region,
+                Action::DescribeInstances,
+                params,
+                |pg: DescribeInstancesPage| (pg.next_token, pg.instances.instance),
+            )
+        })
+        .await
+    }
+
+    pub async fn describe_disks(&self, region: &str, q: &DiskQuery) -> Result<Vec<Disk>, EcsError> {
+        self.chunked(&q.ids, |ids| {
+            let mut params = describe_params(region, "DiskIds", ids, &q.tags, q.dry_run);
+            if let Some(i) = &q.instance_id {
+                params.push(p("InstanceId", i));
+            }
+            if let Some(t) = &q.disk_type {
+                params.push(p("DiskType", t));
+            }
+            self.paginate(
+                region,
+                Action::DescribeDisks,
+                params,
+                |pg: DescribeDisksPage| (pg.next_token, pg.disks.disk),
+            )
+        })
+        .await
+    }
+
+    pub async fn describe_snapshots(
+        &self,
+        region: &str,
+        q: &SnapshotQuery,
+    ) -> Result<Vec<Snapshot>, EcsError> {
+        self.chunked(&q.ids, |ids| {
+            let mut params = describe_params(region, "SnapshotIds", ids, &q.tags, q.dry_run);
+            if let Some(d) = &q.disk_id {
+                params.push(p("DiskId", d));
+            }
+            if let Some(i) = &q.instance_id {
+                params.push(p("InstanceId", i));
+            }
+            if let Some(s) = &q.status {
+                params.push(p("Status", s));
+            }
+            self.paginate(
+                region,
+                Action::DescribeSnapshots,
+                params,
+                |pg: DescribeSnapshotsPage| (pg.next_token, pg.snapshots.snapshot),
+            )
+        })
+        .await
+    }
+
+    /// A state-changing call that answers only a RequestId; a passed dry run is `Ok` with
+    /// `dry_run` set.
+    pub(super) async fn act(
+        &self,
+        region: &str,
+        action: Action,
+        mut params: Params,
+        dry_run: bool,
+    ) -> Result<Ack, EcsError> {
+        params.push(p("RegionId", region));
+        if dry_run {
+            params.push(p("DryRun", "true"));
+        }
+        match self.call::<Ack>(region, action, params, CallKind::Write).await {
+            Ok(ack) if dry_run => Err(EcsError {
+                may_have_applied: true,
+                ..EcsError::transport(
+                    action.as_str(),
+                    ErrorKind::Decode,
+                    format!(
+                        "the server answered a DryRun with success (RequestId {}): it may have applied it",
+                        ack.request_id
+                    ),
+                )
+            }),
+            Ok(ack) => Ok(ack),
+            Err(e) if dry_run && e.is_dry_run_success() => Ok(Ack {
+                request_id: e.request_id.unwrap_or_default(),
+                dry_run: true,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// CreateSnapshot of `disk_id`, made idempotent by `client_token` (ASCII, at most 64
+    /// characters): a repeated call with the same token and parameters returns the same
+    /// snapshot. `tags` are set on the snapshot as it is created (`Tag.N`, at most 20).
+    /// Returns the snapshot ID and the RequestId.
+    pub async fn create_snapshot(
+        &self,
+        region: &str,
+        disk_id: &str,
+        name: &str,
+        description: &str,
+        client_token: &str,
+        tags: &[(String, String)],
+    ) -> Result<(String, String), EcsError> {
+        let mut params = vec![
+            p("RegionId", region),
+            p("DiskId", disk_id),
+            p("SnapshotName", name),
+            p("ClientToken", client_token),
+        ];
+        if !description.is_empty() {
+            params.push(p("Description", description));
+        }
+        tag_params(&mut params, "Tag", tags);
+        let created: CreatedSnapshot = self
+            .call(
+                region,
+                Action::CreateSnapshot,
+                params,
+                CallKind::IdempotentWrite,
+            )
+            .await?;
+        if created.snapshot_id.is_empty() {
+            let mut e = EcsError::transport(
+                "CreateSnapshot",
+                ErrorKind::Decode,
+                "the answer names no SnapshotId".into(),
+            );
+            e.may_have_applied = true;
+            return Err(e);
+        }
+        Ok((created.snapshot_id, created.request_id))
+    }
+
+    pub async fn stop_instance(
+        &self,
+        region: &str,
+        instance_id: &str,
+        o: &StopOptions,
+    ) -> Result<Ack, EcsError> {
+        let params = vec![
+            p("InstanceId", instance_id),
+            p("ForceStop", o.force_stop.to_string()),
+            p("StoppedMode", o.stopped_mode.as_str()),
+        ];
+        self.act(region, Action::StopInstance, params, o.dry_run)
+            .await
+    }
+
+    pub async fn start_instance(
+        &self,
+        region: &str,
+        instance_id: &str,
+        dry_run: bool,
+    ) -> Result<Ack, EcsError> {
+        let params = vec![p("InstanceId", instance_id)];
+        self.act(region, Action::StartInstance, params, dry_run)
+            .await
+    }
+
+    pub async fn reset_disk(
+        &self,
+        region: &str,
+        disk_id: &str,
+        snapshot_id: &str,
+        dry_run: bool,
+    ) -> Result<Ack, EcsError> {
+        let params = vec![p("DiskId", disk_id), p("SnapshotId", snapshot_id)];
+        self.act(region, Action::ResetDisk, params, dry_run).await
+    }
+
+    pub async fn tag_resources(
+        &self,
+        region: &str,
+        resource_type: &str,
+        ids: &[String],
+        tags: &[(String, String)],
+    ) -> Result<Ack, EcsError> {
+        if ids.is_empty() || ids.len() > MAX_TAG_RESOURCES || tags.is_empty() || tags.len() > 20 {
+            return Err(EcsError::config(
+                "TagResources",
+                "1 to 50 resources and 1 to 20 tags",
+            ));
+        }
+        let mut params = vec![p("ResourceType", resource_type)];
+        for (i, id) in ids.iter().enumerate() {
+            params.push(p(format!("ResourceId.{}", i + 1), id));
+        }
+        tag_params(&mut params, "Tag", tags);
+        self.act(region, Action::TagResources, params, false).await
+    }
+
+    pub async fn untag_resources(
+        &self,
+        region: &str,
+        resource_type: &str,
+        ids: &[String],
+        keys: &[String],
+    ) -> Result<Ack, EcsError> {
+        if ids.is_empty() || ids.len() > MAX_TAG_RESOURCES || keys.is_empty() || keys.len() > 20 {
+            return Err(EcsError::config(
+                "UntagResources",
+                "1 to 50 resources and 1 to 20 tag keys",
+            ));
+        }
+        let mut params = vec![p("ResourceType", resource_type)];
+        for (i, id) in ids.iter().enumerate() {
+            params.push(p(format!("ResourceId.{}", i + 1), id));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            params.push(p(format!("TagKey.{}", i + 1), k));
+        }
+        self.act(region, Action::UntagResources, params, false)
+            .await
+    }
+
+    pub async fn list_tag_resources(
+        &self,
+        region: &str,
+        resource_type: &str,
+        ids: &[String],
+    ) -> Result<Vec<TagResource>, EcsError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_TAG_RESOURCES) {
+            let mut params = vec![p("RegionId", region), p("ResourceType", resource_type)];
+            for (i, id) in chunk.iter().enumerate() {
+                params.push(p(format!("ResourceId.{}", i + 1), id));
+            }
+            out.extend(
+                self.paginate(
+                    region,
+                    Action::ListTagResources,
+                    params,
+                    |pg: ListTagResourcesPage| (pg.next_token, pg.tag_resources.tag_resource),
+                )
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+}
