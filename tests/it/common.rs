@@ -182,3 +182,219 @@ pub fn event_outcomes() -> std::collections::BTreeMap<String, Vec<String>> {
         })
         .collect()
 }
+
+/// A simulator served on loopback and a handler speaking HTTP to it: what most end-to-end
+/// tests start from.
+pub struct Bench {
+    pub sim: Simulator,
+    pub base: String,
+    pub handler: ecs_rollback::handler::Handler,
+}
+
+/// A second client's access key, which the simulator tells apart (scripted faults can aim at
+/// it): `Bench::other` signs with it.
+pub const OTHER_KEY: &str = "sim-other-access-key";
+pub const OTHER_SECRET: &str = "sim-other-secret";
+
+pub async fn bench_with(
+    mut scenario: Scenario,
+    settings: ecs_rollback::settings::Settings,
+) -> Bench {
+    scenario
+        .extra_access_keys
+        .insert(OTHER_KEY.to_owned(), OTHER_SECRET.to_owned());
+    let sim = sim_with(scenario);
+    let base = serve(&sim).await;
+    Bench {
+        handler: ecs_rollback::handler::Handler::new(
+            http_client(&base, sim_credentials(), Duration::from_secs(5)),
+            settings,
+            Some(REGION.into()),
+        ),
+        base,
+        sim,
+    }
+}
+
+/// The default fleet, fast transitions, fast settings.
+pub async fn bench() -> Bench {
+    bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        ecs_rollback::settings::Settings::fast(),
+    )
+    .await
+}
+
+/// The one report of a direct event.
+pub async fn run_on(
+    handler: &ecs_rollback::handler::Handler,
+    event: &serde_json::Value,
+) -> ecs_rollback::report::Report {
+    let mut reports = handler.handle(event, None).await.into_reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    reports.remove(0)
+}
+
+impl Bench {
+    /// A second invocation environment: the same settings, its own access key.
+    pub fn other(&self) -> ecs_rollback::handler::Handler {
+        ecs_rollback::handler::Handler::new(
+            http_client(
+                &self.base,
+                CredentialSource::Static(Credentials::new(OTHER_KEY, OTHER_SECRET)),
+                Duration::from_secs(5),
+            ),
+            self.handler.settings.clone(),
+            Some(REGION.into()),
+        )
+    }
+
+    pub async fn run(
+        &self,
+        event: impl std::borrow::Borrow<serde_json::Value>,
+    ) -> ecs_rollback::report::Report {
+        run_on(&self.handler, event.borrow()).await
+    }
+
+    pub async fn run_with_deadline(
+        &self,
+        event: serde_json::Value,
+        deadline: std::time::Instant,
+    ) -> ecs_rollback::report::Report {
+        let req = ecs_rollback::request::parse(
+            &event,
+            Some(REGION),
+            ecs_rollback::request::Trigger::direct(),
+        )
+        .expect("valid");
+        ecs_rollback::rollback::Rollback::new(&self.handler.ecs, &self.handler.settings)
+            .run(&req, Some(deadline))
+            .await
+    }
+
+    /// Delivers `event` again until it ends for good (a dead claim holds the disk until its
+    /// heartbeat times out), as redelivery would; bounded by time, well past the heartbeat
+    /// timeout of `Settings::fast()` (4 s).
+    pub async fn redeliver_until_done(
+        &self,
+        event: &serde_json::Value,
+    ) -> ecs_rollback::report::Report {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.run(event).await;
+            let again = !r.outcome.is_ok() && r.error.as_ref().is_some_and(|e| e.retryable);
+            if !again || std::time::Instant::now() > until {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn status(&self, instance: &str) -> String {
+        self.sim.instance_status(instance).unwrap_or_default()
+    }
+
+    /// The instance's status once a transition under way (Starting, Stopping) has ended.
+    pub async fn settled_status(&self, instance: &str) -> String {
+        eventually(Duration::from_secs(5), || {
+            !matches!(self.status(instance).as_str(), "Starting" | "Stopping")
+        })
+        .await;
+        self.status(instance)
+    }
+
+    pub fn disk(&self, disk: &str) -> serde_json::Value {
+        self.sim.disk(disk).expect("disk")
+    }
+
+    pub fn resets(&self, disk: &str) -> u64 {
+        self.disk(disk)["resets"].as_u64().unwrap_or_default()
+    }
+
+    pub fn run_record(&self, disk: &str) -> Option<ecs_rollback::ledger::RunRecord> {
+        self.disk(disk)["tags"][ecs_rollback::ledger::RUN_TAG]
+            .as_str()
+            .and_then(ecs_rollback::ledger::RunRecord::decode)
+    }
+
+    pub fn history(&self, disk: &str) -> ecs_rollback::ledger::History {
+        self.disk(disk)["tags"][ecs_rollback::ledger::HISTORY_TAG]
+            .as_str()
+            .map(ecs_rollback::ledger::History::decode)
+            .unwrap_or_default()
+    }
+
+    /// State-changing calls applied so far, in order.
+    pub fn changes(&self) -> Vec<ecs_rollback::sim::Event> {
+        self.sim.events()
+    }
+
+    /// Calls of `action` that reached the simulator (applied or refused).
+    pub fn calls(&self, action: &str) -> u32 {
+        self.sim
+            .call_counts()
+            .get(action)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Calls of `action` the simulator applied.
+    pub fn applied(&self, action: &str) -> usize {
+        self.sim
+            .events()
+            .iter()
+            .filter(|e| e.action == action)
+            .count()
+    }
+
+    /// Calls that change an instance or a disk (not the ledger's tag writes), with the status
+    /// of the instance when each was applied.
+    pub fn power_and_disk_calls(&self) -> Vec<(String, String)> {
+        self.changes()
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e.action.as_str(),
+                    "StopInstance" | "StartInstance" | "ResetDisk"
+                )
+            })
+            .map(|e| (e.action, e.instance_status))
+            .collect()
+    }
+}
+
+/// The safety invariants of one key's rollback, from the simulator's log of applied calls:
+/// ResetDisk only while the instance is Stopped, never after the instance was started (no
+/// reset follows any StartInstance), every reset to one snapshot. Returns the resets beyond the
+/// first (a re-issue after a lost answer, the one documented exception).
+pub fn assert_safe(events: &[ecs_rollback::sim::Event], disk: &str) -> usize {
+    let mut started = false;
+    let mut resets: Vec<&ecs_rollback::sim::Event> = Vec::new();
+    for e in events {
+        match e.action.as_str() {
+            "StartInstance" => started = true,
+            "ResetDisk" if e.resource == disk => {
+                assert_eq!(
+                    e.instance_status, "Stopped",
+                    "a reset while the instance was not Stopped: {events:#?}"
+                );
+                assert!(
+                    !started,
+                    "a reset after the instance was started again: {events:#?}"
+                );
+                if let Some(first) = resets.first() {
+                    assert_eq!(
+                        first.detail, e.detail,
+                        "two snapshots for one key: {events:#?}"
+                    );
+                }
+                resets.push(e);
+            }
+            _ => {}
+        }
+    }
+    resets.len().saturating_sub(1)
+}

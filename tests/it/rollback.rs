@@ -5,92 +5,13 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use ecs_rollback::handler::Handler;
 use ecs_rollback::ledger::{self, Phase, RunRecord};
 use ecs_rollback::report::{Outcome, Report, StepStatus};
-use ecs_rollback::request::{self, Trigger};
-use ecs_rollback::rollback::Rollback;
 use ecs_rollback::settings::Settings;
-use ecs_rollback::sim::{Event, FaultKind, Faults, Scenario, ScriptedFault, Simulator, Timings};
+use ecs_rollback::sim::{Event, FaultKind, Faults, Scenario, ScriptedFault, Timings};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(10);
-
-struct Bench {
-    sim: Simulator,
-    handler: Handler,
-}
-
-async fn bench_with(scenario: Scenario, settings: Settings) -> Bench {
-    let sim = sim_with(scenario);
-    let base = serve(&sim).await;
-    Bench {
-        handler: Handler::new(
-            http_client(&base, sim_credentials(), Duration::from_secs(5)),
-            settings,
-            Some(REGION.into()),
-        ),
-        sim,
-    }
-}
-
-async fn bench() -> Bench {
-    bench_with(
-        Scenario {
-            timings: Timings::fast(),
-            ..Default::default()
-        },
-        Settings::fast(),
-    )
-    .await
-}
-
-impl Bench {
-    async fn run(&self, event: Value) -> Report {
-        let mut reports = self.handler.handle(&event, None).await.into_reports();
-        assert_eq!(reports.len(), 1);
-        reports.remove(0)
-    }
-
-    async fn run_with_deadline(&self, event: Value, deadline: Instant) -> Report {
-        let req = request::parse(&event, Some(REGION), Trigger::direct()).expect("valid");
-        Rollback::new(&self.handler.ecs, &self.handler.settings)
-            .run(&req, Some(deadline))
-            .await
-    }
-
-    fn status(&self, instance: &str) -> String {
-        self.sim.instance_status(instance).unwrap_or_default()
-    }
-
-    fn disk(&self, disk: &str) -> Value {
-        self.sim.disk(disk).expect("disk")
-    }
-
-    fn run_record(&self, disk: &str) -> Option<RunRecord> {
-        self.disk(disk)["tags"][ledger::RUN_TAG]
-            .as_str()
-            .and_then(RunRecord::decode)
-    }
-
-    fn changes(&self) -> Vec<Event> {
-        self.sim.events()
-    }
-
-    /// Calls that change an instance or a disk (not the ledger's tag writes).
-    fn power_and_disk_calls(&self) -> Vec<(String, String)> {
-        self.changes()
-            .into_iter()
-            .filter(|e| {
-                matches!(
-                    e.action.as_str(),
-                    "StopInstance" | "StartInstance" | "ResetDisk"
-                )
-            })
-            .map(|e| (e.action, e.instance_status))
-            .collect()
-    }
-}
 
 /// Resets of `disk` after the first, all to the same snapshot with no start in between: the
 /// re-issue a resumed run makes when ResetDisk's answer was lost and no reset is running any
@@ -126,49 +47,6 @@ async fn kill_after(b: &Bench, event: &Value, changes: usize) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         } => {}
-    }
-}
-
-/// Delivers `event` again until it finishes or fails for good, as redelivery would (a dead
-/// claim holds the disk until its heartbeat times out); bounded by time, well past the
-/// heartbeat timeout of `Settings::fast()` (4 s).
-async fn redeliver_until_done(b: &Bench, event: &Value) -> Report {
-    let mut last = None;
-    let until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < until {
-        let r = b.run(event.clone()).await;
-        let done = matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate);
-        let retry = r.error.as_ref().is_some_and(|e| e.retryable);
-        last = Some(r);
-        if done || !retry {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    last.expect("ran")
-}
-
-/// The safety invariants, read from the simulator's log of applied calls.
-fn assert_safe(events: &[Event], disk: &str) {
-    let mut started_after_reset = false;
-    for e in events {
-        if e.action == "ResetDisk" && e.resource == disk {
-            assert_eq!(
-                e.instance_status, "Stopped",
-                "a reset while the instance was not Stopped: {events:?}"
-            );
-            assert!(
-                !started_after_reset,
-                "a reset after the instance was started again: {events:?}"
-            );
-        }
-        if e.action == "StartInstance"
-            && events
-                .iter()
-                .any(|r| r.action == "ResetDisk" && r.seq < e.seq)
-        {
-            started_after_reset = true;
-        }
     }
 }
 
@@ -842,7 +720,7 @@ async fn a_run_killed_at_each_step_resumes_safely() {
         let b = bench().await;
         let event = web(json!({}));
         kill_after(&b, &event, changes).await;
-        let r = redeliver_until_done(&b, &event).await;
+        let r = b.redeliver_until_done(&event).await;
         assert!(
             matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate),
             "killed after {changes}: {:?} {:?}",
@@ -1246,7 +1124,7 @@ async fn a_run_killed_around_the_undo_snapshot_resumes_without_a_second_one() {
     for kill_at in first..=last {
         let b = bench().await;
         kill_after(&b, &event, kill_at).await;
-        let r = redeliver_until_done(&b, &event).await;
+        let r = b.redeliver_until_done(&event).await;
         assert!(
             matches!(r.outcome, Outcome::Succeeded | Outcome::Duplicate),
             "killed after {kill_at}: {:?} {:?}",

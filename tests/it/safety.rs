@@ -13,143 +13,25 @@
 //! - a result says what happened: `succeeded` means the disk holds the snapshot, a failure that
 //!   says "not reset" means no reset was applied.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use chrono::{DateTime, Utc};
-use ecs_rollback::ecs::{CredentialSource, Credentials};
-use ecs_rollback::handler::Handler;
-use ecs_rollback::ledger::{self, History, Phase, RunRecord};
+use ecs_rollback::ledger::{self, Phase};
 use ecs_rollback::report::{Outcome, Report};
 use ecs_rollback::request::{self, Trigger};
 use ecs_rollback::rollback::Rollback;
 use ecs_rollback::settings::Settings;
-use ecs_rollback::sim::{
-    Event, FaultKind, Faults, FleetSpec, Scenario, ScriptedFault, Simulator, Timings,
-};
+use ecs_rollback::sim::{FaultKind, Faults, FleetSpec, Scenario, ScriptedFault, Timings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-
-/// A second client's access key: its calls can be told apart (and slowed) by the simulator.
-const OTHER_KEY: &str = "sim-other-access-key";
-const OTHER_SECRET: &str = "sim-other-secret";
-
-struct Bench {
-    sim: Simulator,
-    base: String,
-    handler: Handler,
-}
 
 fn scenario(timings: Timings, faults: Faults) -> Scenario {
     Scenario {
         timings,
         faults,
-        extra_access_keys: [(OTHER_KEY.to_owned(), OTHER_SECRET.to_owned())].into(),
         ..Default::default()
     }
-}
-
-async fn bench_with(scenario: Scenario, settings: Settings) -> Bench {
-    let sim = sim_with(scenario);
-    let base = serve(&sim).await;
-    Bench {
-        handler: Handler::new(
-            http_client(&base, sim_credentials(), Duration::from_secs(5)),
-            settings,
-            Some(REGION.into()),
-        ),
-        base,
-        sim,
-    }
-}
-
-impl Bench {
-    /// A second invocation environment: same settings, its own access key.
-    fn other(&self) -> Handler {
-        Handler::new(
-            http_client(
-                &self.base,
-                CredentialSource::Static(Credentials::new(OTHER_KEY, OTHER_SECRET)),
-                Duration::from_secs(5),
-            ),
-            self.handler.settings.clone(),
-            Some(REGION.into()),
-        )
-    }
-
-    async fn run(&self, event: &Value) -> Report {
-        run_on(&self.handler, event).await
-    }
-
-    /// Delivers `event` again, without faults, until it ends for good (a dead claim holds the
-    /// disk until its heartbeat timeout); bounded by time.
-    async fn redeliver_until_done(&self, event: &Value) -> Report {
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = self.run(event).await;
-            let again = !r.outcome.is_ok() && r.error.as_ref().is_some_and(|e| e.retryable);
-            if !again || Instant::now() > until {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn status(&self, instance: &str) -> String {
-        self.sim.instance_status(instance).unwrap_or_default()
-    }
-
-    /// Waits for a transition under way (Starting, Stopping) to end.
-    async fn settled_status(&self, instance: &str) -> String {
-        eventually(Duration::from_secs(5), || {
-            !matches!(self.status(instance).as_str(), "Starting" | "Stopping")
-        })
-        .await;
-        self.status(instance)
-    }
-
-    fn disk(&self, disk: &str) -> Value {
-        self.sim.disk(disk).expect("disk")
-    }
-
-    fn resets(&self, disk: &str) -> u64 {
-        self.disk(disk)["resets"].as_u64().unwrap_or_default()
-    }
-
-    fn run_record(&self, disk: &str) -> Option<RunRecord> {
-        self.disk(disk)["tags"][ledger::RUN_TAG]
-            .as_str()
-            .and_then(RunRecord::decode)
-    }
-
-    fn history(&self, disk: &str) -> History {
-        self.disk(disk)["tags"][ledger::HISTORY_TAG]
-            .as_str()
-            .map(History::decode)
-            .unwrap_or_default()
-    }
-
-    fn calls(&self, action: &str) -> u32 {
-        self.sim
-            .call_counts()
-            .get(action)
-            .copied()
-            .unwrap_or_default()
-    }
-
-    fn applied(&self, action: &str) -> usize {
-        self.sim
-            .events()
-            .iter()
-            .filter(|e| e.action == action)
-            .count()
-    }
-}
-
-async fn run_on(handler: &Handler, event: &Value) -> Report {
-    let mut reports = handler.handle(event, None).await.into_reports();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    reports.remove(0)
 }
 
 fn code(r: &Report) -> &str {
@@ -188,38 +70,6 @@ fn faults(scripted: Vec<ScriptedFault>) -> Faults {
         scripted,
         ..Default::default()
     }
-}
-
-/// The invariants that hold whatever happened, from the log of applied calls: ResetDisk only
-/// while the instance is Stopped, never after the instance was started (no reset follows any
-/// StartInstance), every reset to one snapshot; returns the resets beyond the first.
-fn assert_safe(events: &[Event], disk: &str) -> usize {
-    let mut started = false;
-    let mut resets: Vec<&Event> = Vec::new();
-    for e in events {
-        match e.action.as_str() {
-            "StartInstance" => started = true,
-            "ResetDisk" if e.resource == disk => {
-                assert_eq!(
-                    e.instance_status, "Stopped",
-                    "a reset while the instance was not Stopped: {events:#?}"
-                );
-                assert!(
-                    !started,
-                    "a reset after the instance was started again: {events:#?}"
-                );
-                if let Some(first) = resets.first() {
-                    assert_eq!(
-                        first.detail, e.detail,
-                        "two snapshots for one key: {events:#?}"
-                    );
-                }
-                resets.push(e);
-            }
-            _ => {}
-        }
-    }
-    resets.len().saturating_sub(1)
 }
 
 /// One opted-in running instance with its system disk and a snapshot; the opt-in tag on the
