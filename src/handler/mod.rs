@@ -1,0 +1,224 @@
+//! The one handler every front door calls (the CLI's `invoke`, the Lambda runtime): an event in,
+//! one report per request out, in the shape its source expects back: an SQS partial batch
+//! response, an HTTP status, or the list of results.
+
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use serde_json::Value;
+
+use crate::drill::DrillPlan;
+use crate::ecs::EcsClient;
+use crate::ecs::{DiskQuery, InstanceQuery};
+use crate::errors::Code;
+use crate::poller::StatusCache;
+use crate::report::{ErrorInfo, Outcome, Report, Step, StepStatus, Target};
+use crate::request::{self, InvalidRequest, Trigger};
+use crate::rollback::Rollback;
+use crate::settings::Settings;
+use crate::triggers::{self, aws, webhook, Item, Job, Kind};
+
+mod drill;
+mod http;
+mod sqs;
+
+pub use crate::triggers::MAX_REQUESTS;
+
+pub struct Handler {
+    pub ecs: EcsClient,
+    pub settings: Settings,
+    pub default_region: Option<String>,
+    pub webhook: webhook::WebhookAuth,
+    pub triggers: triggers::Context,
+    /// Requests of one event (SQS message groups, drill targets, alerts) run at once, at most.
+    pub concurrency: usize,
+}
+
+/// The shape of an invocation's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Results,
+    /// SQS: the message IDs a retry can help, for `batchItemFailures`.
+    Sqs {
+        failures: Vec<String>,
+    },
+    Http {
+        status: u16,
+    },
+}
+
+/// What an invocation answers: one report per request, and a summary event per drill.
+#[derive(Debug)]
+pub struct Reply {
+    pub shape: Shape,
+    pub reports: Vec<Report>,
+    pub summaries: Vec<Value>,
+}
+
+impl Reply {
+    fn results(reports: Vec<Report>, summaries: Vec<Value>) -> Self {
+        Self {
+            shape: Shape::Results,
+            reports,
+            summaries,
+        }
+    }
+
+    pub fn reports(&self) -> &[Report] {
+        &self.reports
+    }
+
+    pub fn into_reports(self) -> Vec<Report> {
+        self.reports
+    }
+}
+
+fn bare(outcome: Outcome, trigger: &Trigger, error: Option<ErrorInfo>) -> Report {
+    Report {
+        outcome,
+        idempotency_key: None,
+        trigger_kind: trigger.kind.clone(),
+        trigger_id: trigger.id.clone(),
+        target: Target::default(),
+        steps: vec![],
+        error,
+        total_ms: 0,
+        downtime_ms: None,
+        reason: None,
+        warnings: vec![],
+    }
+}
+
+/// A report for input that never became a request: nothing was called.
+pub fn rejected(trigger: &Trigger, e: &InvalidRequest) -> Report {
+    bare(
+        Outcome::Rejected,
+        trigger,
+        Some(ErrorInfo::new(
+            Code::InvalidRequest,
+            format!("{}: {}", e.field, e.message),
+            false,
+        )),
+    )
+}
+
+/// A report for an event that asks for nothing (a resolved alert, an OK state).
+pub fn ignored(trigger: &Trigger, why: &str) -> Report {
+    let now = chrono::Utc::now();
+    let mut r = bare(Outcome::Ignored, trigger, None);
+    r.steps.push(Step {
+        name: "trigger".into(),
+        status: StepStatus::Skipped,
+        started_at: now,
+        finished_at: now,
+        request_id: None,
+        detail: Some(why.to_owned()),
+    });
+    r
+}
+
+/// A payload that is not acceptable JSON: one `rejected` result, nothing run.
+pub fn unparsable(e: impl std::fmt::Display) -> Reply {
+    let trigger = crate::request::Trigger::direct();
+    let invalid =
+        crate::request::InvalidRequest::new("$", format!("the event is not acceptable JSON: {e}"));
+    Reply {
+        shape: Shape::Results,
+        reports: vec![rejected(&trigger, &invalid)],
+        summaries: vec![],
+    }
+}
+
+fn retryable_failure(r: &Report) -> bool {
+    !r.outcome.is_ok() && r.error.as_ref().is_some_and(|e| e.retryable)
+}
+
+impl Handler {
+    /// A handler with no webhook secrets, no drill fallback and the default concurrency.
+    pub fn new(ecs: EcsClient, settings: Settings, default_region: Option<String>) -> Self {
+        Self {
+            ecs,
+            settings,
+            default_region,
+            webhook: webhook::WebhookAuth::default(),
+            triggers: triggers::Context::default(),
+            concurrency: 10,
+        }
+    }
+
+    pub async fn handle(&self, event: &Value, deadline: Option<Instant>) -> Reply {
+        let kind = triggers::detect(event);
+        tracing::info!(source = ?kind, "event received");
+        match kind {
+            Kind::Sqs => self.sqs(event, deadline).await,
+            Kind::Http => self.http(event, deadline).await,
+            _ => {
+                let (reports, summaries) = self
+                    .run_jobs(triggers::jobs(event, &self.triggers), deadline)
+                    .await;
+                Reply::results(reports, summaries)
+            }
+        }
+    }
+
+    async fn run_job(&self, job: Job, deadline: Option<Instant>) -> Report {
+        match job.item {
+            // Drills run whole through `run_jobs`; the sources that reach here (SQS records)
+            // carry one request each, and refuse drills before this point.
+            Item::Drill(_) => rejected(
+                &job.trigger,
+                &InvalidRequest::new("drill", "a drill is not accepted here"),
+            ),
+            Item::Request(v) => {
+                match request::parse(&v, self.default_region.as_deref(), job.trigger.clone()) {
+                    Ok(req) => {
+                        Rollback::new(&self.ecs, &self.settings)
+                            .run(&req, deadline)
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::warn!(field = %e.field, error_message = %e.message, trigger = %job.trigger.kind, "request rejected");
+                        rejected(&job.trigger, &e)
+                    }
+                }
+            }
+            Item::Ignored(why) => {
+                tracing::info!(trigger = %job.trigger.kind, why = %why, "event ignored");
+                ignored(&job.trigger, &why)
+            }
+            Item::Invalid(e) => {
+                tracing::warn!(field = %e.field, error_message = %e.message, trigger = %job.trigger.kind, "event rejected");
+                rejected(&job.trigger, &e)
+            }
+        }
+    }
+
+    /// Runs jobs, at most `concurrency` at once, reporting in their order; a drill runs whole
+    /// and adds its summary event.
+    async fn run_jobs(
+        &self,
+        jobs: Vec<Job>,
+        deadline: Option<Instant>,
+    ) -> (Vec<Report>, Vec<Value>) {
+        let done: Vec<(Vec<Report>, Option<Value>)> = stream::iter(jobs)
+            .map(|job| async move {
+                match job.item {
+                    Item::Drill(plan) => {
+                        let (reports, summary) = self.run_drill(&plan, deadline).await;
+                        (reports, Some(summary))
+                    }
+                    _ => (vec![self.run_job(job, deadline).await], None),
+                }
+            })
+            .buffered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut reports = Vec::new();
+        let mut summaries = Vec::new();
+        for (r, s) in done {
+            reports.extend(r);
+            summaries.extend(s);
+        }
+        (reports, summaries)
+    }
+}
