@@ -152,11 +152,11 @@ impl Run<'_> {
     /// Writes this invocation's claim tag, reads the tags back, and yields to any other live
     /// claim or other key's live run.
     ///
-    /// Each invocation writes its own claim tag before reading the others back, so of two
-    /// invocations (different keys, or twins of one key) at least one sees the other and
-    /// yields: at most one proceeds. Both may yield; each then waits a random time and tries
-    /// again, which makes it likely that one gets through. The claim stays for the whole run,
-    /// refreshed as a heartbeat, and is removed when the run ends.
+    /// Each invocation writes its own claim tag, waits the settle time, then reads the others
+    /// back, so of two invocations (different keys, or twins of one key) at least one sees the
+    /// other and yields: at most one proceeds. Both may yield; the one with the smallest
+    /// invocation ID then retries first, so one gets through. The claim stays for the whole
+    /// run, refreshed as a heartbeat, and is removed when the run ends.
     pub(super) async fn take_claim(&mut self) -> Res<Ledger> {
         // A run that already holds the disk (a resume) never gives up for good here for a cause
         // that can pass: its instance may be stopped, and the next delivery tries again. A

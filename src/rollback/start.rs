@@ -94,8 +94,15 @@ impl Run<'_> {
                             accepted_at.get_or_insert_with(Utc::now);
                         }
                         Err(e) if start_not_yet(&e) => {
-                            waited_for_reset = true;
-                            tracing::info!(code = %e.code_or_kind(), "the reset is still running; StartInstance waits");
+                            // The reset's own refusals mark it as still running (the timeline).
+                            waited_for_reset |= [
+                                "DiskError",
+                                "IncorrectDiskStatus",
+                                "InvalidOperation.DiskResetInProgress",
+                            ]
+                            .iter()
+                            .any(|c| e.is_code(c));
+                            tracing::info!(code = %e.code_or_kind(), "not yet (the reset, or another operation, still runs); StartInstance waits");
                         }
                         Err(e) => {
                             // Unknown or unforeseen: the instance must not stay stopped, so the
