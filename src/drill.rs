@@ -293,7 +293,7 @@ impl DrillPlan {
                     "withinObjective": objective_ms.zip(r.downtime_ms).map(|(o, t)| t <= o),
                     // The report's timeline: when each step that ran began and ended.
                     "steps": r.steps.iter()
-                        .filter(|s| crate::drill_report::TIMELINE.iter().any(|(n, _)| *n == s.name))
+                        .filter(|s| crate::report::TIMED_STEPS.contains(&s.name.as_str()))
                         .map(|s| json!({"name": s.name, "status": s.status, "startedAt": s.started_at, "finishedAt": s.finished_at}))
                         .collect::<Vec<_>>(),
                 })

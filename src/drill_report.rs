@@ -555,6 +555,12 @@ fn row(d: &Value) -> TargetRow {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_bars_are_the_timed_steps() {
+        let names: Vec<&str> = TIMELINE.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, crate::report::TIMED_STEPS);
+    }
+
     use super::*;
     use serde_json::json;
 

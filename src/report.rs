@@ -110,6 +110,10 @@ pub struct Target {
     pub undo_snapshot_id: Option<String>,
 }
 
+/// The steps that take time on ECS, in the order they run: what a drill summary keeps of each
+/// target and what the drill report draws as bars.
+pub const TIMED_STEPS: [&str; 4] = ["stop", "preserve", "reset", "start"];
+
 /// Everything one request's result event says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {

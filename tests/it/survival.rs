@@ -28,30 +28,7 @@ fn budget(var: &str, default: u64) -> u64 {
 /// snapshot while still stopped (a resumed run re-issuing ResetDisk whose answer was lost, once
 /// no reset runs any more: ECS documents no completion signal) is counted by `reissued`.
 fn violations(sim: &Simulator, disk: &str, instance: &str) -> Vec<String> {
-    let events: Vec<Event> = sim.events();
-    let mut v = Vec::new();
-    let resets: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.action == "ResetDisk" && e.resource == disk)
-        .collect();
-    if resets.iter().any(|r| r.detail != resets[0].detail) {
-        v.push("resets to different snapshots".into());
-    }
-    for r in &resets {
-        if r.instance_status != "Stopped" {
-            v.push(format!("reset while {}", r.instance_status));
-        }
-        let started_before = events.iter().any(|e| {
-            e.action == "StartInstance"
-                && e.seq < r.seq
-                && events
-                    .iter()
-                    .any(|x| x.action == "ResetDisk" && x.seq < e.seq)
-        });
-        if started_before {
-            v.push("reset after the instance was started again".into());
-        }
-    }
+    let mut v = crate::common::violations(&sim.events(), disk);
     if sim.instance_status(instance).as_deref() != Some("Running") {
         v.push(format!("instance ends {:?}", sim.instance_status(instance)));
     }
