@@ -4,7 +4,10 @@
 
 use std::process::ExitCode;
 
+use crate::ecs::model::Disk;
+use crate::ecs::EcsClient;
 use crate::handler::Handler;
+use crate::hold::ReleasePlan;
 use crate::settings::Settings;
 use crate::startup::{build_handler, Backend};
 
@@ -24,34 +27,7 @@ async fn read_disk(what: &str, disk_id: &str, region: Option<String>) -> Result<
         .ok_or_else(|| {
             format!("{what}: no region: pass --region or set ALIBABA_CLOUD_REGION_ID")
         })?;
-    let q = crate::ecs::DiskQuery {
-        ids: vec![disk_id.to_string()],
-        ..Default::default()
-    };
-    let disk = handler
-        .ecs
-        .describe_disks(&region, &q)
-        .await
-        .map_err(|e| format!("reading {disk_id}: {e}"))?
-        .into_iter()
-        .find(|d| d.disk_id == disk_id.as_str())
-        .ok_or_else(|| format!("disk {disk_id} not found in {region}"))?;
-    let instance_status = if disk.instance_id.is_empty() {
-        None
-    } else {
-        let q = crate::ecs::InstanceQuery {
-            ids: vec![disk.instance_id.clone()],
-            ..Default::default()
-        };
-        handler
-            .ecs
-            .describe_instances(&region, &q)
-            .await
-            .map_err(|e| format!("reading {}: {e}", disk.instance_id))?
-            .into_iter()
-            .next()
-            .map(|i| i.status)
-    };
+    let (disk, instance_status) = read_disk_with(&handler.ecs, &region, disk_id.as_str()).await?;
     Ok(Read {
         handler,
         region,
@@ -60,7 +36,94 @@ async fn read_disk(what: &str, disk_id: &str, region: Option<String>) -> Result<
     })
 }
 
-fn rules(s: &Settings) -> crate::hold::Rules {
+/// The disk (with its tags, the ledger) and the status of the instance it is attached to.
+pub async fn read_disk_with(
+    ecs: &EcsClient,
+    region: &str,
+    disk_id: &str,
+) -> Result<(Disk, Option<String>), String> {
+    let q = crate::ecs::DiskQuery {
+        ids: vec![disk_id.to_owned()],
+        ..Default::default()
+    };
+    let disk = ecs
+        .describe_disks(region, &q)
+        .await
+        .map_err(|e| format!("reading {disk_id}: {e}"))?
+        .into_iter()
+        .find(|d| d.disk_id == disk_id)
+        .ok_or_else(|| format!("disk {disk_id} not found in {region}"))?;
+    let instance_status = if disk.instance_id.is_empty() {
+        None
+    } else {
+        let q = crate::ecs::InstanceQuery {
+            ids: vec![disk.instance_id.clone()],
+            ..Default::default()
+        };
+        ecs.describe_instances(region, &q)
+            .await
+            .map_err(|e| format!("reading {}: {e}", disk.instance_id))?
+            .into_iter()
+            .next()
+            .map(|i| i.status)
+    };
+    Ok((disk, instance_status))
+}
+
+/// Why a release did not happen (or happened only in part).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReleaseError {
+    /// The hold is no longer the one the plan was made from: nothing was changed.
+    Changed,
+    /// A read failed: nothing was changed.
+    Read(String),
+    /// Recording the release in the history failed: nothing was changed.
+    Record(String),
+    /// The release is recorded (the key can never resume), but its tags were not all removed:
+    /// run release again.
+    Remove(String),
+}
+
+impl std::fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReleaseError::Changed => f.write_str("the hold changed while this ran (a run wrote the ledger): nothing was changed; look again with `status`"),
+            ReleaseError::Read(e) => f.write_str(e),
+            ReleaseError::Record(e) => write!(f, "recording the release failed, nothing was removed: {e}"),
+            ReleaseError::Remove(e) => write!(f, "the release is recorded, but removing the hold failed ({e}); run release again"),
+        }
+    }
+}
+
+/// The release's writes: re-read the hold and go on only if it is still the one `plan` was made
+/// from, then write the history first (from then on the key is ended and can never resume),
+/// then remove the run tag and the key's claims. Only tags are written.
+pub async fn apply_release(
+    ecs: &EcsClient,
+    region: &str,
+    disk_id: &str,
+    plan: &ReleasePlan,
+) -> Result<(), ReleaseError> {
+    let (again, _) = read_disk_with(ecs, region, disk_id)
+        .await
+        .map_err(ReleaseError::Read)?;
+    if again.tags.get(crate::ledger::RUN_TAG) != Some(plan.run_value.as_str()) {
+        return Err(ReleaseError::Changed);
+    }
+    let ids = vec![disk_id.to_owned()];
+    let history = vec![(crate::ledger::HISTORY_TAG.to_owned(), plan.history.clone())];
+    ecs.tag_resources(region, "disk", &ids, &history)
+        .await
+        .map_err(|e| ReleaseError::Record(e.to_string()))?;
+    ecs.untag_resources(region, "disk", &ids, &plan.remove)
+        .await
+        .map_err(|e| ReleaseError::Remove(e.to_string()))?;
+    tracing::info!(disk = %disk_id, phase = %plan.phase, forced = plan.forced, "hold released");
+    Ok(())
+}
+
+/// The hold rules (`hold.rs`) from the settings.
+pub fn rules(s: &Settings) -> crate::hold::Rules {
     crate::hold::Rules {
         lease_secs: s.lease.as_secs() as i64,
         heartbeat_timeout_secs: s.heartbeat_timeout.as_secs().max(1) as i64,
@@ -173,41 +236,11 @@ pub async fn release_cmd(
         }
     }
     // The hold must still be the one shown: a run that came back to life since is not cleared.
-    let again = match read_disk("release", disk_id, Some(read.region.clone())).await {
-        Ok(r) => r,
-        Err(e) => return fail(e, 2),
-    };
-    if again.disk.tags.get(crate::ledger::RUN_TAG) != Some(plan.run_value.as_str()) {
-        return fail(
-            "the hold changed while this ran (a run wrote the ledger): nothing was changed; look again with `status`".into(),
-            1,
-        );
+    match apply_release(&read.handler.ecs, &read.region, &read.disk.disk_id, &plan).await {
+        Ok(()) => {}
+        Err(e @ ReleaseError::Read(_)) => return fail(e.to_string(), 2),
+        Err(e) => return fail(e.to_string(), 1),
     }
-    let ecs = &read.handler.ecs;
-    let ids = vec![read.disk.disk_id.clone()];
-    // History first: from this write on, the key is ended and can never resume.
-    let history = vec![(crate::ledger::HISTORY_TAG.to_owned(), plan.history.clone())];
-    if let Err(e) = ecs
-        .tag_resources(&read.region, "disk", &ids, &history)
-        .await
-    {
-        return fail(
-            format!("recording the release failed, nothing was removed: {e}"),
-            1,
-        );
-    }
-    if let Err(e) = ecs
-        .untag_resources(&read.region, "disk", &ids, &plan.remove)
-        .await
-    {
-        return fail(
-            format!(
-                "the release is recorded, but removing the hold failed ({e}); run release again"
-            ),
-            1,
-        );
-    }
-    tracing::info!(disk = %read.disk.disk_id, phase = %plan.phase, forced = plan.forced, "hold released");
     println!("released: {} is no longer held", read.disk.disk_id);
     ExitCode::SUCCESS
 }

@@ -324,3 +324,85 @@ fn status_and_release_work_against_the_built_in_simulator() {
     assert!(out.contains("released"), "{out}");
     let _ = std::fs::remove_file(path);
 }
+
+/// The release's plan and writes, in process (no binary): the only state-changing calls outside a
+/// rollback, held to what they may write.
+#[tokio::test]
+async fn the_release_writes_only_tags_and_never_over_a_hold_that_changed() {
+    use ecs_rollback::operate::{apply_release, read_disk_with, rules, ReleaseError};
+    let b = bench().await;
+    let now = chrono::Utc::now().timestamp();
+    let stale = |since: i64| RunRecord {
+        key: digest("incident-9")[..16].to_owned(),
+        phase: Phase::Stopped,
+        since,
+        snapshot: WEB_SNAP_OLD.into(),
+        was_running: true,
+        end_running: true,
+        stop_at: Some(since),
+        failure: None,
+        undo: None,
+        instance: Some(WEB.into()),
+    };
+    let ecs = &b.handler.ecs;
+    let write = |r: RunRecord| async move {
+        ecs.tag_resources(
+            REGION,
+            "disk",
+            &[WEB_SYS.to_owned()],
+            &[(ledger::RUN_TAG.to_owned(), r.encode())],
+        )
+        .await
+        .expect("tag")
+    };
+    write(stale(now - 7200)).await;
+    let plan = || async {
+        let (disk, status) = read_disk_with(ecs, REGION, WEB_SYS).await.expect("read");
+        let tags: Vec<(String, String)> = disk
+            .tags
+            .tag
+            .iter()
+            .map(|t| (t.tag_key.clone(), t.tag_value.clone()))
+            .collect();
+        let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ecs_rollback::hold::plan_release(
+            &tags,
+            &digest("incident-9"),
+            status.as_deref(),
+            rules(&b.handler.settings),
+            now,
+            false,
+        )
+        .expect("a plan")
+    };
+    // A run writes the ledger between the plan and the release: nothing is changed.
+    let p = plan().await;
+    write(stale(now - 10)).await;
+    let before = b.changes().len();
+    assert_eq!(
+        apply_release(ecs, REGION, WEB_SYS, &p).await,
+        Err(ReleaseError::Changed)
+    );
+    assert_eq!(b.changes().len(), before, "nothing written");
+    // The hold as planned: history first, then the run tag removed; only tags, nothing else.
+    write(stale(now - 7200)).await;
+    let p = plan().await;
+    let before = b.changes().len();
+    apply_release(ecs, REGION, WEB_SYS, &p)
+        .await
+        .expect("released");
+    let written: Vec<String> = b.changes()[before..]
+        .iter()
+        .map(|e| e.action.clone())
+        .collect();
+    assert_eq!(written, ["TagResources", "UntagResources"]);
+    assert!(b.run_record(WEB_SYS).is_none());
+    let history = b.history(WEB_SYS);
+    assert_eq!(
+        history.find(&digest("incident-9")),
+        Some(true),
+        "ended, as failed"
+    );
+    assert!(history.released.is_some());
+    assert_eq!(b.status(WEB), "Running", "the instance is never touched");
+}
