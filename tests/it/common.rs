@@ -412,3 +412,23 @@ pub fn assert_safe(events: &[ecs_rollback::sim::Event], disk: &str) -> usize {
         .count()
         .saturating_sub(1)
 }
+
+/// The built binary, with an empty environment: each test gives it exactly the variables it
+/// means (a variable of the machine or of CI never leaks into a run).
+pub fn binary() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
+    c.env_clear();
+    c
+}
+
+/// [`binary`], for async tests: killed when dropped.
+pub fn binary_async() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
+    c.env_clear().kill_on_drop(true);
+    c
+}
+
+/// The built-in simulator's scenario with fast transitions, for runs of the binary.
+pub fn fast_scenario_file() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fast-scenario.json")
+}

@@ -290,7 +290,7 @@ fn hand_signed(secret: &str, nonce: &str, format: Option<&str>) -> String {
 #[tokio::test]
 async fn the_simulate_command_refuses_a_hand_signed_request_with_a_wrong_secret() {
     use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
+    let mut child = binary_async()
         .args(["simulate", "--port", "0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -1,9 +1,9 @@
 //! Every file in `events/` runs through `ecs-rollback invoke` against the built-in simulator,
 //! with the outcomes `events/README.md` states.
 
+use crate::common::{binary, fast_scenario_file};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -17,21 +17,12 @@ fn expectations() -> BTreeMap<String, Vec<String>> {
 }
 
 fn invoke(file: &Path, token: bool) -> (Vec<Value>, i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
+    let mut cmd = binary();
     cmd.arg("invoke")
         .arg(file)
-        .env(
-            "ECS_ROLLBACK_SIM_SCENARIO",
-            root().join("tests/data/fast-scenario.json"),
-        )
-        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-        .env_remove("ECS_ROLLBACK_DRILL")
-        .env_remove("ECS_ROLLBACK_WEBHOOK_SECRET");
+        .env("ECS_ROLLBACK_SIM_SCENARIO", fast_scenario_file());
     if token {
         cmd.env("ECS_ROLLBACK_WEBHOOK_TOKEN", "example-webhook-token");
-    } else {
-        cmd.env_remove("ECS_ROLLBACK_WEBHOOK_TOKEN");
     }
     let out = cmd.output().expect("runs");
     let stdout = String::from_utf8(out.stdout).expect("utf8");
@@ -81,14 +72,10 @@ fn every_sample_event_has_the_stated_outcome() {
             );
         }
         if f.contains("drill") {
-            let out = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
+            let out = binary()
                 .arg("invoke")
                 .arg(root().join("events").join(f))
-                .env(
-                    "ECS_ROLLBACK_SIM_SCENARIO",
-                    root().join("tests/data/fast-scenario.json"),
-                )
-                .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+                .env("ECS_ROLLBACK_SIM_SCENARIO", fast_scenario_file())
                 .output()
                 .expect("runs");
             let last = String::from_utf8_lossy(&out.stdout)
@@ -140,9 +127,6 @@ fn unreadable_input_exits_2() {
     assert!(stderr.contains("is not JSON"), "{stderr}");
     let (_, code, _) = invoke(&dir.join("missing.json"), false);
     assert_eq!(code, 2);
-    let out = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
-        .args(["invoke", "--bogus"])
-        .output()
-        .expect("runs");
+    let out = binary().args(["invoke", "--bogus"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }

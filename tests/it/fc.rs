@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,20 +35,9 @@ impl Drop for Runtime {
 /// Starts the binary; `args` empty means "as Function Compute starts it" (no arguments,
 /// `FC_FUNCTION_NAME` and `FC_SERVER_PORT=0` set).
 fn start(args: &[&str], env: &[(&str, String)], simulate: bool) -> Runtime {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
+    let mut cmd = binary();
     cmd.args(args)
-        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
-        .env_remove("ALIBABA_CLOUD_ROLE_ARN")
-        .env_remove("ECS_ROLLBACK_DRILL")
-        .env_remove("ECS_ROLLBACK_WEBHOOK_SECRET")
-        .env_remove("ECS_ROLLBACK_WEBHOOK_TOKEN")
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .env(
-            "ECS_ROLLBACK_SIM_SCENARIO",
-            root().join("tests/data/fast-scenario.json"),
-        )
+        .env("ECS_ROLLBACK_SIM_SCENARIO", fast_scenario_file())
         .env("ECS_ROLLBACK_POLL_INITIAL_MS", "20")
         .env("ECS_ROLLBACK_POLL_MAX_MS", "100")
         .stdout(Stdio::piped())

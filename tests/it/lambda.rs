@@ -159,8 +159,7 @@ async fn start(sim_base: &str) -> Function {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
-        .env_clear()
+    let mut child = binary_async()
         .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", "ecs-rollback")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -417,8 +416,7 @@ async fn lambda_mode_end_to_end() {
 
 #[tokio::test]
 async fn lambda_mode_without_credentials_refuses_to_start() {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
-        .env_clear()
+    let out = binary_async()
         .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
         .env("AWS_LAMBDA_FUNCTION_NAME", "ecs-rollback")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")

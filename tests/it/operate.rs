@@ -2,7 +2,7 @@
 //! HTTP (and the built-in one): what a hold looks like, and clearing one a dead run left, with
 //! every refusal on the way, and nothing but the ledger ever touched.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::*;
@@ -14,13 +14,8 @@ use ecs_rollback::sim::Simulator;
 use serde_json::{json, Value};
 
 fn cli(base: &str, args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
-    c.args(args)
-        .stdin(Stdio::null())
-        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
-        .env_remove("ALIBABA_CLOUD_ROLE_ARN")
-        .env_remove("ECS_ROLLBACK_LEASE_SECONDS")
-        .env_remove("ECS_ROLLBACK_HEARTBEAT_TIMEOUT_MS");
+    let mut c = binary();
+    c.args(args).stdin(Stdio::null());
     for (k, v) in sim_env(base) {
         c.env(k, v);
     }
@@ -270,11 +265,8 @@ async fn an_abandoned_hold_is_released_without_force_and_keeps_the_cooldown() {
 #[test]
 fn status_and_release_work_against_the_built_in_simulator() {
     let run = |args: &[&str], scenario: Option<&std::path::Path>| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
-        c.args(args)
-            .stdin(Stdio::null())
-            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+        let mut c = binary();
+        c.args(args).stdin(Stdio::null());
         match scenario {
             Some(p) => c.env("ECS_ROLLBACK_SIM_SCENARIO", p),
             None => c.env_remove("ECS_ROLLBACK_SIM_SCENARIO"),

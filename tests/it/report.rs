@@ -4,6 +4,7 @@
 //! puts it, and nothing where a target had no step. Without Chromium the browser test says it
 //! is skipped, unless `ECS_ROLLBACK_REQUIRE_BROWSER=1` (CI), where that is a failure.
 
+use crate::common::{binary, fast_scenario_file};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,14 +16,8 @@ fn root() -> PathBuf {
 }
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
-    c.env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-        .env_remove("ECS_ROLLBACK_DRILL")
-        .env(
-            "ECS_ROLLBACK_SIM_SCENARIO",
-            root().join("tests/data/fast-scenario.json"),
-        );
+    let mut c = binary();
+    c.env("ECS_ROLLBACK_SIM_SCENARIO", fast_scenario_file());
     c
 }
 

@@ -4,7 +4,7 @@
 //! STS credentials, and through the built binary.
 
 use std::path::PathBuf;
-use std::process::Command;
+
 use std::time::Duration;
 
 use crate::common::*;
@@ -134,14 +134,12 @@ fn root() -> PathBuf {
 }
 
 fn run_binary(base: &str, signature: &str) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
+    let mut cmd = binary();
     cmd.arg("invoke")
         .arg(root().join("events/rollback.json"))
         .env("ECS_ROLLBACK_SIGNATURE", signature)
         .env("ECS_ROLLBACK_POLL_INITIAL_MS", "20")
-        .env("ECS_ROLLBACK_POLL_MAX_MS", "100")
-        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
-        .env_remove("ALIBABA_CLOUD_ROLE_ARN");
+        .env("ECS_ROLLBACK_POLL_MAX_MS", "100");
     for (k, v) in sim_env(base) {
         cmd.env(k, v);
     }

@@ -53,9 +53,8 @@ fn outcome_of(line: &str) -> Option<(String, bool)> {
 }
 
 fn binary(base: &str) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"));
-    c.env_clear()
-        .envs(sim_env(base))
+    let mut c = binary_async();
+    c.envs(sim_env(base))
         .env("ECS_ROLLBACK_POLL_INITIAL_MS", "10")
         .env("ECS_ROLLBACK_POLL_MAX_MS", "40")
         .env("ECS_ROLLBACK_HEARTBEAT_TIMEOUT_MS", "1000")
@@ -587,8 +586,7 @@ async fn no_secret_token_or_signature_in_the_most_verbose_json_logs() {
         ("wrong-secret-value", token),
         (secret, "wrong-token-value"),
     ] {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
-            .env_clear()
+        let out = binary_async()
             .env(
                 "ALIBABA_CLOUD_ACCESS_KEY_ID",
                 ecs_rollback::sim::SIM_ACCESS_KEY_ID,
