@@ -74,6 +74,12 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
                 _ => "simulator requested",
             }
         );
+        // The built-in simulator knows its own tag read lag: the settle need not exceed it
+        // by more than half (unless told).
+        if std::env::var_os("ECS_ROLLBACK_TAG_SETTLE_MS").is_none() {
+            settings.tag_settle =
+                std::time::Duration::from_millis(scenario.timings.tag_read_lag_ms * 3 / 2);
+        }
         let sim = Simulator::new(scenario)?;
         // The simulator's transitions take seconds at most: poll it often (unless told).
         if std::env::var_os("ECS_ROLLBACK_POLL_INITIAL_MS").is_none() {
