@@ -397,13 +397,23 @@ mod tests {
         World::new(&default_fleet(), timings).expect("the default fleet")
     }
 
-    fn call(w: &mut World, action: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
+    /// One call at a given moment (the world's clock is the caller's).
+    fn call_at(
+        w: &mut World,
+        action: &str,
+        params: &[(&str, &str)],
+        at: Instant,
+    ) -> Result<Value, ApiError> {
         let mut p: BTreeMap<String, String> = params
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         p.entry("RegionId".into()).or_insert("cn-hangzhou".into());
-        w.apply(action, &Req { params: &p }, Instant::now())
+        w.apply(action, &Req { params: &p }, at)
+    }
+
+    fn call(w: &mut World, action: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
+        call_at(w, action, params, Instant::now())
     }
 
     fn code(r: Result<Value, ApiError>) -> (u16, String) {
@@ -684,12 +694,7 @@ mod tests {
         )
         .expect("fleet");
         let at = |w: &mut World, action: &str, params: &[(&str, &str)], t: Instant| {
-            let mut p: BTreeMap<String, String> = params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
-            p.insert("RegionId".into(), "cn-hangzhou".into());
-            w.apply(action, &Req { params: &p }, t).expect("accepted")
+            call_at(w, action, params, t).expect("accepted")
         };
         let t0 = Instant::now();
         let tag = [
