@@ -1,7 +1,7 @@
 //! Polling shared by the runs of one drill: every run asks for its instance's status, and one
 //! DescribeInstances call (per 100 IDs) answers all of them, so the calls per poll grow with
 //! ceil(N/100), not N. A read at most `max_age` old is served from the last call. Reads that
-//! guard a state-changing call bypass this and read fresh (`rollback.rs`).
+//! guard a state-changing call bypass this and read fresh (`rollback/`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;

@@ -3,7 +3,7 @@
 //! onto jobs: a rollback request in the direct form with the trigger it came from, an `ignored`
 //! event (a resolved alert, an OK state), or input that cannot become a request.
 //!
-//! Nothing in here calls ECS, and nothing below `handler.rs` knows an event format.
+//! Nothing in here calls ECS, and nothing below `handler/` knows an event format.
 
 pub mod alerts;
 pub mod alibaba;
