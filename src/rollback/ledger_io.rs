@@ -96,21 +96,28 @@ impl Run<'_> {
         }
     }
 
+    /// The disk's tags, read as the ledger (one ListTagResources).
+    async fn read_ledger(&self) -> Result<Ledger, EcsError> {
+        let tags = self
+            .ecs
+            .list_tag_resources(&self.region, "disk", &[self.disk_id()])
+            .await?;
+        Ok(Ledger::from_tags(
+            tags.iter()
+                .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+        ))
+    }
+
     /// Right before a state-changing call: reads the ledger and checks that the record this run
     /// acts on is still its own. What a lagging read may still show of the time before this
     /// run's own writes (the record it replaced) is accepted; another key's record, or this
     /// key's record finished by a twin, stops the run (retryable: whoever holds the disk now
     /// finishes; nothing more is done here).
     pub(super) async fn confirm_holder(&mut self, before: &str) -> Res<()> {
-        let tags = self
-            .ecs
-            .list_tag_resources(&self.region, "disk", &[self.disk_id()])
+        let seen = self
+            .read_ledger()
             .await
             .map_err(|e| Halt::ecs(Outcome::Failed, &e))?;
-        let seen = Ledger::from_tags(
-            tags.iter()
-                .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
-        );
         let me = ledger::run_key(&self.digest);
         let problem = match &seen.run {
             _ if seen.history.find(&self.digest).is_some() => Some(
@@ -253,18 +260,10 @@ impl Run<'_> {
         let mine = Ledger::from_tags([(tag.0.as_str(), tag.1.as_str())]).claims;
         for _ in 0..READS {
             tokio::time::sleep(self.s.tag_settle).await;
-            let tags = match self
-                .ecs
-                .list_tag_resources(&self.region, "disk", &[self.disk_id()])
-                .await
-            {
-                Ok(tags) => tags,
+            let seen = match self.read_ledger().await {
+                Ok(seen) => seen,
                 Err(e) => return Err(Halt::ecs(self.failed_or_rejected(), &e)),
             };
-            let seen = Ledger::from_tags(
-                tags.iter()
-                    .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
-            );
             if mine.iter().all(|c| seen.claims.contains(c)) {
                 return Ok(seen);
             }
