@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Config,
     /// Credentials could not be obtained (STS AssumeRole failed).
     Credentials,
+    /// Not sent: ECS had asked (`x-acs-retry-after`) for this action to wait longer than one
+    /// retry may wait.
+    Held,
 }
 
 /// An error of one ECS (or STS) call, after the client's own retries.
@@ -58,6 +61,9 @@ pub struct EcsError {
     /// Attempts made, including the last.
     pub attempts: u32,
     pub elapsed: Duration,
+    /// How long ECS asked the caller to wait before this action is called again
+    /// (`x-acs-retry-after` on a throttled answer).
+    pub retry_after: Option<Duration>,
 }
 
 impl fmt::Display for EcsError {
@@ -103,6 +109,7 @@ impl EcsError {
             may_have_applied,
             attempts: 1,
             elapsed: Duration::ZERO,
+            retry_after: None,
         }
     }
 
@@ -111,7 +118,9 @@ impl EcsError {
     pub fn transport(action: &str, kind: ErrorKind, message: String) -> Self {
         let may_have_applied = matches!(kind, ErrorKind::Timeout | ErrorKind::ResponseLost);
         let retry = match kind {
-            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::ResponseLost => Retry::Retryable,
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::ResponseLost | ErrorKind::Held => {
+                Retry::Retryable
+            }
             _ => Retry::NotRetryable,
         };
         Self {
@@ -125,6 +134,7 @@ impl EcsError {
             may_have_applied,
             attempts: 1,
             elapsed: Duration::ZERO,
+            retry_after: None,
         }
     }
 
@@ -149,9 +159,10 @@ impl EcsError {
         self.retry == Retry::DryRunSuccess
     }
 
-    /// Throttled by the API gateway: the request was refused before it was applied.
+    /// Throttled by the API gateway: the request was refused before it was applied (or held
+    /// back by us because ECS asked for a pause).
     pub fn is_throttling(&self) -> bool {
-        self.code().is_some_and(is_throttling_code)
+        self.code().is_some_and(is_throttling_code) || self.kind == ErrorKind::Held
     }
 
     /// The code, or a stable stand-in for a failure without one (for result events).
@@ -164,6 +175,7 @@ impl EcsError {
             (None, ErrorKind::Decode) => "InvalidResponse".into(),
             (None, ErrorKind::Config) => "InvalidConfiguration".into(),
             (None, ErrorKind::Credentials) => "CredentialsUnavailable".into(),
+            (None, ErrorKind::Held) => "HeldForRetryAfter".into(),
             (None, ErrorKind::Api) => match self.status {
                 Some(s) => format!("Http{s}"),
                 None => "Unknown".into(),
@@ -172,8 +184,11 @@ impl EcsError {
     }
 }
 
+/// `Throttling` (403, ECS tables), `Throttling.User` / `Throttling.Api` (400, the gateway), and
+/// any `Throttling.*` or `Rejected.Throttling` (terraform-provider-alicloud's `NeedRetry`
+/// matches them all): ecs-evidence.md §5.
 fn is_throttling_code(code: &str) -> bool {
-    code == "Throttling" || code.starts_with("Throttling.")
+    code == "Throttling" || code.starts_with("Throttling.") || code == "Rejected.Throttling"
 }
 
 /// Classifies an ECS error answer. Every code of the ResetDisk error table
@@ -197,7 +212,13 @@ pub fn classify(status: u16, code: Option<&str>) -> Retry {
         // Transient server-side failures.
         "InternalError" | "ServiceUnavailable" | "UnknownError" | "InstanceNotReady" => Retryable,
         // Another operation is in flight on the resource: back off, re-read state, try again.
-        "Operation.Conflict" => Retryable,
+        // `InvalidOperation.Conflict` and `OperationConflict`: terraform-provider-alicloud
+        // retries them after disk operations (ecs-evidence.md §1, §6 "client-side").
+        "Operation.Conflict" | "InvalidOperation.Conflict" | "OperationConflict" => Retryable,
+        // The same ClientToken is still being processed: ask again with it (CreateSnapshot's
+        // table, 403 "The previous idempotent request(s) is still processing.", ecs-evidence.md
+        // §3); `LastTokenProcessing` is the same answer in other services (terraform).
+        "IdempotentProcessing" | "LastTokenProcessing" => Retryable,
         // The request reached the server with a nonce it had seen: a new nonce fixes it,
         // but a state-changing call must re-read state first (the first attempt arrived).
         "SignatureNonceUsed" => Retryable,
@@ -208,6 +229,16 @@ pub fn classify(status: u16, code: Option<&str>) -> Retry {
         | "InvalidSnapshotId.NotReady"
         | "InvalidOperation.DiskResetInProgress"
         | "DiskError" => AfterStateChange,
+        // CreateSnapshot while another snapshot of the disk is being created, e.g. by an
+        // automatic snapshot policy (ecs-evidence.md §3, DOC-SNAP: 403
+        // `IncorrectDiskStatus.CreatingSnapshot` "A previous snapshot creation is in process.";
+        // the 2025 table adds `QuotaExceed.ConcurrentSnapshotQuota` and
+        // `DISK_HAS_CREATING_SNAPSHOT`, CreateSnapshotGroup `TooManyCreatingSnapshots`): wait
+        // for it to finish, then ask again.
+        "IncorrectDiskStatus.CreatingSnapshot"
+        | "QuotaExceed.ConcurrentSnapshotQuota"
+        | "DISK_HAS_CREATING_SNAPSHOT"
+        | "IncorrectDiskStatus.TooManyCreatingSnapshots" => AfterStateChange,
         // ResetDisk table: permanent for this request.
         "InvalidDiskId.NotFound"
         | "Disk.NotFound"
@@ -234,10 +265,31 @@ pub fn classify(status: u16, code: Option<&str>) -> Retry {
         | "DiskInArrears"
         | "OperationDenied.NoStock"
         | "QuotaExceed.ElasticQuota" => NotRetryable,
-        // CreateSnapshot (the undo snapshot). UNCONFIRMED names: not in the reference.
+        // CreateSnapshot (the undo snapshot): ecs-evidence.md §3 (DOC-SNAP, DREPO).
         "QuotaExceed.Snapshot"
+        | "QuotaExceed.SnapshotQuota"
         | "InvalidSnapshotName.Malformed"
-        | "InvalidDescription.Malformed" => NotRetryable,
+        | "InvalidDescription.Malformed"
+        | "InvalidClientToken.Malformed"
+        | "IncorrectDiskStatus.NeverAttached"
+        | "IncorrectDiskStatus.NeverUsed"
+        | "IncorrectDiskStatus.Invalid"
+        | "IncorrectDiskStatus.Transferring" => NotRetryable,
+        // TagResources / UntagResources / ListTagResources (the ledger): ecs-evidence.md §2. The
+        // 20-tag quota answers 400 `OperationDenied.QuotaExceed` or 403 `QuotaExceed.Tags`.
+        "OperationDenied.QuotaExceed"
+        | "QuotaExceed.Tags"
+        | "Duplicate.TagKey"
+        | "NumberExceed.Tags"
+        | "NumberExceed.ResourceIds"
+        | "InvalidTagCount"
+        | "InvalidTagKey.Malformed"
+        | "InvalidTagValue.Malformed"
+        | "InvalidTag.Mismatch"
+        | "InvalidResourceId.NotFound"
+        | "InvalidResourceType.NotFound"
+        | "InvalidResourceId.NotSupported"
+        | "NoPermission.Tag" => NotRetryable,
         // Gateway: signature, credentials, permissions, parameters.
         "SignatureDoesNotMatch"
         | "IncompleteSignature"
@@ -360,6 +412,53 @@ mod tests {
                 "{status} {code} is in the ResetDisk table but not classified in this test"
             );
         }
+    }
+
+    /// The codes `shared/reference/ecs-evidence.md` found in the real tables and tools, with
+    /// the classification chosen for each (its section in the comment).
+    #[test]
+    fn every_code_of_the_evidence_is_classified_on_purpose() {
+        use Retry::*;
+        let rows: &[(u16, &str, Retry)] = &[
+            // §2 TagResources.
+            (400, "OperationDenied.QuotaExceed", NotRetryable),
+            (403, "QuotaExceed.Tags", NotRetryable),
+            (400, "Duplicate.TagKey", NotRetryable),
+            (400, "NumberExceed.Tags", NotRetryable),
+            (400, "NumberExceed.ResourceIds", NotRetryable),
+            (400, "InvalidTagCount", NotRetryable),
+            (404, "InvalidResourceId.NotFound", NotRetryable),
+            (404, "InvalidResourceType.NotFound", NotRetryable),
+            (404, "MissingParameter.Tags", NotRetryable),
+            (403, "NoPermission.Tag", NotRetryable),
+            // §3 CreateSnapshot.
+            (
+                403,
+                "IncorrectDiskStatus.CreatingSnapshot",
+                AfterStateChange,
+            ),
+            (403, "QuotaExceed.ConcurrentSnapshotQuota", AfterStateChange),
+            (403, "DISK_HAS_CREATING_SNAPSHOT", AfterStateChange),
+            (403, "QuotaExceed.Snapshot", NotRetryable),
+            (403, "IdempotentParameterMismatch", NotRetryable),
+            (403, "IdempotentProcessing", Retryable),
+            (403, "InvalidClientToken.Malformed", NotRetryable),
+            (400, "IncorrectInstanceStatus", AfterStateChange),
+            // §1, §4 StartInstance after a disk operation (terraform's retry set).
+            (403, "InvalidOperation.Conflict", Retryable),
+            (403, "OperationConflict", Retryable),
+            // §5 throttling, whatever the status.
+            (403, "Throttling", Retryable),
+            (400, "Throttling.User", Retryable),
+            (400, "Throttling.Api", Retryable),
+            (400, "Throttling.ConcurrentLimitExceeded", Retryable),
+            (400, "Rejected.Throttling", Retryable),
+        ];
+        for (status, code, want) in rows {
+            assert_eq!(classify(*status, Some(code)), *want, "{status} {code}");
+        }
+        let e = EcsError::api("X", 403, Some("Throttling".into()), "m".into(), None);
+        assert!(e.is_throttling() && !e.may_have_applied);
     }
 
     #[test]

@@ -31,6 +31,17 @@ impl std::fmt::Debug for HttpRequest {
 pub struct HttpResponse {
     pub status: u16,
     pub body: Vec<u8>,
+    /// A throttled answer's `x-acs-retry-after`: how long before the API takes the call again.
+    pub retry_after: Option<Duration>,
+}
+
+/// The official SDK's reading of `x-acs-retry-after`: a positive whole number, and the SDK
+/// sleeps that many milliseconds (alibabacloud-tea-openapi 0.4.6 `Utils.get_throttling_time_left`
+/// and darabonba-core 1.0.9 `get_backoff_time` → `sleep(millisecond)`, capped at its
+/// `MAX_DELAY_TIME` of 120 000 ms). Anything else is no hint.
+pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
+    let ms: i64 = value?.trim().parse().ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms.min(120_000) as u64))
 }
 
 /// What can go wrong below HTTP. Each variant says whether the request may have arrived.
@@ -104,10 +115,17 @@ impl Transport for ReqwestTransport {
         }
         let response = builder.send().await.map_err(|e| classify_reqwest(&e))?;
         let status = response.status().as_u16();
+        let retry_after = parse_retry_after(
+            response
+                .headers()
+                .get("x-acs-retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
         let body = response.bytes().await.map_err(|e| classify_reqwest(&e))?;
         Ok(HttpResponse {
             status,
             body: body.to_vec(),
+            retry_after,
         })
     }
 }

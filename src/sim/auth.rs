@@ -34,6 +34,7 @@ pub fn decode_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
                 .decode_utf8()
                 .map(|c| c.into_owned())
                 .map_err(|_| {
+                    // Source: ecs-api.md §5.2 (400 InvalidParameter); the message is the simulator's: UNCONFIRMED.
                     ApiError::new(400, "InvalidParameter", "The request is not valid UTF-8.")
                 })
         };
@@ -119,6 +120,7 @@ impl Gateway {
     ) -> Result<String, ApiError> {
         let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let missing = |k: &str| {
+            // Source: ecs-api.md §5.2 (400 MissingParameter).
             ApiError::new(
                 400,
                 "MissingParameter",
@@ -136,6 +138,7 @@ impl Gateway {
         get("Action").ok_or_else(|| missing("Action"))?;
         get("Version").ok_or_else(|| missing("Version"))?;
         if get("SignatureMethod") != Some("HMAC-SHA1") {
+            // UNCONFIRMED: a wrong SignatureMethod's code is not in the reference.
             return Err(ApiError::new(
                 400,
                 "InvalidSignatureMethod",
@@ -143,6 +146,7 @@ impl Gateway {
             ));
         }
         if get("SignatureVersion") != Some("1.0") {
+            // UNCONFIRMED: a wrong SignatureVersion's code is not in the reference.
             return Err(ApiError::new(
                 400,
                 "InvalidSignatureVersion",
@@ -150,6 +154,7 @@ impl Gateway {
             ));
         }
         let Some(entry) = self.keys.get(ak).cloned() else {
+            // Source: ecs-api.md §5.2 (400 InvalidAccessKeyId.NotFound, W-GWERR).
             return Err(ApiError::new(
                 400,
                 "InvalidAccessKeyId.NotFound",
@@ -158,6 +163,7 @@ impl Gateway {
         };
         let expected = hmac_sha1_b64(&entry.secret, &server_string_to_sign(method, params));
         if !same(&expected, signature) {
+            // Source: ecs-api.md §5.1, §5.2 (400 SignatureDoesNotMatch with the server's string to sign).
             return Err(ApiError::new(
                 400,
                 "SignatureDoesNotMatch",
@@ -197,6 +203,7 @@ impl Gateway {
             .map(String::as_str)
             .unwrap_or("");
         let Some(rest) = auth.strip_prefix("ACS3-HMAC-SHA256 ") else {
+            // UNCONFIRMED: V3 with another algorithm; the code is V1's.
             return Err(ApiError::new(
                 400,
                 "InvalidSignatureMethod",
@@ -226,6 +233,7 @@ impl Gateway {
         self.signatures.push_back(signature.to_owned());
         let header = |k: &str| headers.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let missing = |k: &str| {
+            // Source: ecs-api.md §5.2 (400 MissingParameter), for a header.
             ApiError::new(
                 400,
                 "MissingParameter",
@@ -264,6 +272,7 @@ impl Gateway {
             ));
         }
         let Some(entry) = self.keys.get(ak).cloned() else {
+            // Source: ecs-api.md §5.2 (400 InvalidAccessKeyId.NotFound, W-GWERR).
             return Err(ApiError::new(
                 400,
                 "InvalidAccessKeyId.NotFound",
@@ -304,6 +313,7 @@ impl Gateway {
                 .collect::<String>()
         };
         if !same(&expected, signature) {
+            // Source: ecs-api.md §5.2 (400 SignatureDoesNotMatch).
             return Err(ApiError::new(
                 400,
                 "SignatureDoesNotMatch",
@@ -327,6 +337,7 @@ impl Gateway {
     ) -> Result<(), ApiError> {
         let t = NaiveDateTime::parse_from_str(ts, "%Y-%m-%dT%H:%M:%SZ")
             .map_err(|_| {
+                // Source: ecs-api.md §5.2 (400 InvalidTimeStamp.Format, W-GWERR).
                 ApiError::new(
                     400,
                     "InvalidTimeStamp.Format",
@@ -335,6 +346,7 @@ impl Gateway {
             })?
             .and_utc();
         if (now - t).num_seconds().abs() > self.skew_limit_secs {
+            // Source: ecs-api.md §5.2 (400 InvalidTimeStamp.Expired, W-GWERR).
             return Err(ApiError::new(
                 400,
                 "InvalidTimeStamp.Expired",
@@ -344,21 +356,24 @@ impl Gateway {
         match (&entry.token, token) {
             (None, _) => {}
             (Some(_), None) => {
+                // UNCONFIRMED: ecs-api.md §5.2 gives the code, not its status.
                 return Err(ApiError::new(
                     400,
                     "MissingSecurityToken",
                     "SecurityToken is mandatory for this action.",
-                ))
+                ));
             }
             (Some(want), Some(got)) if !same(want, got) => {
+                // UNCONFIRMED: ecs-api.md §5.2 gives the code from third-party constants only.
                 return Err(ApiError::new(
                     400,
                     "InvalidSecurityToken.MismatchWithAccessKey",
                     "Specified SecurityToken mismatch with the AccessKey.",
-                ))
+                ));
             }
             (Some(_), Some(_)) => {
                 if entry.expires.is_some_and(|e| e <= now) {
+                    // UNCONFIRMED: ecs-api.md §5.2 gives the code from third-party constants only.
                     return Err(ApiError::new(
                         400,
                         "InvalidSecurityToken.Expired",
@@ -370,6 +385,7 @@ impl Gateway {
         self.nonces
             .retain(|_, seen| (now - *seen).num_seconds() <= self.skew_limit_secs + 60);
         if self.nonces.contains_key(nonce) {
+            // Source: ecs-api.md §5.2 (400 SignatureNonceUsed, OLDERR).
             return Err(ApiError::new(
                 400,
                 "SignatureNonceUsed",
@@ -389,6 +405,7 @@ impl Gateway {
     ) -> Result<serde_json::Value, ApiError> {
         if self.keys.get(caller).is_some_and(|k| k.token.is_some()) {
             // The simulator's choice: temporary credentials may not chain.
+            // UNCONFIRMED: the simulator's choice (a chained AssumeRole).
             return Err(ApiError::new(
                 403,
                 "NoPermission",
@@ -399,6 +416,7 @@ impl Gateway {
             .get("RoleArn")
             .filter(|a| a.starts_with("acs:ram::") && a.contains(":role/"))
             .ok_or_else(|| {
+                // Source: ecs-api.md §7.1 (W-STS: 400 InvalidParameter.RoleArn).
                 ApiError::new(
                     400,
                     "InvalidParameter.RoleArn",
@@ -414,6 +432,7 @@ impl Gateway {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
         if !session_ok {
+            // Source: ecs-api.md §7.1 (W-STS: 400 InvalidParameter.RoleSessionName).
             return Err(ApiError::new(
                 400,
                 "InvalidParameter.RoleSessionName",
@@ -427,6 +446,7 @@ impl Gateway {
                 .ok()
                 .filter(|d| (900..=3600).contains(d))
                 .ok_or_else(|| {
+                    // Source: ecs-api.md §7.1 (W-STS: 400 InvalidParameter.DurationSeconds).
                     ApiError::new(
                         400,
                         "InvalidParameter.DurationSeconds",

@@ -1,18 +1,19 @@
 //! Faults the simulator can inject, seeded so a run can be replayed: a fraction of calls
 //! throttled, failing with 500/503, answered slowly, or whose answer is dropped after the change
-//! was applied; and scripted faults (the Nth call of an action fails a given way).
+//! was applied; and scripted faults (the Nth call of an action fails a given way). And ECS's own
+//! rate limits: calls per API, per region, per account, per minute (ecs-evidence.md §5).
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct Faults {
-    /// Fraction of calls refused with `Throttling.User` before they run.
+    /// Fraction of calls refused as throttled (with `throttle_code`) before they run.
     pub throttle_rate: f64,
     /// Fraction of calls failing with 500 `InternalError` or 503 `ServiceUnavailable` before
     /// they run.
@@ -27,8 +28,65 @@ pub struct Faults {
     /// Faults at exact places.
     pub scripted: Vec<ScriptedFault>,
     pub seed: u64,
-    /// Requests per second the API accepts (0: no limit); beyond it, `Throttling.User`.
+    /// Requests per second the whole API accepts (0: no limit); beyond it, throttled. Not how ECS
+    /// counts (that is `rate_limits`): a load-test knob that makes every action share one budget.
     pub rate_limit_rps: u32,
+    /// Calls each action accepts per region per `rate_window_ms`, as ECS counts them: "the
+    /// number of calls to each API operation is independently calculated", per region and
+    /// account, per minute; "throttled at minute T, … can continue to be called as of minute
+    /// T+1" (ecs-evidence.md §5, THR). Defaults: the two published figures, ResetDisk and
+    /// StartInstance 500/60 s (APIDOC); the others are not published (Quota Center only), so
+    /// they have no limit unless a scenario sets one.
+    pub rate_limits: BTreeMap<String, u32>,
+    /// The window of `rate_limits`, aligned on the clock: 60 000 ms as ECS counts; shorter only
+    /// so that tests need not wait for a minute to pass.
+    pub rate_window_ms: u64,
+    /// How a throttled call is answered (ecs-evidence.md §5): `Throttling` (403, the ECS API
+    /// tables), `Throttling.User` or `Throttling.Api` (400, the API gateway's common errors).
+    pub throttle_code: ThrottleCode,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            throttle_rate: 0.0,
+            error_rate: 0.0,
+            slow_rate: 0.0,
+            slow_ms: 0,
+            drop_rate: 0.0,
+            actions: Vec::new(),
+            scripted: Vec::new(),
+            seed: 0,
+            rate_limit_rps: 0,
+            rate_limits: published_rate_limits(),
+            rate_window_ms: 60_000,
+            throttle_code: ThrottleCode::default(),
+        }
+    }
+}
+
+/// The per-minute limits ECS publishes (ecs-evidence.md §5, APIDOC "流控信息 请求速率为500/60(s)").
+pub fn published_rate_limits() -> BTreeMap<String, u32> {
+    [("ResetDisk", 500), ("StartInstance", 500)]
+        .into_iter()
+        .map(|(a, n)| (a.to_owned(), n))
+        .collect()
+}
+
+/// The three throttling answers ECS gives (ecs-evidence.md §5).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum ThrottleCode {
+    /// 403 `Throttling`, "Request was denied due to user flow control." (DOC-SNAP's table).
+    #[default]
+    #[serde(rename = "Throttling")]
+    Throttling,
+    /// 400 `Throttling.User` (the POP gateway's common errors).
+    #[serde(rename = "Throttling.User")]
+    User,
+    /// 400 `Throttling.Api` (named by the gateway; its status on ECS is NOT FOUND, so it
+    /// takes the gateway's 400 like `Throttling.User`: UNCONFIRMED status).
+    #[serde(rename = "Throttling.Api")]
+    Api,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -71,14 +129,39 @@ pub struct Fate {
     /// Runs, then the answer is dropped.
     pub drop: bool,
     pub delay: Duration,
+    /// With a refusal by `rate_limits`: the `x-acs-retry-after` header, in milliseconds, until
+    /// the window ends. The official SDK reads that header and sleeps that many milliseconds
+    /// (alibabacloud-tea-openapi 0.4.6 `Utils.get_throttling_time_left`, darabonba-core 1.0.9
+    /// `get_backoff_time` then `sleep(millisecond)`); whether ECS itself sends it is NOT FOUND,
+    /// so sending it is UNCONFIRMED: the client must work without it too.
+    pub retry_after_ms: Option<u64>,
 }
 
-pub fn throttled() -> ApiError {
-    ApiError::new(
-        400,
-        "Throttling.User",
-        "Request was denied due to user flow control.",
-    )
+/// The answer to a throttled call.
+pub fn throttled(code: ThrottleCode) -> ApiError {
+    match code {
+        // Source: ecs-evidence.md §5 (DOC-SNAP: "403 Throttling Request was denied due to user
+        // flow control.").
+        ThrottleCode::Throttling => ApiError::new(
+            403,
+            "Throttling",
+            "Request was denied due to user flow control.",
+        ),
+        // Source: ecs-evidence.md §5 (POP common errors: "400 Throttling.User Request denied
+        // because the throttling threshold is reached.").
+        ThrottleCode::User => ApiError::new(
+            400,
+            "Throttling.User",
+            "Request was denied due to user flow control.",
+        ),
+        // UNCONFIRMED: the code is named by the gateway (ecs-evidence.md §5); its status and
+        // message on ECS are not found.
+        ThrottleCode::Api => ApiError::new(
+            400,
+            "Throttling.Api",
+            "Request was denied due to api flow control.",
+        ),
+    }
 }
 
 /// How many faults of each kind were injected.
@@ -107,6 +190,8 @@ pub struct Injector {
     pub stats: FaultStats,
     /// Start of the current one-second window, and requests seen in it.
     window: (std::time::Instant, u32),
+    /// Per (region, action): the clock-aligned window it counts in, and calls seen in it.
+    per_action: HashMap<(String, String), (u64, u32)>,
 }
 
 impl Injector {
@@ -119,7 +204,29 @@ impl Injector {
             caller_counts: HashMap::new(),
             stats: FaultStats::default(),
             window: (std::time::Instant::now(), 0),
+            per_action: HashMap::new(),
         }
+    }
+
+    /// Counts a call against its action's per-window limit in `region`: `Some(ms left in the
+    /// window)` when it is over. Every call counts, refused ones too (ECS counts calls).
+    fn over_action_limit(&mut self, region: &str, action: &str) -> Option<u64> {
+        let limit = *self.faults.rate_limits.get(action)?;
+        let window = self.faults.rate_window_ms.max(1);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let index = now_ms / window;
+        let slot = self
+            .per_action
+            .entry((region.to_owned(), action.to_owned()))
+            .or_insert((index, 0));
+        if slot.0 != index {
+            *slot = (index, 0);
+        }
+        slot.1 += 1;
+        (slot.1 > limit).then(|| (index + 1) * window - now_ms)
     }
 
     /// Counts a request against the rate limit; `true` when it is over.
@@ -146,9 +253,9 @@ impl Injector {
         &self.counts
     }
 
-    /// The fate of one call of `action`, signed by `caller`.
-    pub fn decide(&mut self, action: &str, caller: &str) -> Fate {
-        let fate = self.fate(action, caller);
+    /// The fate of one call of `action` in `region`, signed by `caller`.
+    pub fn decide(&mut self, region: &str, action: &str, caller: &str) -> Fate {
+        let fate = self.fate(region, action, caller);
         match &fate.refuse {
             Some(e) if e.code.starts_with("Throttling") => self.stats.throttled += 1,
             Some(_) => self.stats.errors += 1,
@@ -159,7 +266,7 @@ impl Injector {
         fate
     }
 
-    fn fate(&mut self, action: &str, caller: &str) -> Fate {
+    fn fate(&mut self, region: &str, action: &str, caller: &str) -> Fate {
         let n = {
             let c = self.counts.entry(action.to_owned()).or_insert(0);
             *c += 1;
@@ -174,8 +281,14 @@ impl Injector {
             *c
         };
         let mut fate = Fate::default();
+        let code = self.faults.throttle_code;
+        if let Some(left_ms) = self.over_action_limit(region, action) {
+            fate.refuse = Some(throttled(code));
+            fate.retry_after_ms = Some(left_ms.max(1));
+            return fate;
+        }
         if self.over_rate() {
-            fate.refuse = Some(throttled());
+            fate.refuse = Some(throttled(code));
             return fate;
         }
         if let Some(s) = self.faults.scripted.iter().find(|s| {
@@ -196,9 +309,10 @@ impl Injector {
                     } else {
                         message.clone()
                     };
+                    // Source: the scenario (a scripted fault is the test's own answer).
                     fate.refuse = Some(ApiError::new(*status, code, msg));
                 }
-                FaultKind::Throttle => fate.refuse = Some(throttled()),
+                FaultKind::Throttle => fate.refuse = Some(throttled(code)),
                 FaultKind::Drop => fate.drop = true,
                 FaultKind::Slow { ms } => fate.delay = Duration::from_millis(*ms),
             }
@@ -217,8 +331,9 @@ impl Injector {
             self.rng.bool(),
         );
         if t < f.throttle_rate {
-            fate.refuse = Some(throttled());
+            fate.refuse = Some(throttled(code));
         } else if e < f.error_rate {
+            // Source: ecs-api.md §5.2 (500 `InternalError`, 503 `ServiceUnavailable`).
             fate.refuse = Some(if which {
                 ApiError::new(
                     500,
@@ -226,6 +341,7 @@ impl Injector {
                     "The request processing has failed due to some unknown error, exception or failure.",
                 )
             } else {
+                // Source: ecs-api.md §5.2 (503 ServiceUnavailable).
                 ApiError::new(
                     503,
                     "ServiceUnavailable",
@@ -257,10 +373,10 @@ mod tests {
             }],
             ..Default::default()
         });
-        assert!(!inj.decide("ResetDisk", "ak").drop);
-        assert!(!inj.decide("StopInstance", "ak").drop);
-        assert!(inj.decide("ResetDisk", "ak").drop);
-        assert!(!inj.decide("ResetDisk", "ak").drop);
+        assert!(!inj.decide("cn-hangzhou", "ResetDisk", "ak").drop);
+        assert!(!inj.decide("cn-hangzhou", "StopInstance", "ak").drop);
+        assert!(inj.decide("cn-hangzhou", "ResetDisk", "ak").drop);
+        assert!(!inj.decide("cn-hangzhou", "ResetDisk", "ak").drop);
     }
 
     #[test]
@@ -273,12 +389,74 @@ mod tests {
         let run = || {
             let mut inj = Injector::new(faults.clone());
             (0..1000)
-                .filter(|_| inj.decide("DescribeInstances", "ak").refuse.is_some())
+                .filter(|_| {
+                    inj.decide("cn-hangzhou", "DescribeInstances", "ak")
+                        .refuse
+                        .is_some()
+                })
                 .count()
         };
         let a = run();
         assert_eq!(a, run(), "same seed, same faults");
         assert!((200..400).contains(&a), "{a} of 1000 throttled at 30%");
+    }
+
+    #[test]
+    fn rate_limits_count_each_action_and_region_apart_per_window() {
+        // ecs-evidence.md §5 (THR): per API, per region, per account, per minute; 500/60 s for
+        // ResetDisk and StartInstance by default.
+        assert_eq!(Faults::default().rate_limits.get("ResetDisk"), Some(&500));
+        assert_eq!(Faults::default().rate_window_ms, 60_000);
+        let mut inj = Injector::new(Faults {
+            rate_limits: [("StartInstance".to_owned(), 3)].into_iter().collect(),
+            ..Default::default()
+        });
+        // A window that rolls over mid-test would reset the count: start in a fresh one.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        if now % 60_000 > 50_000 {
+            std::thread::sleep(Duration::from_millis(60_000 - now % 60_000 + 10));
+        }
+        let start: Vec<Fate> = (0..4)
+            .map(|_| inj.decide("cn-hangzhou", "StartInstance", "ak"))
+            .collect();
+        let elsewhere = inj.decide("cn-beijing", "StartInstance", "ak");
+        let other = inj.decide("cn-hangzhou", "StopInstance", "ak");
+        assert!(start[..3].iter().all(|f| f.refuse.is_none()));
+        let e = start[3]
+            .refuse
+            .clone()
+            .expect("the fourth in the minute is throttled");
+        assert_eq!((e.status, e.code.as_str()), (403, "Throttling"));
+        let after = start[3].retry_after_ms.expect("retry-after");
+        assert!((1..=60_000).contains(&after), "{after}");
+        assert!(elsewhere.refuse.is_none(), "another region counts apart");
+        assert!(other.refuse.is_none(), "another action counts apart");
+    }
+
+    #[test]
+    fn the_throttle_code_is_configurable() {
+        for (code, status, name) in [
+            (ThrottleCode::Throttling, 403, "Throttling"),
+            (ThrottleCode::User, 400, "Throttling.User"),
+            (ThrottleCode::Api, 400, "Throttling.Api"),
+        ] {
+            let mut inj = Injector::new(Faults {
+                throttle_rate: 1.0,
+                throttle_code: code,
+                ..Default::default()
+            });
+            let e = inj
+                .decide("cn-hangzhou", "DescribeDisks", "ak")
+                .refuse
+                .expect("throttled");
+            assert_eq!((e.status, e.code.as_str()), (status, name));
+        }
+        let parsed: Faults =
+            serde_json::from_str(r#"{"throttleCode":"Throttling.User"}"#).expect("json");
+        assert_eq!(parsed.throttle_code, ThrottleCode::User);
     }
 
     #[test]
@@ -288,7 +466,13 @@ mod tests {
             actions: vec!["ResetDisk".into()],
             ..Default::default()
         });
-        assert!(inj.decide("DescribeDisks", "ak").refuse.is_none());
-        assert!(inj.decide("ResetDisk", "ak").refuse.is_some());
+        assert!(inj
+            .decide("cn-hangzhou", "DescribeDisks", "ak")
+            .refuse
+            .is_none());
+        assert!(inj
+            .decide("cn-hangzhou", "ResetDisk", "ak")
+            .refuse
+            .is_some());
     }
 }

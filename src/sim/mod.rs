@@ -63,6 +63,9 @@ pub struct Scenario {
     /// More access keys the gateway accepts (ID -> secret): several clients told apart, e.g.
     /// by a scripted fault's `caller`.
     pub extra_access_keys: BTreeMap<String, String>,
+    /// The account has economical mode on: StopInstance without `StoppedMode` stops with
+    /// `StopCharging` (ecs-evidence.md §4, PY-SDK `StopInstanceRequest`).
+    pub economical_mode: bool,
 }
 
 impl Default for Scenario {
@@ -76,6 +79,7 @@ impl Default for Scenario {
             fleet: None,
             max_tags: 20,
             extra_access_keys: BTreeMap::new(),
+            economical_mode: false,
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct Reply {
     /// The request ran, and its answer is to be lost.
     pub drop: bool,
     pub delay: Duration,
+    /// Sent as `x-acs-retry-after` (milliseconds) with a throttled answer.
+    pub retry_after_ms: Option<u64>,
 }
 
 struct Inner {
@@ -108,6 +114,7 @@ impl Simulator {
         let fleet = scenario.fleet.clone().unwrap_or_else(default_fleet);
         let mut world = world::World::new(&fleet, scenario.timings.clone())?;
         world.max_tags = scenario.max_tags;
+        world.economical_mode = scenario.economical_mode;
         let mut gateway = auth::Gateway::new(&scenario.access_key_id, &scenario.access_key_secret);
         for (id, secret) in &scenario.extra_access_keys {
             gateway.add_key(id, secret);
@@ -191,6 +198,7 @@ impl Simulator {
             "2014-05-26"
         };
         if params.get("Version").map(String::as_str) != Some(want_version) {
+            // Source: ecs-api.md §5.2 (400 InvalidVersion); the message is UNCONFIRMED.
             let e = ApiError::new(
                 400,
                 "InvalidVersion",
@@ -198,10 +206,11 @@ impl Simulator {
             );
             return error_reply(&e, &request_id, json, &region);
         }
-        let fate = inner.injector.decide(&action, &caller);
+        let fate = inner.injector.decide(&region, &action, &caller);
         if let Some(e) = &fate.refuse {
             let mut r = error_reply(e, &request_id, json, &region);
             r.delay = fate.delay;
+            r.retry_after_ms = fate.retry_after_ms;
             return r;
         }
         let result = if action == "AssumeRole" {
@@ -225,6 +234,7 @@ impl Simulator {
                     },
                     drop: false,
                     delay: Duration::ZERO,
+                    retry_after_ms: None,
                 }
             }
             Err(e) => error_reply(&e, &request_id, json, &region),
@@ -331,6 +341,7 @@ fn error_reply(e: &ApiError, request_id: &str, json: bool, region: &str) -> Repl
         },
         drop: false,
         delay: Duration::ZERO,
+        retry_after_ms: None,
     }
 }
 
@@ -420,6 +431,7 @@ impl Transport for SimTransport {
         Ok(HttpResponse {
             status: reply.status,
             body: reply.body.into_bytes(),
+            retry_after: reply.retry_after_ms.map(Duration::from_millis),
         })
     }
 }
@@ -435,6 +447,68 @@ mod tests {
             to_xml("DescribeInstancesResponse", &v),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeInstancesResponse><Instances><Instance><InstanceId>i-1</InstanceId></Instance><Instance><InstanceId>i-2</InstanceId></Instance></Instances><RequestId>R</RequestId></DescribeInstancesResponse>"
         );
+    }
+
+    /// Guesses among the simulator's rules (an error answer whose code, status or message has
+    /// no public source). Lower it when a guess gets a source; it must never grow.
+    const UNCONFIRMED_RULES: usize = 20;
+
+    /// Every error the simulator answers names where it comes from: a `Source:` comment, or
+    /// the word UNCONFIRMED, in the comments just above the `ApiError::new(` that makes it.
+    /// The rules a test of the client trusts are only as good as these sources.
+    #[test]
+    fn every_rule_names_its_source() {
+        let files = [
+            ("sim/mod.rs", include_str!("mod.rs")),
+            ("sim/auth.rs", include_str!("auth.rs")),
+            ("sim/faults.rs", include_str!("faults.rs")),
+            ("sim/world/mod.rs", include_str!("world/mod.rs")),
+            ("sim/world/disks.rs", include_str!("world/disks.rs")),
+            ("sim/world/instances.rs", include_str!("world/instances.rs")),
+            ("sim/world/snapshots.rs", include_str!("world/snapshots.rs")),
+            ("sim/world/tags.rs", include_str!("world/tags.rs")),
+            ("sim/world/request.rs", include_str!("world/request.rs")),
+        ];
+        let needle = concat!("ApiError::", "new(");
+        let (mut rules, mut unconfirmed, mut missing) = (0, 0, Vec::new());
+        for (name, text) in files {
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                if line.contains("#[cfg(test)]") {
+                    break;
+                }
+                if !line.contains(needle) || line.trim_start().starts_with("//") {
+                    continue;
+                }
+                rules += 1;
+                // The comments of the 8 lines above, back to the previous rule.
+                let mut notes = String::new();
+                for above in lines[i.saturating_sub(8)..i].iter().rev() {
+                    if above.contains(needle) {
+                        break;
+                    }
+                    let t = above.trim_start();
+                    if t.starts_with("//") {
+                        notes.push_str(t);
+                    }
+                }
+                if notes.contains("UNCONFIRMED") {
+                    unconfirmed += 1;
+                } else if !notes.contains("Source:") {
+                    missing.push(format!("{name}:{}", i + 1));
+                }
+            }
+        }
+        assert!(rules > 40, "the scan found only {rules} rules");
+        assert!(
+            missing.is_empty(),
+            "rules without a `Source:` or UNCONFIRMED note: {missing:?}"
+        );
+        assert!(
+            unconfirmed <= UNCONFIRMED_RULES,
+            "{unconfirmed} UNCONFIRMED rules, more than the {UNCONFIRMED_RULES} allowed: find a source, or say why the guess is needed and raise the count in review"
+        );
+        eprintln!("{rules} rules, {unconfirmed} UNCONFIRMED");
     }
 
     #[test]

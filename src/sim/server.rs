@@ -55,12 +55,18 @@ async fn api(
         });
         return (status, Body::from_stream(broken)).into_response();
     }
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, reply.content_type)],
         reply.body,
     )
-        .into_response()
+        .into_response();
+    if let Some(ms) = reply.retry_after_ms {
+        response
+            .headers_mut()
+            .insert("x-acs-retry-after", header::HeaderValue::from(ms));
+    }
+    response
 }
 
 async fn state(State(sim): State<Simulator>) -> Json<serde_json::Value> {

@@ -142,6 +142,7 @@ pub fn opted_in_fleet(
             age_hours: 0.0,
             created_at: Some("2026-11-28T00:00:00Z".into()),
             tags: BTreeMap::new(),
+            automatic: false,
         });
     }
     f

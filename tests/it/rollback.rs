@@ -1169,6 +1169,7 @@ async fn a_disk_without_room_for_the_undo_snapshot_is_refused_before_anything_ch
             age_hours: 1000.0,
             created_at: None,
             tags: Default::default(),
+            automatic: false,
         });
     }
     let b = bench_with(

@@ -5,7 +5,7 @@
 //! certainly did not take effect (the connection was never made, or the gateway throttled it);
 //! otherwise the error says `may_have_applied` and the caller re-reads state before deciding.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,6 +155,7 @@ impl EcsClient {
                 next_allowed: Instant::now(),
                 gap: Duration::ZERO,
                 grown_at: Instant::now(),
+                holds: HashMap::new(),
             }),
             transport,
             endpoint,
@@ -253,6 +254,8 @@ impl EcsClient {
                 Ok(mut rng) => self.retry.delay(attempt - 1, &mut rng),
                 Err(_) => self.retry.ceiling(attempt - 1),
             };
+            // ECS's own word on when to come back wins over our guess.
+            let delay = err.retry_after.map_or(delay, |r| r.max(delay));
             if repeatable && self.retry.allows(attempt, started.elapsed(), delay) {
                 tracing::warn!(
                     action,
@@ -280,6 +283,24 @@ impl EcsClient {
         kind: CallKind,
         creds: &Credentials,
     ) -> Result<T, EcsError> {
+        let held = self.pace_held(action);
+        if held > self.retry.max_delay {
+            // Longer than one retry may wait: not sent, said as such; the caller's own loop
+            // (bounded by its deadline) comes back later.
+            let mut e = EcsError::transport(
+                action,
+                ErrorKind::Held,
+                format!(
+                    "not sent: ECS asked (x-acs-retry-after) that {action} wait {} ms more",
+                    held.as_millis()
+                ),
+            );
+            e.retry_after = Some(held);
+            return Err(e);
+        }
+        if !held.is_zero() {
+            tokio::time::sleep(held).await;
+        }
         let method = "POST";
         let request = match self.signing {
             Signing::V1 => self.sign_v1(method, base, version, action, op_params, creds),
@@ -324,7 +345,11 @@ impl EcsClient {
             let text = String::from_utf8_lossy(&response.body);
             text.chars().take(200).collect()
         }));
-        let err = EcsError::api(action, status, body.code, message, body.request_id);
+        let mut err = EcsError::api(action, status, body.code, message, body.request_id);
+        if let Some(after) = response.retry_after.filter(|_| err.is_throttling()) {
+            err.retry_after = Some(after);
+            self.pace_hold(action, after);
+        }
         if err.is_throttling() {
             self.pace_throttled();
         } else {

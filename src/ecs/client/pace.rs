@@ -11,6 +11,9 @@ pub(super) struct Pace {
     pub(super) gap: Duration,
     /// When the gap last grew: answers throttled together grow it once, not once each.
     pub(super) grown_at: Instant,
+    /// Per action: no call before this moment, because ECS said so (`x-acs-retry-after`). ECS
+    /// counts each API on its own (ecs-evidence.md §5), so one action's hold leaves the others.
+    pub(super) holds: HashMap<String, Instant>,
 }
 
 impl EcsClient {
@@ -43,6 +46,29 @@ impl EcsClient {
                 p.grown_at = now;
             }
             p.next_allowed = p.next_allowed.max(now + p.gap);
+        }
+    }
+
+    /// ECS asked that `action` wait `d` before it is called again.
+    pub(super) fn pace_hold(&self, action: &str, d: Duration) {
+        if let Ok(mut p) = self.pace.lock() {
+            let until = Instant::now() + d;
+            let slot = p.holds.entry(action.to_owned()).or_insert(until);
+            *slot = (*slot).max(until);
+        }
+    }
+
+    /// How long `action` is still held back by ECS's `x-acs-retry-after`.
+    pub(super) fn pace_held(&self, action: &str) -> Duration {
+        match self.pace.lock() {
+            Ok(mut p) => {
+                let now = Instant::now();
+                p.holds.retain(|_, until| *until > now);
+                p.holds
+                    .get(action)
+                    .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
+            }
+            Err(_) => Duration::ZERO,
         }
     }
 

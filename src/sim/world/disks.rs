@@ -143,21 +143,25 @@ impl World {
         let snap = match self.snapshots.get(&snap_id) {
             Some(s) if s.spec.region_of(self) == disk.spec.region => s,
             _ => {
+                // Source: ResetDisk-api.md (404 InvalidSnapshotId.NotFound).
                 return Err(ApiError::new(
                     404,
                     "InvalidSnapshotId.NotFound",
                     "The specified SnapshotId does not exist.",
-                ))
+                ));
             }
         };
         if snap.spec.disk_id != disk_id {
+            // Source: ResetDisk-api.md (403 InvalidParameter.Mismatch).
             return Err(ApiError::new(
                 403,
                 "InvalidParameter.Mismatch",
                 "The specified snapshot is not created from the specified disk.",
             ));
         }
-        if snap.status != "accomplished" {
+        if !self.usable(snap) {
+            // Source: ResetDisk-api.md (403 InvalidSnapshotId.NotReady); a `progressing`
+            // snapshot with instant access is usable (ecs-evidence.md §3, C8).
             return Err(ApiError::new(
                 403,
                 "InvalidSnapshotId.NotReady",
@@ -165,17 +169,23 @@ impl World {
             ));
         }
         if disk.reset.is_some() {
+            // Source: ecs-evidence.md §1 (DOC-RESET: 403 InvalidOperation.DiskResetInProgress).
             return Err(ApiError::new(
                 403,
                 "InvalidOperation.DiskResetInProgress",
                 "The operation is not allowed because the disk has an ongoing reset task, please try again later.",
             ));
         }
-        let unfinished = self
-            .snapshots
-            .values()
-            .any(|s| s.spec.disk_id == disk_id && s.status == "progressing");
+        // "No new snapshot is being created for the disk" (ecs-evidence.md §3), except the
+        // target itself when instant access makes it usable: the IA doc says such a snapshot
+        // can roll the disk back while it is being created. Whether other instant-access
+        // snapshots in progress also pass is not stated (Medium): they are counted, the
+        // stricter reading.
+        let unfinished = self.snapshots.values().any(|s| {
+            s.spec.disk_id == disk_id && s.status == "progressing" && s.spec.id != snap_id
+        }) || (snap.status == "progressing" && !self.usable(snap));
         if unfinished {
+            // Source: ResetDisk-api.md (403 IncorrectDiskStatus.HasUnfinishedSnapshot).
             return Err(ApiError::new(
                 403,
                 "IncorrectDiskStatus.HasUnfinishedSnapshot",

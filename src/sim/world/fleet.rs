@@ -65,6 +65,10 @@ pub struct SnapshotSpec {
     pub created_at: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Taken by an automatic snapshot policy (`SnapshotType` `auto`): it does not count
+    /// against the 256 manual snapshots of its disk.
+    #[serde(default)]
+    pub automatic: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -136,6 +140,7 @@ pub fn default_fleet() -> FleetSpec {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            automatic: false,
         };
     let none = BTreeMap::new();
     FleetSpec {

@@ -1,5 +1,7 @@
-//! Instances: DescribeInstances, StopInstance, StartInstance (ecs-api.md §3; StartInstance
-//! while a disk of the instance is being reset: UNCONFIRMED, see the module doc).
+//! Instances: DescribeInstances, StopInstance, StartInstance (ecs-api.md §3, ecs-evidence.md
+//! §4; StartInstance while a disk of the instance is being reset: UNCONFIRMED, see the module
+//! doc). A stop or start fails the snapshots of the instance's disks still being created,
+//! except those with instant access.
 
 use super::*;
 
@@ -79,6 +81,9 @@ impl World {
         let id = self.find_instance(req)?;
         let force = req.flag("ForceStop")?;
         let mode = match req.get("StoppedMode") {
+            // ecs-evidence.md §4, C15: the default is `StopCharging` when the account has
+            // economical mode on, `KeepCharging` otherwise.
+            None | Some("") if self.economical_mode => "StopCharging",
             None | Some("") => "KeepCharging",
             Some(m @ ("KeepCharging" | "StopCharging")) => m,
             Some(_) => return Err(invalid("StoppedMode")),
@@ -87,7 +92,7 @@ impl World {
         let inst = &self.instances[&id];
         check_locks(&inst.spec.locks)?;
         if inst.status != "Running" {
-            return Err(incorrect_instance_status());
+            return Err(wrong_instance_status(&inst.status, "Running"));
         }
         if dry_run {
             return Err(dry_run_passed());
@@ -98,6 +103,7 @@ impl World {
             self.timings.stop_ms
         });
         let before = inst.status.clone();
+        self.fail_snapshots_in_progress(&id);
         if let Some(i) = self.instances.get_mut(&id) {
             i.status = "Stopping".into();
             i.stopped_mode = mode.into();
@@ -118,7 +124,7 @@ impl World {
         let inst = &self.instances[&id];
         check_locks(&inst.spec.locks)?;
         if inst.status != "Stopped" {
-            return Err(incorrect_instance_status());
+            return Err(wrong_instance_status(&inst.status, "Stopped"));
         }
         // UNCONFIRMED: StartInstance while a disk of the instance is being reset.
         let resetting = self
@@ -126,6 +132,8 @@ impl World {
             .values()
             .any(|d| d.spec.instance_id.as_deref() == Some(&id) && d.reset.is_some());
         if resetting {
+            // UNCONFIRMED (ecs-evidence.md §1: the code is not found; StartInstance's table has
+            // 403 DiskError "IncorrectDiskStatus").
             return Err(ApiError::new(
                 403,
                 "DiskError",
@@ -133,6 +141,8 @@ impl World {
             ));
         }
         if inst.spec.no_stock && inst.stopped_mode == "StopCharging" {
+            // Source: ecs-evidence.md §4 (economical mode: "the instance may fail to start due
+            // to insufficient inventory"); ecs-api.md §5.4 (OperationDenied.NoStock).
             return Err(ApiError::new(
                 403,
                 "OperationDenied.NoStock",
@@ -143,6 +153,7 @@ impl World {
             return Err(dry_run_passed());
         }
         let start = Duration::from_millis(self.timings.start_ms);
+        self.fail_snapshots_in_progress(&id);
         if let Some(i) = self.instances.get_mut(&id) {
             i.status = "Starting".into();
             i.transition = Some(("Running".into(), now + start));
@@ -151,4 +162,43 @@ impl World {
         self.record("StartInstance", &id, String::new(), "Stopped".into());
         Ok(json!({}))
     }
+
+    /// "Do not change the instance status, such as stopping or restarting the ECS instance,
+    /// during snapshot creation. Otherwise, the snapshot creation will be failed."
+    /// (ecs-evidence.md §3, C9, TS-SDK CreateSnapshot remarks). A snapshot with instant access
+    /// is kept: its point in time is already usable (IA), so it is read as taken (Medium).
+    fn fail_snapshots_in_progress(&mut self, instance: &str) {
+        let disks: Vec<String> = self
+            .disks
+            .values()
+            .filter(|d| d.spec.instance_id.as_deref() == Some(instance))
+            .map(|d| d.spec.id.clone())
+            .collect();
+        let failing: Vec<String> = self
+            .snapshots
+            .values()
+            .filter(|s| disks.contains(&s.spec.disk_id) && s.status == "progressing")
+            .filter(|s| !self.instant_access(s))
+            .map(|s| s.spec.id.clone())
+            .collect();
+        for id in failing {
+            if let Some(s) = self.snapshots.get_mut(&id) {
+                s.status = "failed".into();
+                s.ready_at = None;
+            }
+        }
+    }
+}
+
+/// 403 `IncorrectInstanceStatus` with the detail a real answer carries: "The specified instance
+/// is in an incorrect status for the requested action; Status of the specified instance is
+/// Stopped but the expected status is in (Running)." (ecs-evidence.md §4, C16, CBSPIDER: a
+/// StopInstance body; StartInstance's is taken to have the same form, Medium).
+fn wrong_instance_status(is: &str, expected: &str) -> ApiError {
+    // Source: ecs-evidence.md §4 (CBSPIDER real body; DREPO StopInstance.md's `%s` variant).
+    ApiError::new(
+        403,
+        "IncorrectInstanceStatus",
+        format!("The specified instance is in an incorrect status for the requested action; Status of the specified instance is {is} but the expected status is in ({expected})."),
+    )
 }

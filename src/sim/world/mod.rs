@@ -2,11 +2,14 @@
 //! of each call. Transitions (Stopping → Stopped, Starting → Running, a reset in progress,
 //! a snapshot being taken) complete lazily, when the world is next looked at.
 //!
-//! Error codes and HTTP statuses follow `shared/reference/ResetDisk-api.md` and `ecs-api.md`
-//! §5. Where the reference has no fact, the choice is marked UNCONFIRMED here:
-//! - the disk status during a reset (configurable: unchanged by default, see `SimConfig`);
+//! Error codes and HTTP statuses follow `shared/reference/ResetDisk-api.md`, `ecs-api.md` §5
+//! and `ecs-evidence.md` (public primary sources, each with a confidence). Every rule that
+//! answers an error names its source in a `Source:` comment, or says UNCONFIRMED where no
+//! source was found; `tests::every_rule_names_its_source` holds that, and counts the guesses.
+//! The guesses that matter most:
+//! - the disk status during a reset (a scenario option, unchanged by default: ecs-evidence §1);
 //! - StartInstance while a disk of the instance is being reset: 403 `DiskError`;
-//! - the tag quota error: 403 `OperationDenied.QuotaExceed`.
+//! - how long a `ClientToken` stays "still processing".
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -46,6 +49,10 @@ pub struct Timings {
     /// (help.aliyun.com, "final-consistency-of-alibaba-cloud-ecs-openapi-resources") and gives
     /// no bound; 0 (the default) is read-after-write.
     pub tag_read_lag_ms: u64,
+    /// How long after a CreateSnapshot a repeat with its `ClientToken` answers 403
+    /// `IdempotentProcessing` ("The previous idempotent request(s) is still processing.",
+    /// ecs-evidence.md §3). The code is documented; this length is UNCONFIRMED.
+    pub client_token_processing_ms: u64,
 }
 
 impl Default for Timings {
@@ -57,6 +64,7 @@ impl Default for Timings {
             snapshot_ms: 3000,
             reset_disk_status: None,
             tag_read_lag_ms: 0,
+            client_token_processing_ms: 300,
         }
     }
 }
@@ -71,8 +79,21 @@ impl Timings {
             snapshot_ms: 60,
             reset_disk_status: None,
             tag_read_lag_ms: 0,
+            client_token_processing_ms: 20,
         }
     }
+}
+
+/// Disk categories whose snapshots have instant access by default: "Instant access is enabled by
+/// default when you create a snapshot for an ESSD series disk" (ecs-evidence.md §3, IA 2026).
+/// `cloud_essd` is named; AutoPL (`cloud_auto`) and Entry (`cloud_essd_entry`) are counted as
+/// ESSD series by their product names (Medium). A disk without a category is `cloud_essd`, the
+/// default category.
+pub fn has_instant_access(category: Option<&str>) -> bool {
+    matches!(
+        category.unwrap_or("cloud_essd"),
+        "cloud_essd" | "cloud_auto" | "cloud_essd_entry"
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -132,8 +153,11 @@ pub struct World {
     pub max_tags: usize,
     started: Instant,
     events: Vec<Event>,
-    /// CreateSnapshot's `ClientToken`s: token -> (the call's parameters, the snapshot made).
-    client_tokens: BTreeMap<String, (String, String)>,
+    /// CreateSnapshot's `ClientToken`s: token -> (the call's parameters, the snapshot made,
+    /// when it was first asked).
+    client_tokens: BTreeMap<String, (String, String, Instant)>,
+    /// StopInstance without `StoppedMode` stops with `StopCharging` (`Scenario::economical_mode`).
+    pub economical_mode: bool,
     created_snapshots: u64,
     /// When the call being applied arrived (what a lagging tag read is measured from).
     now: Instant,
@@ -154,6 +178,7 @@ impl World {
             started: Instant::now(),
             events: Vec::new(),
             client_tokens: BTreeMap::new(),
+            economical_mode: false,
             created_snapshots: 0,
             now: Instant::now(),
         };
@@ -272,6 +297,7 @@ impl World {
 
     fn check_region(req: &Req, required: bool) -> Result<Option<String>, ApiError> {
         match req.get("RegionId") {
+            // Source: ecs-api.md §5.2 (400 MissingParameter).
             None | Some("") if required => Err(ApiError::new(
                 400,
                 "MissingParameter",
@@ -285,6 +311,7 @@ impl World {
                 if ok {
                     Ok(Some(r.to_owned()))
                 } else {
+                    // Source: ecs-api.md §5.3 (400 InvalidRegionId.MalFormed).
                     Err(ApiError::new(
                         400,
                         "InvalidRegionId.MalFormed",
@@ -310,6 +337,7 @@ impl World {
             "TagResources" => self.tag_resources(req),
             "UntagResources" => self.untag_resources(req),
             "ListTagResources" => self.list_tag_resources(req),
+            // UNCONFIRMED: the gateway's answer to an unknown action is not in the reference.
             _ => Err(ApiError::new(
                 404,
                 "InvalidAction.NotFound",
@@ -545,8 +573,8 @@ mod tests {
 
     #[test]
     fn twenty_tags_at_most() {
-        // ecs-api.md §5: 20 tags per resource; the code is UNCONFIRMED here
-        // (OperationDenied.QuotaExceed, 403).
+        // ecs-api.md §5: 20 tags per resource; the code and status from ecs-evidence.md §2 (C1)
+        // (OperationDenied.QuotaExceed, 400).
         let mut w = world();
         for i in 0..20 {
             let k = format!("k{i}");
@@ -572,7 +600,8 @@ mod tests {
                 ("Tag.1.Value", "v"),
             ],
         );
-        assert_eq!(code(r), (403, "OperationDenied.QuotaExceed".into()));
+        // ecs-evidence.md §2, C1: 400.
+        assert_eq!(code(r), (400, "OperationDenied.QuotaExceed".into()));
     }
 
     #[test]
@@ -588,13 +617,39 @@ mod tests {
         assert!(w.events().is_empty());
     }
 
+    /// The default fleet with the web server's system disk of another category.
+    fn world_with_category(category: &str) -> World {
+        let mut fleet = default_fleet();
+        for d in fleet.disks.iter_mut().filter(|d| d.id == WEB_SYS) {
+            d.category = Some(category.into());
+        }
+        let timings = Timings {
+            reset_ms: 600_000,
+            snapshot_ms: 600_000,
+            ..Timings::fast()
+        };
+        World::new(&fleet, timings).expect("fleet")
+    }
+
+    fn snapshot_row(w: &mut World, id: &str) -> Value {
+        let ids = format!("[\"{id}\"]");
+        let r = call(w, "DescribeSnapshots", &[("SnapshotIds", &ids)]).expect("describe");
+        r["Snapshots"]["Snapshot"][0].clone()
+    }
+
     #[test]
     fn reset_disk_waits_for_a_snapshot_in_progress() {
         // ResetDisk-api.md: 403 IncorrectDiskStatus.HasUnfinishedSnapshot (ecs-evidence.md:
-        // confirmed for ResetDisk) and 403 InvalidSnapshotId.NotReady for the snapshot itself.
-        let mut w = world();
+        // confirmed for ResetDisk) and 403 InvalidSnapshotId.NotReady for the snapshot itself,
+        // on a disk without instant access.
+        let mut w = world_with_category("cloud_efficiency");
         stop_web(&mut w);
         assert!(w.set_snapshot_progressing(SNAP, Instant::now()));
+        let row = snapshot_row(&mut w, SNAP);
+        assert_eq!(
+            (row["Available"].clone(), row["InstantAccess"].clone()),
+            (json!(false), json!(false))
+        );
         let r = call(
             &mut w,
             "ResetDisk",
@@ -613,13 +668,184 @@ mod tests {
     }
 
     #[test]
-    fn a_client_token_makes_one_snapshot() {
-        // ecs-api.md (DREPO "How to ensure idempotence"): the same ClientToken with the same
-        // parameters returns the first result; with others, IdempotentParameterMismatch. The
-        // status is 400 here (ecs-api.md, OLDERR); ecs-evidence.md says 403: issue 14.
+    fn an_essd_snapshot_in_progress_is_usable_for_a_rollback() {
+        // ecs-evidence.md §3, C8 (IA): ESSD snapshots have instant access by default: Available
+        // while progressing, usable "to roll back … disks even when the snapshot is being
+        // created". Another snapshot in progress still blocks ResetDisk (the stricter reading).
         let mut w = world();
-        let ask = |w: &mut World, name: &str| {
-            call(
+        stop_web(&mut w);
+        assert!(w.set_snapshot_progressing(SNAP, Instant::now()));
+        let row = snapshot_row(&mut w, SNAP);
+        assert_eq!(row["Status"], "progressing");
+        assert_eq!(
+            (row["Available"].clone(), row["InstantAccess"].clone()),
+            (json!(true), json!(true))
+        );
+        let r = call(
+            &mut w,
+            "ResetDisk",
+            &[("DiskId", WEB_SYS), ("SnapshotId", "s-bp1webapp0sys00001")],
+        );
+        assert_eq!(
+            code(r),
+            (403, "IncorrectDiskStatus.HasUnfinishedSnapshot".into())
+        );
+        call(
+            &mut w,
+            "ResetDisk",
+            &[("DiskId", WEB_SYS), ("SnapshotId", SNAP)],
+        )
+        .expect("the snapshot itself rolls the disk back");
+    }
+
+    #[test]
+    fn a_second_snapshot_waits_for_the_first() {
+        // ecs-evidence.md §3, C2 (DOC-SNAP): 403 IncorrectDiskStatus.CreatingSnapshot "A previous
+        // snapshot creation is in process." (HasUnfinishedSnapshot is ResetDisk's code).
+        let mut w = world();
+        call(&mut w, "CreateSnapshot", &[("DiskId", WEB_SYS)]).expect("first");
+        let r = call(&mut w, "CreateSnapshot", &[("DiskId", WEB_SYS)]);
+        assert_eq!(
+            code(r),
+            (403, "IncorrectDiskStatus.CreatingSnapshot".into())
+        );
+    }
+
+    #[test]
+    fn create_snapshot_answers_a_wrong_instance_status_with_400() {
+        // ecs-evidence.md §3, C5: CreateSnapshot's table lists 400 IncorrectInstanceStatus.
+        let mut w = world();
+        call(&mut w, "StopInstance", &[("InstanceId", WEB)]).expect("stop");
+        let r = call(&mut w, "CreateSnapshot", &[("DiskId", WEB_SYS)]);
+        assert_eq!(code(r), (400, "IncorrectInstanceStatus".into()));
+    }
+
+    #[test]
+    fn a_state_change_fails_a_snapshot_without_instant_access() {
+        // ecs-evidence.md §3, C9 (TS-SDK): stopping or restarting the instance during snapshot
+        // creation fails the snapshot; an instant-access snapshot is kept (Medium).
+        for (category, after) in [
+            ("cloud_efficiency", "failed"),
+            ("cloud_essd", "progressing"),
+        ] {
+            let mut w = world_with_category(category);
+            let made = call(&mut w, "CreateSnapshot", &[("DiskId", WEB_SYS)]).expect("created");
+            let id = made["SnapshotId"].as_str().expect("id").to_owned();
+            call(&mut w, "StopInstance", &[("InstanceId", WEB)]).expect("stop");
+            assert_eq!(snapshot_row(&mut w, &id)["Status"], after, "{category}");
+        }
+    }
+
+    #[test]
+    fn stop_instance_says_which_status_it_expected() {
+        // ecs-evidence.md §4, C16 (CBSPIDER): "Status of the specified instance is Stopped but
+        // the expected status is in (Running)."
+        let mut w = world();
+        stop_web(&mut w);
+        let e = call(&mut w, "StopInstance", &[("InstanceId", WEB)]).expect_err("stopped");
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (403, "IncorrectInstanceStatus")
+        );
+        assert!(
+            e.message.contains("Status of the specified instance is Stopped but the expected status is in (Running)"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn economical_mode_makes_stop_charging_the_default() {
+        // ecs-evidence.md §4, C15 (PY-SDK StopInstanceRequest).
+        for (economical, want) in [(false, "KeepCharging"), (true, "StopCharging")] {
+            let mut w = world();
+            w.economical_mode = economical;
+            stop_web(&mut w);
+            let row = call(
+                &mut w,
+                "DescribeInstances",
+                &[("InstanceIds", &format!("[\"{WEB}\"]"))],
+            )
+            .expect("describe");
+            assert_eq!(row["Instances"]["Instance"][0]["StoppedMode"], want);
+        }
+    }
+
+    #[test]
+    fn tag_requests_are_checked_as_documented() {
+        // ecs-evidence.md §2, C11-C13.
+        let mut w = world();
+        let tag = |w: &mut World, extra: &[(&str, &str)]| {
+            let mut p = vec![("ResourceType", "disk"), ("ResourceId.1", WEB_SYS)];
+            p.extend_from_slice(extra);
+            call(w, "TagResources", &p)
+        };
+        let dup = tag(
+            &mut w,
+            &[
+                ("Tag.1.Key", "k"),
+                ("Tag.1.Value", "1"),
+                ("Tag.2.Key", "k"),
+                ("Tag.2.Value", "2"),
+            ],
+        );
+        assert_eq!(code(dup), (400, "Duplicate.TagKey".into()));
+        let many = tag(&mut w, &[("Tag.21.Key", "k"), ("Tag.21.Value", "v")]);
+        assert_eq!(code(many), (400, "NumberExceed.Tags".into()));
+        assert_eq!(
+            code(tag(&mut w, &[])),
+            (404, "MissingParameter.Tags".into())
+        );
+        let r = call(
+            &mut w,
+            "TagResources",
+            &[
+                ("ResourceType", "disk"),
+                ("ResourceId.51", WEB_SYS),
+                ("Tag.1.Key", "k"),
+            ],
+        );
+        assert_eq!(code(r), (400, "NumberExceed.ResourceIds".into()));
+        let r = call(
+            &mut w,
+            "TagResources",
+            &[
+                ("ResourceType", "disk"),
+                ("ResourceId.1", "d-nope"),
+                ("Tag.1.Key", "k"),
+            ],
+        );
+        let e = r.expect_err("unknown disk");
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (404, "InvalidResourceId.NotFound")
+        );
+        assert_eq!(
+            e.message,
+            "The specified ResourceIds are not found in our records."
+        );
+        let r = call(
+            &mut w,
+            "TagResources",
+            &[
+                ("ResourceType", "vpc"),
+                ("ResourceId.1", WEB_SYS),
+                ("Tag.1.Key", "k"),
+            ],
+        );
+        assert_eq!(code(r), (404, "InvalidResourceType.NotFound".into()));
+    }
+
+    #[test]
+    fn a_client_token_makes_one_snapshot() {
+        // ecs-evidence.md §3, C3 (DOC-SNAP, DREPO "How to ensure idempotence"): the same
+        // ClientToken with the same parameters returns the first result, 403
+        // IdempotentProcessing while the first is still being processed, and 403
+        // IdempotentParameterMismatch "The specified clientToken is used." with others.
+        let mut w = world();
+        let t0 = Instant::now();
+        let ask = |w: &mut World, name: &str, at: Instant| {
+            call_at(
                 w,
                 "CreateSnapshot",
                 &[
@@ -627,10 +853,15 @@ mod tests {
                     ("SnapshotName", name),
                     ("ClientToken", "token-1"),
                 ],
+                at,
             )
         };
-        let first = ask(&mut w, "undo-one").expect("created");
-        let again = ask(&mut w, "undo-one").expect("the same");
+        let first = ask(&mut w, "undo-one", t0).expect("created");
+        assert_eq!(
+            code(ask(&mut w, "undo-one", t0 + Duration::from_millis(1))),
+            (403, "IdempotentProcessing".into())
+        );
+        let again = ask(&mut w, "undo-one", t0 + Duration::from_secs(1)).expect("the same");
         assert_eq!(first["SnapshotId"], again["SnapshotId"]);
         assert_eq!(
             w.events()
@@ -639,10 +870,19 @@ mod tests {
                 .count(),
             1
         );
+        let e = ask(&mut w, "undo-two", t0 + Duration::from_secs(1)).expect_err("mismatch");
         assert_eq!(
-            code(ask(&mut w, "undo-two")).1,
-            "IdempotentParameterMismatch"
+            (e.status, e.code.as_str()),
+            (403, "IdempotentParameterMismatch")
         );
+        assert_eq!(e.message, "The specified clientToken is used.");
+        let long = "x".repeat(65);
+        let r = call(
+            &mut w,
+            "CreateSnapshot",
+            &[("DiskId", WEB_SYS), ("ClientToken", &long)],
+        );
+        assert_eq!(code(r), (403, "InvalidClientToken.Malformed".into()));
     }
 
     #[test]
@@ -658,16 +898,24 @@ mod tests {
                 age_hours: 1.0,
                 created_at: None,
                 tags: BTreeMap::new(),
+                automatic: false,
             });
         }
         let mut w = World::new(&fleet, Timings::fast()).expect("fleet");
-        let r = call(&mut w, "CreateSnapshot", &[("DiskId", WEB_SYS)]);
-        assert_eq!(code(r), (403, "QuotaExceed.Snapshot".into()));
+        let e = call(&mut w, "CreateSnapshot", &[("DiskId", WEB_SYS)]).expect_err("full");
+        assert_eq!((e.status, e.code.as_str()), (403, "QuotaExceed.Snapshot"));
+        assert_eq!(e.message, "The snapshot quota exceeds.");
+        // C7: automatic snapshots have a quota of their own.
+        for s in fleet.snapshots.iter_mut().filter(|s| s.name == "old") {
+            s.automatic = true;
+        }
+        let mut w = World::new(&fleet, Timings::fast()).expect("fleet");
+        call(&mut w, "CreateSnapshot", &[("DiskId", WEB_SYS)]).expect("room for a manual one");
     }
 
     #[test]
     fn snapshot_names_follow_the_rules() {
-        // UNCONFIRMED code (the CreateSnapshot error table is not in the reference): names of
+        // ecs-evidence.md §3, C6 (DREPO CreateSnapshot.md: 400 InvalidSnapshotName.Malformed): names of
         // 2-128 characters starting with a letter, not `http(s)://` nor `auto`.
         let mut w = world();
         for bad in ["x", "1abc", "auto-snap", "http://x"] {

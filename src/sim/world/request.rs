@@ -15,6 +15,7 @@ impl<'a> Req<'a> {
     pub(super) fn required(&self, k: &str) -> Result<&'a str, ApiError> {
         match self.get(k) {
             Some(v) if !v.is_empty() => Ok(v),
+            // Source: ecs-api.md §5.2 (400 MissingParameter).
             _ => Err(ApiError::new(
                 400,
                 "MissingParameter",
@@ -56,6 +57,15 @@ impl<'a> Req<'a> {
         out.sort();
         Ok(out.into_iter().map(|(_, v)| v).collect())
     }
+    /// The highest N of the `Prefix.N…` parameters (0 when there is none).
+    pub(super) fn highest_index(&self, prefix: &str) -> usize {
+        self.params
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix)?.strip_prefix('.'))
+            .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0)
+    }
     /// `Tag.N.Key` / `Tag.N.Value`, N from 1 to 20.
     pub(super) fn tags(&self) -> Result<Vec<(String, String)>, ApiError> {
         let mut out: BTreeMap<usize, (String, String)> = BTreeMap::new();
@@ -96,6 +106,7 @@ impl<'a> Req<'a> {
 }
 
 pub(super) fn invalid(k: &str) -> ApiError {
+    // Source: ecs-api.md §5.2 (400 InvalidParameter); the message is UNCONFIRMED.
     ApiError::new(
         400,
         "InvalidParameter",
@@ -104,10 +115,12 @@ pub(super) fn invalid(k: &str) -> ApiError {
 }
 
 pub(super) fn not_found(code: &str, what: &str) -> ApiError {
+    // Source: ResetDisk-api.md (404 InvalidDiskId.NotFound, InvalidSnapshotId.NotFound, InvalidInstanceId.NotFound); the message's form is UNCONFIRMED for others.
     ApiError::new(404, code, format!("The specified {what} does not exist."))
 }
 
 pub(super) fn incorrect_instance_status() -> ApiError {
+    // Source: ResetDisk-api.md; ecs-evidence.md §4 (403 IncorrectInstanceStatus).
     ApiError::new(
         403,
         "IncorrectInstanceStatus",
@@ -116,6 +129,7 @@ pub(super) fn incorrect_instance_status() -> ApiError {
 }
 
 pub(super) fn incorrect_disk_status() -> ApiError {
+    // Source: ResetDisk-api.md (403 IncorrectDiskStatus).
     ApiError::new(
         403,
         "IncorrectDiskStatus",
@@ -124,6 +138,7 @@ pub(super) fn incorrect_disk_status() -> ApiError {
 }
 
 pub(super) fn dry_run_passed() -> ApiError {
+    // Source: ecs-api.md §5.2 (400 DryRunOperation, W-RESET).
     ApiError::new(
         400,
         "DryRunOperation",
@@ -134,6 +149,7 @@ pub(super) fn dry_run_passed() -> ApiError {
 pub(super) fn check_locks(locks: &[String]) -> Result<(), ApiError> {
     for l in locks {
         if l.eq_ignore_ascii_case("security") {
+            // Source: ResetDisk-api.md (403 InstanceLockedForSecurity).
             return Err(ApiError::new(
                 403,
                 "InstanceLockedForSecurity",
@@ -141,6 +157,7 @@ pub(super) fn check_locks(locks: &[String]) -> Result<(), ApiError> {
             ));
         }
         if l.eq_ignore_ascii_case("financial") {
+            // Source: ResetDisk-api.md (403 InstanceExpiredOrInArrears).
             return Err(ApiError::new(
                 403,
                 "InstanceExpiredOrInArrears",

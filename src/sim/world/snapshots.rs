@@ -1,12 +1,28 @@
 //! Snapshots: DescribeSnapshots and CreateSnapshot with its `ClientToken` (ecs-api.md; the
-//! CreateSnapshot codes not in the reference are marked UNCONFIRMED).
+//! CreateSnapshot codes and messages from ecs-evidence.md §3), and instant access (ESSD).
 
 use super::*;
 
 impl World {
+    /// Instant access: the snapshot of an ESSD-series disk is usable for a rollback while it is
+    /// still `progressing`, and DescribeSnapshots says so with `Available` (ecs-evidence.md §3,
+    /// C8; IA: "the snapshot can be used to roll back and create disks even when the snapshot is
+    /// being created").
+    pub(super) fn instant_access(&self, s: &SimSnapshot) -> bool {
+        self.disks
+            .get(&s.spec.disk_id)
+            .is_some_and(|d| has_instant_access(d.spec.category.as_deref()))
+    }
+
+    /// Usable for ResetDisk: complete, or `progressing` with instant access.
+    pub(super) fn usable(&self, s: &SimSnapshot) -> bool {
+        s.status == "accomplished" || (s.status == "progressing" && self.instant_access(s))
+    }
+
     pub(super) fn snapshot_json(&self, s: &SimSnapshot) -> Value {
         let disk = self.disks.get(&s.spec.disk_id);
         let done = s.status == "accomplished";
+        let instant = self.instant_access(s);
         let progress = match (&s.status[..], s.ready_at) {
             ("accomplished", _) => "100%".to_owned(),
             ("progressing", Some(at)) => {
@@ -25,10 +41,10 @@ impl World {
             "Status": s.status,
             "Progress": progress,
             "RemainTime": if done { 0 } else { 60 },
-            "Available": done,
-            "InstantAccess": false,
-            "Category": "standard",
-            "SnapshotType": "user",
+            "Available": self.usable(s),
+            "InstantAccess": instant,
+            "Category": if instant { "flash" } else { "standard" },
+            "SnapshotType": if s.spec.automatic { "auto" } else { "user" },
             "Usage": "none",
             "Encrypted": false,
             "KMSKeyId": "",
@@ -89,11 +105,12 @@ impl World {
         }))
     }
 
-    /// CreateSnapshot, with the rules its doc lists: the disk `In_use` or `Available`, its
-    /// instance `Running` or `Stopped` and not locked for security, no snapshot of the disk in
-    /// progress, fewer than 256 manual snapshots; the name 2 to 128 characters starting with a
-    /// letter and not with `http://`, `https://` or `auto`; the description 2 to 256 characters.
-    /// A `ClientToken` seen before with the same parameters returns the same snapshot; with
+    /// CreateSnapshot, with the rules its doc lists (ecs-evidence.md §3): the disk `In_use` or
+    /// `Available`, its instance `Running` or `Stopped` and not locked for security, no snapshot
+    /// of the disk in progress, fewer than 256 manual snapshots; the name 2 to 128 characters
+    /// starting with a letter and not with `http://`, `https://` or `auto`; the description 2 to
+    /// 256 characters. A `ClientToken` seen before with the same parameters returns the same
+    /// snapshot (after `client_token_processing_ms`; before, `IdempotentProcessing`); with
     /// others, `IdempotentParameterMismatch`. The snapshot is `progressing` for `snapshot_ms`.
     pub(super) fn create_snapshot(&mut self, req: &Req, now: Instant) -> Result<Value, ApiError> {
         let region = Self::check_region(req, false)?;
@@ -101,8 +118,6 @@ impl World {
         let name = req.get("SnapshotName").unwrap_or("").to_owned();
         let description = req.get("Description").unwrap_or("").to_owned();
         let tags = req.tags()?;
-        // UNCONFIRMED codes: the CreateSnapshot error table is not in the reference; these
-        // follow the ECS naming of the same checks elsewhere.
         if !name.is_empty() {
             let lower = name.to_ascii_lowercase();
             let ok = (2..=128).contains(&name.chars().count())
@@ -111,10 +126,12 @@ impl World {
                 && !lower.starts_with("https://")
                 && !lower.starts_with("auto");
             if !ok {
+                // Source: ecs-evidence.md §3, C6 (DREPO CreateSnapshot.md: "400
+                // InvalidSnapshotName.Malformed The specified SnapshotName is wrongly formed.").
                 return Err(ApiError::new(
                     400,
                     "InvalidSnapshotName.Malformed",
-                    "Specified snapshot name is not valid.",
+                    "The specified SnapshotName is wrongly formed.",
                 ));
             }
         }
@@ -124,27 +141,47 @@ impl World {
                 || lower.starts_with("http://")
                 || lower.starts_with("https://")
             {
+                // Source: ecs-evidence.md §3, C6 (DREPO CreateSnapshot.md lists it with 404, sic).
                 return Err(ApiError::new(
-                    400,
+                    404,
                     "InvalidDescription.Malformed",
-                    "Specified description is not valid.",
+                    "The specified description is wrongly formed.",
                 ));
             }
         }
         let token = req.get("ClientToken").filter(|t| !t.is_empty());
         if let Some(t) = token {
             if t.len() > 64 || !t.is_ascii() {
-                return Err(invalid("ClientToken"));
+                // Source: ecs-evidence.md §3, C4 (DOC-SNAP: 403 InvalidClientToken.Malformed;
+                // the message is UNCONFIRMED).
+                return Err(ApiError::new(
+                    403,
+                    "InvalidClientToken.Malformed",
+                    "The specified ClientToken is wrongly formed.",
+                ));
             }
         }
         let fingerprint = format!("{disk_id}|{name}|{description}|{tags:?}");
         if let Some(t) = token {
-            if let Some((seen, id)) = self.client_tokens.get(t) {
+            if let Some((seen, id, at)) = self.client_tokens.get(t) {
                 if *seen != fingerprint {
+                    // Source: ecs-evidence.md §3, C3 (DOC-SNAP: "403 IdempotentParameterMismatch
+                    // The specified clientToken is used.").
                     return Err(ApiError::new(
-                        400,
+                        403,
                         "IdempotentParameterMismatch",
-                        "The request uses the same client token as a previous, but non-identical request.",
+                        "The specified clientToken is used.",
+                    ));
+                }
+                let processing = Duration::from_millis(self.timings.client_token_processing_ms);
+                if now.saturating_duration_since(*at) < processing {
+                    // Source: ecs-evidence.md §3, C3 (DOC-SNAP: "403 IdempotentProcessing The
+                    // previous idempotent request(s) is still processing."); how long is
+                    // UNCONFIRMED (`Timings::client_token_processing_ms`).
+                    return Err(ApiError::new(
+                        403,
+                        "IdempotentProcessing",
+                        "The previous idempotent request(s) is still processing.",
                     ));
                 }
                 return Ok(json!({"SnapshotId": id}));
@@ -155,27 +192,40 @@ impl World {
             _ => return Err(not_found("InvalidDiskId.NotFound", "disk")),
         };
         if disk.reset.is_some() {
-            // UNCONFIRMED: a snapshot while the disk is being reset is refused as a disk status.
+            // UNCONFIRMED: a snapshot while the disk is being reset is refused as a disk status
+            // (ecs-evidence.md §7: not found).
             return Err(incorrect_disk_status());
         }
-        let instance_status = self.disk_operable(disk, &["Running", "Stopped"])?;
+        let instance_status = match self.disk_operable(disk, &["Running", "Stopped"]) {
+            // Source: ecs-evidence.md §3, C5: CreateSnapshot's table lists
+            // `IncorrectInstanceStatus` with 400 (2021 and 2025), not ResetDisk's 403.
+            Err(e) if e.code == "IncorrectInstanceStatus" => {
+                return Err(ApiError::new(400, &e.code, e.message))
+            }
+            other => other?,
+        };
         let of_disk = || {
             self.snapshots
                 .values()
                 .filter(|s| s.spec.disk_id == disk_id)
         };
         if of_disk().any(|s| s.status == "progressing") {
+            // Source: ecs-evidence.md §3, C2 (DOC-SNAP: "403
+            // IncorrectDiskStatus.CreatingSnapshot A previous snapshot creation is in process.").
             return Err(ApiError::new(
                 403,
-                "IncorrectDiskStatus.HasUnfinishedSnapshot",
-                "The current disk has unfinished snapshot.",
+                "IncorrectDiskStatus.CreatingSnapshot",
+                "A previous snapshot creation is in process.",
             ));
         }
-        if of_disk().count() >= MAX_MANUAL_SNAPSHOTS {
+        if of_disk().filter(|s| !s.spec.automatic).count() >= MAX_MANUAL_SNAPSHOTS {
+            // Source: ecs-evidence.md §3, C7 (DREPO Limits.md: 256 manual snapshots per disk,
+            // automatic ones apart; DOC-SNAP: "403 QuotaExceed.Snapshot The snapshot quota
+            // exceeds.").
             return Err(ApiError::new(
                 403,
                 "QuotaExceed.Snapshot",
-                "The snapshot quota of the disk is exceeded.",
+                "The snapshot quota exceeds.",
             ));
         }
         let content = disk.content.clone();
@@ -196,6 +246,7 @@ impl World {
                     age_hours: 0.0,
                     created_at: None,
                     tags: tags.into_iter().collect(),
+                    automatic: false,
                 },
                 status: "progressing".into(),
                 ready_at: Some(now + Duration::from_millis(self.timings.snapshot_ms)),
@@ -205,7 +256,7 @@ impl World {
         );
         if let Some(t) = token {
             self.client_tokens
-                .insert(t.to_owned(), (fingerprint, id.clone()));
+                .insert(t.to_owned(), (fingerprint, id.clone(), now));
         }
         self.record(
             "CreateSnapshot",

@@ -1,5 +1,5 @@
-//! Tags: TagResources, UntagResources, ListTagResources (ecs-api.md §5; the 20-tag quota
-//! code is UNCONFIRMED), on instances, disks and snapshots.
+//! Tags: TagResources, UntagResources, ListTagResources (ecs-api.md §5, ecs-evidence.md §2),
+//! on instances, disks and snapshots.
 
 use super::*;
 
@@ -39,17 +39,28 @@ impl World {
         let t = req.required("ResourceType")?;
         match t.to_ascii_lowercase().as_str() {
             t @ ("instance" | "disk" | "snapshot") => Ok(t.to_owned()),
+            // Source: ecs-evidence.md §2, C13 (404 InvalidResourceType.NotFound; the message is
+            // UNCONFIRMED).
             _ => Err(ApiError::new(
-                400,
-                "InvalidResourceType.NotSupported",
-                "The specified resource type is not supported.",
+                404,
+                "InvalidResourceType.NotFound",
+                "The specified ResourceType is not found.",
             )),
         }
     }
 
     pub(super) fn resource_ids(req: &Req) -> Result<Vec<String>, ApiError> {
+        if req.highest_index("ResourceId") > 50 {
+            // Source: ecs-evidence.md §2, C12 ("400 NumberExceed.ResourceIds … Valid : 50").
+            return Err(ApiError::new(
+                400,
+                "NumberExceed.ResourceIds",
+                "The maximum number of ResourceIds is exceeded. Valid : 50",
+            ));
+        }
         let ids = req.repeat_list("ResourceId", 50)?;
         if ids.is_empty() {
+            // Source: ecs-api.md §5.2 (400 MissingParameter).
             return Err(ApiError::new(
                 400,
                 "MissingParameter",
@@ -63,12 +74,31 @@ impl World {
         let region = Self::check_region(req, true)?.unwrap_or_default();
         let rtype = Self::resource_type(req)?;
         let ids = Self::resource_ids(req)?;
-        let tags = req.tags()?;
-        if tags.is_empty() {
+        if req.highest_index("Tag") > 20 {
+            // Source: ecs-evidence.md §2, C12 ("400 NumberExceed.Tags … Valid : 20").
             return Err(ApiError::new(
                 400,
-                "MissingParameter",
-                "The input parameter \"Tag\" that is mandatory for processing this request is not supplied.",
+                "NumberExceed.Tags",
+                "The maximum number of Tags is exceeded. Valid : 20",
+            ));
+        }
+        let tags = req.tags()?;
+        if tags.is_empty() {
+            // Source: ecs-evidence.md §2, C13 (404 MissingParameter.Tags; message UNCONFIRMED).
+            return Err(ApiError::new(
+                404,
+                "MissingParameter.Tags",
+                "The input parameter \"Tags\" that is mandatory for processing this request is not supplied.",
+            ));
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        if !tags.iter().all(|(k, _)| keys.insert(k.as_str())) {
+            // Source: ecs-evidence.md §2, C11 ("400 Duplicate.TagKey The Tag.N.Key contain
+            // duplicate key.").
+            return Err(ApiError::new(
+                400,
+                "Duplicate.TagKey",
+                "The Tag.N.Key contain duplicate key.",
             ));
         }
         for (k, v) in &tags {
@@ -80,6 +110,7 @@ impl World {
                 || lower.contains("http://")
                 || lower.contains("https://")
             {
+                // Source: ecs-evidence.md §2 (key ≤128, not `aliyun`/`acs:`, no http(s)://).
                 return Err(ApiError::new(
                     400,
                     "InvalidTagKey.Malformed",
@@ -93,6 +124,10 @@ impl World {
                 || vl.contains("http://")
                 || vl.contains("https://")
             {
+                // Source: ecs-evidence.md §2, C14: the sources disagree on the value's prefix
+                // (SDK 7.11.8: only no http(s)://; older ECS doc: not `acs:`; the Tag service:
+                // not `aliyun` or `acs:`), so the stricter reading is kept (Medium): a client
+                // that passes here passes every reading.
                 return Err(ApiError::new(
                     400,
                     "InvalidTagValue.Malformed",
@@ -104,16 +139,19 @@ impl World {
         let max_tags = self.max_tags;
         for id in &ids {
             let Some(existing) = self.tags_of(&rtype, id, &region) else {
-                return Err(not_found("InvalidResourceId.NotFound", "resource"));
+                return Err(resource_not_found());
             };
             let new_keys = tags
                 .iter()
                 .filter(|(k, _)| !existing.contains_key(k))
                 .count();
             if existing.len() + new_keys > max_tags {
-                // UNCONFIRMED code for the 20-tag quota.
+                // Source: ecs-evidence.md §2, C1 ("400 OperationDenied.QuotaExceed The quota of
+                // tags on resource is beyond permitted range."; the same tables list 403
+                // `QuotaExceed.Tags`, which a scripted fault can answer). Only new keys count:
+                // an overwrite does not (Medium, from terraform re-sending every key).
                 return Err(ApiError::new(
-                    403,
+                    400,
                     "OperationDenied.QuotaExceed",
                     "The quota of tags on resource is beyond permitted range.",
                 ));
@@ -147,6 +185,7 @@ impl World {
         let keys = req.repeat_list("TagKey", 20)?;
         let all = req.flag("All")?;
         if keys.is_empty() && !all {
+            // Source: ecs-api.md §5.2 (400 MissingParameter).
             return Err(ApiError::new(
                 400,
                 "MissingParameter",
@@ -155,7 +194,7 @@ impl World {
         }
         for id in &ids {
             if self.tags_of(&rtype, id, &region).is_none() {
-                return Err(not_found("InvalidResourceId.NotFound", "resource"));
+                return Err(resource_not_found());
             }
         }
         for id in &ids {
@@ -219,4 +258,14 @@ impl World {
         let (items, next) = page(rows, req, 50)?;
         Ok(json!({"NextToken": next, "TagResources": {"TagResource": items}}))
     }
+}
+
+/// Source: ecs-evidence.md §2, C13 ("404 InvalidResourceId.NotFound The specified ResourceIds
+/// are not found in our records.").
+fn resource_not_found() -> ApiError {
+    ApiError::new(
+        404,
+        "InvalidResourceId.NotFound",
+        "The specified ResourceIds are not found in our records.",
+    )
 }
