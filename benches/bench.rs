@@ -233,6 +233,7 @@ async fn main() {
         snapshot_ms: 20_000,
         reset_disk_status: None,
         tag_read_lag_ms: 0,
+        ..Timings::default()
     };
     let sim = sim_with(Scenario {
         timings: slow,
@@ -268,6 +269,7 @@ async fn main() {
             snapshot_ms: 2000,
             reset_disk_status: None,
             tag_read_lag_ms: 0,
+            ..Timings::default()
         },
         fleet: Some(opted_in_fleet(n, "bench", &[], n, ("drill", "bench"))),
         faults: Faults {

@@ -13,6 +13,8 @@ use crate::request::{RollbackRequest, SnapshotChoice};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub snapshot_id: String,
+    /// The snapshot's `Status` when chosen: `progressing` means instant access.
+    pub snapshot_status: String,
     pub was_running: bool,
     pub end_running: bool,
 }
@@ -53,8 +55,12 @@ pub fn check_locks(what: &str, locks: &[String]) -> Result<(), ErrorInfo> {
     }
 }
 
+/// The code of "another snapshot of the disk is being created" (ResetDisk's own).
+pub const UNFINISHED_SNAPSHOT: &str = "IncorrectDiskStatus.HasUnfinishedSnapshot";
+
 /// Picks the snapshot. Only snapshots whose source is `disk_id` are candidates; with no ID, the
-/// newest `accomplished` one that matches the filters and was created before `cutoff`.
+/// newest usable one (`accomplished`, or `progressing` with instant access) that matches the
+/// filters and was created before `cutoff`.
 pub fn select_snapshot<'a>(
     choice: &SnapshotChoice,
     snapshots: &'a [Snapshot],
@@ -74,11 +80,11 @@ pub fn select_snapshot<'a>(
                         false,
                     )
                 })?;
-            if !s.is_ready() {
+            if !s.is_usable() {
                 return Err(ErrorInfo::new(
                     "InvalidSnapshotId.NotReady",
                     format!(
-                        "{id} is {} ({}), not ready to roll back to",
+                        "{id} is {} ({}) and not Available (no instant access), not ready to roll back to",
                         s.status, s.progress
                     ),
                     s.status == "progressing",
@@ -89,7 +95,7 @@ pub fn select_snapshot<'a>(
         SnapshotChoice::Newest { tag, name, before } => {
             let cutoff = before.unwrap_or(trigger_time);
             of_disk
-                .filter(|s| s.is_ready())
+                .filter(|s| s.is_usable())
                 // An undo snapshot holds a state a rollback moved away from: only ever chosen
                 // by its ID.
                 .filter(|s| s.tags.get(crate::ledger::UNDO_TAG).is_none())
@@ -105,7 +111,7 @@ pub fn select_snapshot<'a>(
                 .max_by_key(|s| s.creation_time)
                 .ok_or_else(|| {
                     let mut what = format!(
-                        "no accomplished snapshot of {disk_id} created before {}",
+                        "no usable snapshot (accomplished, or Available while progressing) of {disk_id} created before {}",
                         cutoff.to_rfc3339()
                     );
                     if let Some(n) = name {
@@ -185,12 +191,19 @@ pub fn check(
             ))
         }
     };
-    if let Some(busy) = snapshots
-        .iter()
-        .find(|s| s.source_disk_id == disk.disk_id && s.status == "progressing")
-    {
+    let trigger_time = req.trigger.time.unwrap_or(now);
+    let snapshot = select_snapshot(&req.snapshot, snapshots, &disk.disk_id, trigger_time)?;
+    // Another snapshot of the disk being created: ResetDisk refuses while it runs
+    // (`HasUnfinishedSnapshot`), CreateSnapshot too (`CreatingSnapshot`), and stopping the
+    // instance would fail it (ecs-evidence.md §3, C2, C9). The target itself, usable with
+    // instant access, is no obstacle (C8). Retryable: the run waits for it, nothing touched.
+    if let Some(busy) = snapshots.iter().find(|s| {
+        s.source_disk_id == disk.disk_id
+            && s.status == "progressing"
+            && s.snapshot_id != snapshot.snapshot_id
+    }) {
         return Err(ErrorInfo::new(
-            "IncorrectDiskStatus.HasUnfinishedSnapshot",
+            UNFINISHED_SNAPSHOT,
             format!(
                 "snapshot {} of the disk is still being taken",
                 busy.snapshot_id
@@ -198,11 +211,10 @@ pub fn check(
             true,
         ));
     }
-    let trigger_time = req.trigger.time.unwrap_or(now);
-    let snapshot = select_snapshot(&req.snapshot, snapshots, &disk.disk_id, trigger_time)?;
     let end_running = instance.is_some() && req.start_after_reset.unwrap_or(was_running);
     Ok(Plan {
         snapshot_id: snapshot.snapshot_id.clone(),
+        snapshot_status: snapshot.status.clone(),
         was_running,
         end_running,
     })

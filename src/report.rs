@@ -106,6 +106,10 @@ pub struct Target {
     pub instance_id: Option<String>,
     pub disk_id: Option<String>,
     pub snapshot_id: Option<String>,
+    /// The snapshot's `Status` when it was chosen: `progressing` says the rollback used instant
+    /// access (ESSD), to a snapshot ECS was still completing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_status: Option<String>,
     /// The undo snapshot (`preserveCurrent`): the disk as it was before the reset.
     pub undo_snapshot_id: Option<String>,
 }

@@ -80,7 +80,7 @@ struct RawTag {
 pub enum SnapshotChoice {
     /// This one.
     Id(SnapshotId),
-    /// The newest `accomplished` snapshot of the disk that matches every filter given and was
+    /// The newest usable snapshot (`accomplished`, or being created with instant access) of the disk that matches every filter given and was
     /// created before `before` (default: the trigger time).
     Newest {
         tag: Option<(String, Option<String>)>,

@@ -284,9 +284,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Complete and usable for a rollback: `accomplished`, and `Available` not false.
-    pub fn is_ready(&self) -> bool {
+    /// Complete: `accomplished`, and `Available` not false.
+    pub fn is_complete(&self) -> bool {
         self.status.eq_ignore_ascii_case("accomplished") && self.available != Some(false)
+    }
+
+    /// Usable as the target of a rollback: complete, or still `progressing` with `Available`
+    /// true, which is instant access (ESSD-series disks by default: "the snapshot can be used
+    /// to roll back … disks even when the snapshot is being created", ecs-evidence.md §3, C8).
+    /// A `progressing` snapshot with `Available` false or absent is not.
+    pub fn is_usable(&self) -> bool {
+        self.is_complete()
+            || (self.status.eq_ignore_ascii_case("progressing") && self.available == Some(true))
     }
 }
 
@@ -483,7 +492,7 @@ mod tests {
         assert_eq!(s.source_disk_id, "d-bp67acfmxazb4ph****");
         assert_eq!(s.source_disk_size, Some(40));
         assert_eq!(s.progress, "100%");
-        assert!(s.is_ready());
+        assert!(s.is_complete() && s.is_usable());
     }
 
     #[test]
@@ -541,7 +550,21 @@ mod tests {
         assert!(page.instances.instance.is_empty());
         let not_ready: Snapshot =
             serde_json::from_str(r#"{"Status":"accomplished","Available":false}"#).expect("ok");
-        assert!(!not_ready.is_ready());
+        assert!(!not_ready.is_complete() && !not_ready.is_usable());
+        // Instant access (ecs-evidence.md §3, C8): usable while progressing only when Available.
+        let instant: Snapshot = serde_json::from_str(
+            r#"{"Status":"progressing","Available":true,"InstantAccess":true}"#,
+        )
+        .expect("ok");
+        assert!(instant.is_usable() && !instant.is_complete());
+        for body in [
+            r#"{"Status":"progressing","Available":false}"#,
+            r#"{"Status":"progressing"}"#,
+            r#"{"Status":"failed","Available":true}"#,
+        ] {
+            let s: Snapshot = serde_json::from_str(body).expect("ok");
+            assert!(!s.is_usable(), "{body}");
+        }
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub(super) type Res<T> = Result<T, Halt>;
 
 /// The ledger could not be written before anything changed: refuse, saying why.
 pub(super) fn refuse_ledger(e: &EcsError) -> Halt {
-    let quota = e.is_code("OperationDenied.QuotaExceed");
+    // The 20-tag quota: 400 `OperationDenied.QuotaExceed` or 403 `QuotaExceed.Tags`
+    // (ecs-evidence.md §2, C1).
+    let quota = e.is_code("OperationDenied.QuotaExceed") || e.is_code("QuotaExceed.Tags");
     Halt::reject(
         Code::LedgerUnavailable,
         if quota {

@@ -104,6 +104,7 @@ impl<'a> Rollback<'a> {
                     SnapshotChoice::Id(id) => Some(id.to_string()),
                     SnapshotChoice::Newest { .. } => None,
                 },
+                snapshot_status: None,
                 undo_snapshot_id: None,
             },
             record: None,

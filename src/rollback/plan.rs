@@ -167,6 +167,8 @@ impl Run<'_> {
         takeover: Option<RunRecord>,
         planned: &Decision,
     ) -> Res<Outcome> {
+        let waited = self.wait_other_snapshots(seen, now).await?;
+        let seen = waited.as_ref().unwrap_or(seen);
         let mut plan = self.preflight(seen, now).await.inspect_err(|h| {
             self.steps.push(Step {
                 name: "preflight".into(),
@@ -189,6 +191,14 @@ impl Run<'_> {
             ));
         }
         self.target.snapshot_id = Some(plan.snapshot_id.clone());
+        self.target.snapshot_status = Some(plan.snapshot_status.clone());
+        if plan.snapshot_status.eq_ignore_ascii_case("progressing") {
+            // Instant access (ecs-evidence.md §3, C8): usable, but not complete yet.
+            self.warnings.push(format!(
+                "snapshot {} is still progressing: the rollback uses instant access (Available while being created); ECS completes the snapshot by itself",
+                plan.snapshot_id
+            ));
+        }
         let power = if plan.was_running {
             "running"
         } else {
@@ -220,6 +230,37 @@ impl Run<'_> {
         self.claim(&plan, takeover.as_ref(), instance, planned)
             .await?;
         self.drive().await
+    }
+
+    /// Before anything changes: while another snapshot of the disk is being created (an
+    /// automatic snapshot policy's, say), waits for it, reading again, up to the snapshot
+    /// timeout or the deadline; the instance keeps running meanwhile (stopping it would fail a
+    /// snapshot without instant access, ecs-evidence.md §3, C9). `Some` is the newer read; a
+    /// snapshot still in progress then is the preflight's retryable refusal.
+    async fn wait_other_snapshots(&mut self, seen: &Seen, now: DateTime<Utc>) -> Res<Option<Seen>> {
+        let busy = |s: &Seen, run: &Self| matches!(run.preflight_check(s, now), Err(e) if e.code == preflight::UNFINISHED_SNAPSHOT);
+        if self.req.dry_run || !busy(seen, self) {
+            return Ok(None);
+        }
+        let budget = self.wait_budget(self.s.snapshot_timeout);
+        let until = Instant::now() + budget;
+        let mut pause = self.s.poll.initial;
+        let mut latest = None;
+        while Instant::now() < until {
+            tracing::info!("another snapshot of the disk is being created; waiting for it before anything changes");
+            tokio::time::sleep(pause).await;
+            pause = self.s.poll.next(pause);
+            let s = self.observe().await?;
+            let done = !busy(&s, self);
+            latest = Some(s);
+            if done {
+                self.warnings.push(
+                    "waited for another snapshot of the disk to be created before starting".into(),
+                );
+                break;
+            }
+        }
+        Ok(latest)
     }
 
     /// The decision for this request on what `ledger` says.
@@ -299,7 +340,7 @@ impl Run<'_> {
         let there = seen
             .snapshots
             .iter()
-            .any(|s| s.snapshot_id == record.snapshot && s.is_ready());
+            .any(|s| s.snapshot_id == record.snapshot && s.is_usable());
         if !there {
             return Err(Halt::fail(ErrorInfo::new(
                 "InvalidSnapshotId.NotFound",
@@ -310,15 +351,19 @@ impl Run<'_> {
         Ok(())
     }
 
-    pub(super) async fn preflight(&mut self, seen: &Seen, now: DateTime<Utc>) -> Res<Plan> {
-        let checked = preflight::check(
+    fn preflight_check(&self, seen: &Seen, now: DateTime<Utc>) -> Result<Plan, ErrorInfo> {
+        preflight::check(
             self.req,
             &seen.disk,
             seen.instance.as_ref(),
             &seen.snapshots,
             self.s.require_tag.as_ref(),
             now,
-        );
+        )
+    }
+
+    pub(super) async fn preflight(&mut self, seen: &Seen, now: DateTime<Utc>) -> Res<Plan> {
+        let checked = self.preflight_check(seen, now);
         match checked {
             Ok(plan) => {
                 let manual = seen

@@ -16,7 +16,7 @@ pub fn undo_client_token(key: &str) -> String {
 impl Run<'_> {
     /// Labels of the undo snapshot: the tag that finds it again, and what it is for.
     pub(super) fn undo_tags(&self) -> Vec<(String, String)> {
-        let cut = |s: &str| s.chars().take(128).collect::<String>();
+        let cut = |s: &str| tag_value(s);
         let mut tags = vec![
             (UNDO_TAG.to_owned(), self.digest.clone()),
             ("ecs-rollback:key".to_owned(), cut(self.req.key.as_str())),
@@ -177,7 +177,11 @@ impl Run<'_> {
         }
     }
 
-    /// Waits until the undo snapshot is usable (`accomplished`, and not `Available: false`);
+    /// Waits until the undo snapshot is complete (`accomplished`, and not `Available: false`),
+    /// even with instant access: the start that follows the reset would change the instance's
+    /// state while the snapshot is being created, and ECS says that fails the snapshot
+    /// (ecs-evidence.md §3, C9; High for the SDK's warning). An undo snapshot that could fail
+    /// after the rollback is not one to promise;
     /// gives up when it failed or outlived `snapshot_timeout` from its own creation (counted
     /// across deliveries); the deadline ends the delivery retryable.
     async fn wait_undo_usable(
@@ -196,7 +200,7 @@ impl Run<'_> {
             };
             match self.ecs.describe_snapshots(&self.region, &q).await {
                 Ok(found) => match found.into_iter().find(|s| s.snapshot_id == undo) {
-                    Some(s) if s.is_ready() => return Ok(()),
+                    Some(s) if s.is_complete() => return Ok(()),
                     Some(s) if s.status.eq_ignore_ascii_case("failed") => {
                         let h = give_up(
                             Code::UndoSnapshotFailed,
@@ -211,7 +215,7 @@ impl Run<'_> {
                             let h = give_up(
                                 Code::UndoSnapshotTimeout,
                                 format!(
-                                    "the undo snapshot {undo} is still {} after {}s (ECS_ROLLBACK_SNAPSHOT_TIMEOUT_SECONDS), so the disk was not reset; the snapshot goes on by itself",
+                                    "the undo snapshot {undo} is still {} after {}s (ECS_ROLLBACK_SNAPSHOT_TIMEOUT_SECONDS), so the disk was not reset; the snapshot goes on by itself unless the instance's start fails it (ECS fails a snapshot without instant access whose instance changes state)",
                                     s.progress, age.num_seconds()
                                 ),
                             );
@@ -245,7 +249,40 @@ impl Run<'_> {
     }
 }
 
+/// A tag value every documented reading accepts: at most 128 characters, and not starting with
+/// `aliyun` or `acs:` (the Tag service forbids both prefixes in values, the older ECS doc
+/// `acs:`, the current SDK neither: ecs-evidence.md §2, C14, Medium; the strict reading is
+/// kept), and without `http://` or `https://` anywhere (every source): a key such as
+/// `aliyun-cms-…` is written with a leading `~`, a reason naming a URL with `:/ /`.
+pub fn tag_value(s: &str) -> String {
+    let s = &s.replace("://", ":/ /");
+    let lower = s.to_ascii_lowercase();
+    let v = if lower.starts_with("aliyun") || lower.starts_with("acs:") {
+        format!("~{s}")
+    } else {
+        s.to_owned()
+    };
+    v.chars().take(128).collect()
+}
+
 /// Gives up on the undo snapshot for good: nothing is reset, and the instance comes back.
 fn give_up(code: Code, message: String) -> Halt {
     Halt::fail(ErrorInfo::new(code, message, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_value;
+
+    #[test]
+    fn tag_values_avoid_the_reserved_prefixes() {
+        assert_eq!(tag_value("aliyun-cms-alert-1"), "~aliyun-cms-alert-1");
+        assert_eq!(tag_value("ACS:x"), "~ACS:x");
+        assert_eq!(tag_value("deploy-42"), "deploy-42");
+        assert_eq!(
+            tag_value("see https://grafana/d/1"),
+            "see https:/ /grafana/d/1"
+        );
+        assert_eq!(tag_value(&"a".repeat(200)).len(), 128);
+    }
 }

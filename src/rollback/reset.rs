@@ -165,8 +165,16 @@ impl Run<'_> {
         }
     }
 
-    /// Without a start to tell us, the reset's end is seen by its DryRun no longer answering
-    /// `InvalidOperation.DiskResetInProgress` (inferred; ecs-api.md §4.5).
+    /// After ResetDisk is accepted, waits for its end the way Alibaba's own automation does:
+    /// DescribeDisks until the disk's `Status` is `In_use` again (OOS `ACS::ECS::ResetDisk`
+    /// `untilDiskIdReady`, added in 2019 between ResetDisk and StartInstance: ecs-evidence.md
+    /// §1, High). No status during a reset is documented, so a disk that never leaves `In_use`
+    /// cannot say the reset ended; then the fallback: ResetDisk's DryRun answers
+    /// `InvalidOperation.DiskResetInProgress` while a reset runs (inferred: DryRun checks
+    /// "resource state limits", ecs-api.md §3.1; ecs-evidence.md §7), and once it did, only the
+    /// DryRun is asked. Any other answer ends the wait with a warning: the StartInstance that
+    /// follows takes every "not yet" answer as retry-later, so an unclear end costs a retry,
+    /// never a start that is given up.
     pub(super) async fn wait_reset_done(&mut self) -> Res<()> {
         let t = Utc::now();
         let record = self.record()?;
@@ -174,33 +182,79 @@ impl Run<'_> {
         let budget = self.wait_budget(self.s.reset_timeout);
         let until = Instant::now() + budget;
         let mut pause = self.s.poll.initial;
-        loop {
-            match self
-                .ecs
-                .reset_disk(&self.region, &disk, &record.snapshot, true)
-                .await
-            {
-                Err(e) if e.is_code("InvalidOperation.DiskResetInProgress") || e.is_retryable() => {
+        // What this ECS shows during a reset: `Some(true)` the disk left `In_use` (its return is
+        // the end), `Some(false)` it stayed `In_use` while a reset ran (the DryRun tells).
+        let mut status_moves: Option<bool> = None;
+        let seen_end = loop {
+            let mut ask_dry_run = status_moves != Some(true);
+            if status_moves != Some(false) {
+                match self.read_disk(&disk).await {
+                    Ok(d) if !matches!(d.status.as_str(), "In_use" | "Available") => {
+                        status_moves = Some(true);
+                        ask_dry_run = false;
+                    }
+                    Ok(d) if status_moves == Some(true) => {
+                        break format!("DescribeDisks shows it {} again", d.status);
+                    }
+                    Ok(_) => {}
+                    Err(h) if h.error.retryable => {
+                        tracing::warn!(error = %h.error.message, "reading the disk failed; reading again");
+                        ask_dry_run = false;
+                    }
+                    Err(h) => {
+                        self.warnings.push(format!(
+                            "the end of the reset could not be confirmed: {}",
+                            h.error.message
+                        ));
+                        break "unconfirmed".into();
+                    }
                 }
-                Ok(_) => break,
-                Err(e) => {
-                    self.warnings
-                        .push(format!("the end of the reset could not be confirmed: {e}"));
-                    break;
+            }
+            if ask_dry_run {
+                match self
+                    .ecs
+                    .reset_disk(&self.region, &disk, &record.snapshot, true)
+                    .await
+                {
+                    Err(e) if e.is_code("InvalidOperation.DiskResetInProgress") => {
+                        status_moves = Some(false);
+                    }
+                    Err(e) if e.is_retryable() => {}
+                    Ok(_) => break "its DryRun shows no reset running".into(),
+                    Err(e) => {
+                        self.warnings
+                            .push(format!("the end of the reset could not be confirmed: {e}"));
+                        break "unconfirmed".into();
+                    }
                 }
             }
             if Instant::now() >= until {
                 return Err(self.timed_out("the reset did not finish in time", budget));
             }
             self.wait_a_little(&mut pause).await;
+        };
+        // The reset step lasts until its end was seen: the timeline shows its real length.
+        let end = Utc::now();
+        match self
+            .steps
+            .iter_mut()
+            .rev()
+            .find(|s| s.name == "reset" && s.status == StepStatus::Done)
+        {
+            Some(reset) => {
+                reset.finished_at = end;
+                if let Some(d) = reset.detail.as_mut() {
+                    d.push_str(&format!("; ended: {seen_end}"));
+                }
+            }
+            None => self.step(
+                "wait-reset",
+                StepStatus::Done,
+                t,
+                None,
+                Some(format!("reset of {disk} ended: {seen_end}")),
+            ),
         }
-        self.step(
-            "wait-reset",
-            StepStatus::Done,
-            t,
-            None,
-            Some("no reset running on the disk".into()),
-        );
         Ok(())
     }
 }

@@ -4,7 +4,10 @@
 
 use super::*;
 
-/// StartInstance answers that mean "not yet: the reset (or another operation) still runs".
+/// StartInstance answers that mean "not yet: the reset (or another operation) still runs": the
+/// codes the StartInstance table gives for a disk or instance status, the conflicts terraform
+/// retries after disk operations, and throttling (ecs-evidence.md §1, §4; which one ECS gives
+/// while a reset runs is not documented).
 pub(super) fn start_not_yet(e: &EcsError) -> bool {
     [
         "DiskError",
@@ -21,12 +24,22 @@ pub(super) fn start_not_yet(e: &EcsError) -> bool {
 }
 
 impl Run<'_> {
+    /// The reset's end (DescribeDisks, as Alibaba's automation waits for it), then the start.
+    /// An instance to bring back is started even when the reset's end could not be seen in
+    /// time: StartInstance itself waits through every "not yet" answer.
     pub(super) async fn finish_reset_and_start(&mut self) -> Res<()> {
         let record = self.record()?;
         let t = Utc::now();
         match self.instance_id() {
             Some(iid) if record.end_running => {
-                self.start(&iid, t).await?;
+                if let Err(h) = self.wait_reset_done().await {
+                    tracing::warn!(error = %h.error.message, "the reset's end was not seen; StartInstance waits for it");
+                    self.warnings.push(format!(
+                        "the end of the reset was not seen ({}); StartInstance waited for it",
+                        h.error.message
+                    ));
+                }
+                self.start(&iid, Utc::now()).await?;
             }
             _ => {
                 self.wait_reset_done().await?;

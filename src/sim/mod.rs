@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::ecs::{HttpRequest, HttpResponse, Transport, TransportError};
-pub use faults::{FaultKind, FaultStats, Faults, ScriptedFault};
+pub use faults::{FaultKind, FaultStats, Faults, ScriptedFault, ThrottleCode};
 pub use world::{default_fleet, Event, FleetSpec, Timings};
 
 /// The access key the simulator accepts unless a scenario names another.
@@ -101,6 +101,8 @@ struct Inner {
     world: world::World,
     gateway: auth::Gateway,
     injector: faults::Injector,
+    /// Calls of each action that asked for a DryRun (counted in `call_counts` as well).
+    dry_runs: HashMap<String, u32>,
 }
 
 /// The simulator: cheap to clone, shared by every connection.
@@ -129,6 +131,7 @@ impl Simulator {
                 world,
                 gateway,
                 injector: faults::Injector::new(scenario.faults),
+                dry_runs: HashMap::new(),
             })),
         })
     }
@@ -207,6 +210,12 @@ impl Simulator {
             return error_reply(&e, &request_id, json, &region);
         }
         let fate = inner.injector.decide(&region, &action, &caller);
+        if params
+            .get("DryRun")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            *inner.dry_runs.entry(action.clone()).or_default() += 1;
+        }
         if let Some(e) = &fate.refuse {
             let mut r = error_reply(e, &request_id, json, &region);
             r.delay = fate.delay;
@@ -263,6 +272,11 @@ impl Simulator {
     /// Calls of each action that passed the gateway.
     pub fn call_counts(&self) -> HashMap<String, u32> {
         self.lock().injector.counts().clone()
+    }
+
+    /// Of those, the calls that asked for a DryRun.
+    pub fn dry_run_counts(&self) -> HashMap<String, u32> {
+        self.lock().dry_runs.clone()
     }
 
     /// State-changing calls applied so far, in order.

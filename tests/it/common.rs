@@ -342,6 +342,17 @@ impl Bench {
             .unwrap_or_default()
     }
 
+    /// Calls of `action` that reached the simulator without asking for a DryRun.
+    pub fn calls_for_real(&self, action: &str) -> u32 {
+        let dry = self
+            .sim
+            .dry_run_counts()
+            .get(action)
+            .copied()
+            .unwrap_or_default();
+        self.calls(action) - dry
+    }
+
     /// Calls of `action` the simulator applied.
     pub fn applied(&self, action: &str) -> usize {
         self.sim

@@ -170,7 +170,17 @@ async fn full_stop_reset_start_by_hand_over_http() {
 
 #[tokio::test]
 async fn documented_reset_disk_refusals() {
-    let sim = fast_sim();
+    // batch-02's disk without instant access (not ESSD), so a snapshot in progress is not ready
+    // (ecs-evidence.md §3, C8).
+    let mut fleet = ecs_rollback::sim::default_fleet();
+    for d in fleet.disks.iter_mut().filter(|d| d.id == BATCH_SYS) {
+        d.category = Some("cloud_efficiency".into());
+    }
+    let sim = sim_with(ecs_rollback::sim::Scenario {
+        timings: Timings::fast(),
+        fleet: Some(fleet),
+        ..Default::default()
+    });
     let c = inproc_client(&sim);
     // Stop batch-02 is already Stopped: good for reset preconditions.
     let cases: &[(&str, &str, &str, u16)] = &[
@@ -813,11 +823,12 @@ async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
         .expect_err("mismatch");
     assert_eq!(e.code(), Some("IdempotentParameterMismatch"));
     assert_eq!(e.retry, Retry::NotRetryable);
-    // Another snapshot while this one is being taken: refused, a state to wait for.
+    // Another snapshot while this one is being taken: refused, a state to wait for
+    // (ecs-evidence.md §3, C2).
     let e = make("ecs-rollback-undo-c", "token-c")
         .await
         .expect_err("busy");
-    assert_eq!(e.code(), Some("IncorrectDiskStatus.HasUnfinishedSnapshot"));
+    assert_eq!(e.code(), Some("IncorrectDiskStatus.CreatingSnapshot"));
     assert_eq!(e.retry, Retry::AfterStateChange);
     // A reset to another snapshot is refused while it progresses (the rollback waits for it).
     let e = c
@@ -833,7 +844,7 @@ async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
     let mut ready = false;
     for _ in 0..200 {
         let s = c.describe_snapshots(REGION, &q).await.expect("describe");
-        if s[0].is_ready() {
+        if s[0].is_complete() {
             assert_eq!(s[0].source_disk_id, WEB_SYS);
             assert_eq!(
                 s[0].tags.get("ecs-rollback:undo-of"),

@@ -6,6 +6,7 @@ mod common;
 mod drills;
 mod ecs_api;
 mod events;
+mod evidence;
 mod fc;
 mod fuzz;
 mod lambda;

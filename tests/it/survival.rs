@@ -87,6 +87,7 @@ fn crash_timings() -> Timings {
         snapshot_ms: 60,
         reset_disk_status: None,
         tag_read_lag_ms: 0,
+        ..Timings::default()
     }
 }
 
