@@ -252,6 +252,7 @@ impl DrillPlan {
             out.push((
                 Trigger {
                     kind: "drill".into(),
+                    key_basis: None,
                     id: format!("{}|{}|{who}", self.name, self.slot),
                     time: self.when,
                 },

@@ -18,6 +18,7 @@ impl Handler {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
         let trigger = Trigger {
             kind: "drill".into(),
+            key_basis: None,
             id: format!("{}|{}", plan.name, plan.slot),
             time: plan.when,
         };
