@@ -185,6 +185,12 @@ fn json_response(status: StatusCode, fc_ok: bool, body: &Value) -> Response {
     response
 }
 
+/// Whether an HTTP call answered `status` is a successful invocation for Function Compute
+/// (`x-fc-status`): yes unless a retry can help (503), refusals included.
+pub fn http_invocation_ok(status: u16) -> bool {
+    status != 503
+}
+
 /// The caller's request, as the webhook reads it: FC's own `x-fc-*` headers left out (they
 /// carry the role's keys, and no caller can send them).
 fn http_request(method: &Method, headers: &HeaderMap, body: Bytes) -> HttpRequest {
@@ -225,7 +231,7 @@ async fn webhook(handler: &Handler, method: &Method, headers: &HeaderMap, body: 
     };
     json_response(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        status != 503,
+        http_invocation_ok(status),
         &answer.results(),
     )
 }
@@ -287,10 +293,10 @@ pub fn respond(answer: Answer) -> (StatusCode, Value) {
             "isBase64Encoded": false,
             "body": body.to_string(),
         });
-        let invocation = if status == 503 {
-            StatusCode::NOT_FOUND
-        } else {
+        let invocation = if http_invocation_ok(status) {
             StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
         };
         return (invocation, response);
     }
@@ -342,6 +348,29 @@ mod tests {
         .expect("credentials");
         assert_eq!(c.access_key_id, "STS.a");
         assert!(c.security_token.is_some());
+    }
+
+    #[test]
+    fn an_http_answer_fails_the_invocation_only_when_a_retry_can_help() {
+        let answer = |status| Answer {
+            shape: Shape::Http { status },
+            events: vec![],
+            summaries: vec![],
+            failure: None,
+        };
+        for (status, ok) in [
+            (200, true),
+            (401, true),
+            (413, true),
+            (422, true),
+            (503, false),
+        ] {
+            assert_eq!(http_invocation_ok(status), ok, "{status}");
+            let (invocation, body) = respond(answer(status));
+            assert_eq!(invocation == StatusCode::OK, ok, "{status}");
+            assert_eq!(body["statusCode"], status);
+            assert!(body["body"].as_str().is_some_and(|b| b.contains("results")));
+        }
     }
 
     #[test]
