@@ -44,8 +44,9 @@ pub enum Command {
         simulate: bool,
     },
     /// Serve as an Alibaba Cloud Function Compute custom runtime: POST /invoke and
-    /// POST /initialize on 0.0.0.0, port FC_SERVER_PORT (default 9000). Started without
-    /// arguments in a Function Compute environment (FC_FUNCTION_NAME set), this is the default.
+    /// POST /initialize (or, with --http, an HTTP trigger's calls as the webhook) on 0.0.0.0,
+    /// port FC_SERVER_PORT (default 9000). Started without arguments in a Function Compute
+    /// environment (FC_FUNCTION_NAME set), this is the default.
     ServeFc {
         /// Port to listen on (overrides FC_SERVER_PORT); 0 picks a free one.
         #[arg(long)]
