@@ -231,6 +231,7 @@ fn read_input(file: Option<&PathBuf>) -> Result<Result<serde_json::Value, Reply>
     match crate::handler::read_payload(&bytes) {
         Ok(event) => Ok(Ok(event)),
         Err(e @ PayloadError::TooLarge { .. }) => Ok(Err(e.reply())),
+        Err(PayloadError::NotJson(e)) => Err(format!("{name} is not JSON: {e}")),
         Err(e) => Err(format!("{name}: {e}")),
     }
 }
