@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::handler::Shape;
+use crate::handler::{PayloadError, Reply, Shape};
 use crate::operate::{release_cmd, status_cmd};
 use crate::sim::{self, Simulator};
 use crate::startup::{build_handler, load_scenario, Backend};
@@ -44,8 +44,9 @@ pub enum Command {
         simulate: bool,
     },
     /// Serve as an Alibaba Cloud Function Compute custom runtime: POST /invoke and
-    /// POST /initialize on 0.0.0.0, port FC_SERVER_PORT (default 9000). Started without
-    /// arguments in a Function Compute environment (FC_FUNCTION_NAME set), this is the default.
+    /// POST /initialize (or, with --http, an HTTP trigger's calls as the webhook) on 0.0.0.0,
+    /// port FC_SERVER_PORT (default 9000). Started without arguments in a Function Compute
+    /// environment (FC_FUNCTION_NAME set), this is the default.
     ServeFc {
         /// Port to listen on (overrides FC_SERVER_PORT); 0 picks a free one.
         #[arg(long)]
@@ -53,6 +54,11 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0")]
         host: std::net::IpAddr,
+        /// Serve an HTTP trigger (or custom domain): every request, whatever its method and
+        /// path, is the webhook's (also `ECS_ROLLBACK_FC_MODE=http`). Without it, Function
+        /// Compute's API calls: POST /invoke with the event.
+        #[arg(long)]
+        http: bool,
     },
     /// Show who holds a disk: the run (key digest, phase, since when, the power state it will
     /// restore, lease), its claims, the cooldown left and the recent keys. Same credentials and
@@ -128,13 +134,13 @@ pub async fn main() -> ExitCode {
     // Function Compute starts the custom runtime's command, by default with no arguments.
     if std::env::args_os().len() == 1 && std::env::var_os("FC_FUNCTION_NAME").is_some() {
         init_logging(LogFormat::Json);
-        return fc_main(None, std::net::Ipv4Addr::UNSPECIFIED.into()).await;
+        return fc_main(None, std::net::Ipv4Addr::UNSPECIFIED.into(), false).await;
     }
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
         Command::Invoke { file, simulate } => invoke(file, simulate).await,
-        Command::ServeFc { port, host } => fc_main(port, host).await,
+        Command::ServeFc { port, host, http } => fc_main(port, host, http).await,
         Command::Status {
             disk_id,
             region,
@@ -189,22 +195,45 @@ pub async fn main() -> ExitCode {
     }
 }
 
-fn read_input(file: Option<&PathBuf>) -> Result<serde_json::Value, String> {
+/// The event: the one size limit, then strict JSON (`handler::read_payload`). Input that is
+/// not JSON is an error of the command line; an event over the limit is a `rejected` result.
+fn read_input(file: Option<&PathBuf>) -> Result<Result<serde_json::Value, Reply>, String> {
     use std::io::Read;
-    let (name, text) = match file {
-        Some(p) if p.as_os_str() != "-" => (
-            p.display().to_string(),
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
-        ),
+    use std::io::Seek;
+    let limit = crate::handler::MAX_ENVELOPE as u64 + 1;
+    let (name, bytes) = match file {
+        Some(p) if p.as_os_str() != "-" => {
+            let mut f =
+                std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let len = f
+                .seek(std::io::SeekFrom::End(0))
+                .and_then(|l| f.rewind().map(|()| l))
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let mut bytes = Vec::new();
+            f.take(limit)
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            if len >= limit {
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                return Ok(Err(PayloadError::TooLarge { len }.reply()));
+            }
+            (p.display().to_string(), bytes)
+        }
         _ => {
-            let mut s = String::new();
+            let mut bytes = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut s)
+                .take(limit)
+                .read_to_end(&mut bytes)
                 .map_err(|e| format!("cannot read stdin: {e}"))?;
-            ("stdin".to_owned(), s)
+            ("stdin".to_owned(), bytes)
         }
     };
-    crate::strict_json::from_str(&text).map_err(|e| format!("{name} is not JSON: {e}"))
+    match crate::handler::read_payload(&bytes) {
+        Ok(event) => Ok(Ok(event)),
+        Err(e @ PayloadError::TooLarge { .. }) => Ok(Err(e.reply())),
+        Err(PayloadError::NotJson(e)) => Err(format!("{name} is not JSON: {e}")),
+        Err(e) => Err(format!("{name}: {e}")),
+    }
 }
 
 async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
@@ -226,7 +255,10 @@ async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let reply = handler.handle(&event, None).await;
+    let reply = match event {
+        Ok(event) => handler.handle(&event, None).await,
+        Err(refused) => refused,
+    };
     match &reply.shape {
         Shape::Http { status } => eprintln!("ecs-rollback invoke: HTTP {status}"),
         Shape::Sqs { failures } => {
@@ -303,7 +335,15 @@ fn report_cmd(file: &PathBuf, output: &PathBuf) -> ExitCode {
 }
 
 /// Function Compute mode: the handler behind `fc::router`, on `FC_SERVER_PORT` (or `port`).
-pub async fn fc_main(port: Option<u16>, host: std::net::IpAddr) -> ExitCode {
+pub async fn fc_main(port: Option<u16>, host: std::net::IpAddr, http: bool) -> ExitCode {
+    let mode = match (http, crate::fc::Mode::from_env()) {
+        (true, _) => crate::fc::Mode::Http,
+        (false, Ok(m)) => m,
+        (false, Err(e)) => {
+            eprintln!("ecs-rollback serve-fc: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let port = match port {
         Some(p) => p,
         None => match std::env::var("FC_SERVER_PORT")
@@ -344,14 +384,14 @@ pub async fn fc_main(port: Option<u16>, host: std::net::IpAddr) -> ExitCode {
         Ok(addr) => {
             // Also on stderr for whoever started it with port 0.
             eprintln!("ecs-rollback serve-fc: listening on {addr}");
-            tracing::info!(%addr, "Function Compute custom runtime listening");
+            tracing::info!(%addr, ?mode, "Function Compute custom runtime listening");
         }
         Err(e) => {
             eprintln!("ecs-rollback serve-fc: {e}");
             return ExitCode::from(2);
         }
     }
-    match crate::fc::serve(handler, listener).await {
+    match crate::fc::serve(handler, listener, mode).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ecs-rollback serve-fc: {e}");

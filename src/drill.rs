@@ -252,6 +252,7 @@ impl DrillPlan {
             out.push((
                 Trigger {
                     kind: "drill".into(),
+                    key_basis: None,
                     id: format!("{}|{}|{who}", self.name, self.slot),
                     time: self.when,
                 },
@@ -261,16 +262,25 @@ impl DrillPlan {
         out
     }
 
-    /// The drill's summary event (CloudEvents 1.0): targets, outcomes, the recovery time of each
-    /// target (stop asked to Running again) with min, median, p95 and max, and the objective.
+    /// The drill's summary event (CloudEvents 1.0): targets; what this delivery did
+    /// (`succeeded`, `dryRun`, `failed`, `skipped`, `ignored`) apart from what had already
+    /// happened (`alreadyRolledBack`: an earlier delivery of this drill rolled the target back;
+    /// `superseded`: a later rollback of the disk exists, not undone); the recovery time of
+    /// each target that recovered in this delivery (stop asked to Running again) with min,
+    /// median, p95 and max; and the objective.
+    ///
+    /// `objectiveMet`: every target that recovered in this delivery did so within
+    /// `rtoSeconds` (`null` without `rtoSeconds`, or when none recovered). Failed and skipped
+    /// targets did not recover, so they are counted beside it, not in it: "met" with failures
+    /// reads "broken, not slow"; `overObjective` counts the slow ones.
     pub fn summary(&self, reports: &[Report], skipped: usize, stopped_early: bool) -> Value {
         let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
-        let succeeded = count(Outcome::Succeeded)
-            + count(Outcome::Duplicate)
-            + count(Outcome::Superseded)
-            + count(Outcome::DryRun);
-        let failed = reports.len() - succeeded - count(Outcome::Ignored);
-        let mut times: Vec<u64> = reports.iter().filter_map(|r| r.downtime_ms).collect();
+        let failed = count(Outcome::Failed) + count(Outcome::Rejected);
+        let mut times: Vec<u64> = reports
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Succeeded | Outcome::Failed))
+            .filter_map(|r| r.downtime_ms)
+            .collect();
         times.sort_unstable();
         let pick = |q: f64| -> Option<u64> {
             if times.is_empty() {
@@ -280,8 +290,8 @@ impl DrillPlan {
             Some(times[i])
         };
         let objective_ms = self.rto_seconds.map(|s| s * 1000);
-        let met =
-            objective_ms.map(|o| failed == 0 && skipped == 0 && times.iter().all(|t| *t <= o));
+        let over = objective_ms.map(|o| times.iter().filter(|t| **t > o).count());
+        let met = over.filter(|_| !times.is_empty()).map(|n| n == 0);
         let per_target: Vec<Value> = reports
             .iter()
             .map(|r| {
@@ -311,14 +321,19 @@ impl DrillPlan {
                 "drill": self.name,
                 "scheduledTime": self.when.map(|t| t.to_rfc3339()),
                 "targets": reports.len() + skipped,
-                "succeeded": succeeded,
+                "succeeded": count(Outcome::Succeeded),
+                "dryRun": count(Outcome::DryRun),
                 "failed": failed,
                 "skipped": skipped,
                 "ignored": count(Outcome::Ignored),
+                "alreadyRolledBack": count(Outcome::Duplicate),
+                "superseded": count(Outcome::Superseded),
                 "stoppedEarly": stopped_early,
+                "recovered": times.len(),
                 "recoveryMs": {"min": times.first(), "median": pick(0.5), "p95": pick(0.95), "max": times.last()},
                 "rtoSeconds": self.rto_seconds,
                 "objectiveMet": met,
+                "overObjective": over,
                 "perTarget": per_target,
             }
         })

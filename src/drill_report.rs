@@ -49,6 +49,9 @@ pub struct Totals {
     pub failed: u64,
     pub skipped: u64,
     pub ignored: u64,
+    /// Rolled back by an earlier delivery (`duplicate`), or by a later rollback (`superseded`):
+    /// nothing done now.
+    pub already: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -153,10 +156,11 @@ impl DrillReport {
         };
         let computed = Totals {
             targets: targets.len() as u64,
-            succeeded: count(&["succeeded", "duplicate", "dry-run"]),
+            succeeded: count(&["succeeded", "dry-run"]),
             failed: count(&["failed", "rejected"]),
             skipped: 0,
             ignored: count(&["ignored"]),
+            already: count(&["duplicate", "superseded"]),
         };
         let totals = match s {
             Some(d) => Totals {
@@ -165,6 +169,10 @@ impl DrillReport {
                 failed: d["failed"].as_u64().unwrap_or(computed.failed),
                 skipped: d["skipped"].as_u64().unwrap_or(0),
                 ignored: d["ignored"].as_u64().unwrap_or(computed.ignored),
+                already: match (d["alreadyRolledBack"].as_u64(), d["superseded"].as_u64()) {
+                    (None, None) => computed.already,
+                    (a, b) => a.unwrap_or(0) + b.unwrap_or(0),
+                },
             },
             None => computed,
         };
@@ -258,12 +266,16 @@ impl DrillReport {
         if t.ignored > 0 {
             let _ = write!(line, ", {} ignored", t.ignored);
         }
+        if t.already > 0 {
+            let _ = write!(line, ", {} rolled back before", t.already);
+        }
         if let Some(rto) = self.rto_seconds {
+            // Met: every target that recovered did so in time; failures are beside it.
             let _ = write!(
                 line,
                 " · objective {rto} s: {}",
                 match self.objective_met {
-                    Some(true) => "met",
+                    Some(true) => "met by every target that recovered",
                     Some(false) => "MISSED",
                     None => "-",
                 }
@@ -454,6 +466,12 @@ impl DrillReport {
             esc(&self.name)
         );
         o.push_str(&self.svg());
+        if let Some(rto) = self.rto_seconds {
+            let _ = writeln!(
+                o,
+                "<p>Objective: {rto} s from the stop to Running again. It is met when every target that recovered did so within it; failed and skipped targets did not recover and are counted beside it, so \"met\" with failures means broken, not slow.</p>"
+            );
+        }
         o.push_str("<h2>Targets</h2>\n<table><tr><th>target</th><th>outcome</th><th>recovery</th><th>objective</th><th>steps</th></tr>\n");
         for t in &self.targets {
             let within = match (t.recovery_ms, self.rto_seconds) {

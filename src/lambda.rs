@@ -30,22 +30,23 @@ fn deadline_of(deadline: SystemTime) -> Instant {
     Instant::now() + left
 }
 
-/// The payload is taken raw and parsed strictly (no repeated keys), so bad input becomes a
-/// `rejected` result rather than the runtime's own deserialization error.
+/// The payload is taken raw, held to the one size limit and parsed strictly (no repeated
+/// keys), so bad or oversized input becomes a `rejected` result rather than the runtime's own
+/// deserialization error.
 pub async fn invoke(
     handler: &Handler,
     event: LambdaEvent<Box<RawValue>>,
 ) -> Result<Value, Diagnostic> {
     let (raw, ctx) = event.into_parts();
     let span = tracing::info_span!("invocation", lambda_request_id = %ctx.request_id);
-    let reply = match crate::strict_json::from_str(raw.get()) {
+    let reply = match crate::handler::read_payload(raw.get().as_bytes()) {
         Ok(payload) => {
             handler
                 .handle(&payload, Some(deadline_of(ctx.deadline())))
                 .instrument(span.clone())
                 .await
         }
-        Err(e) => crate::handler::unparsable(e),
+        Err(e) => e.reply(),
     };
     let _enter = span.enter();
     let answer = Answer::of(reply);

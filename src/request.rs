@@ -99,12 +99,18 @@ pub struct Trigger {
     /// When the triggering event happened (an alert's start); `None` means now.
     #[serde(skip)]
     pub time: Option<DateTime<Utc>>,
+    /// What derives the idempotency key of a request that names none, when it is not `id`:
+    /// a signed HTTP request's signed timestamp and body, while `id` stays the request's own
+    /// ID for the result.
+    #[serde(skip)]
+    pub key_basis: Option<String>,
 }
 
 impl Trigger {
     pub fn direct() -> Self {
         Self {
             kind: "direct".into(),
+            key_basis: None,
             id: String::new(),
             time: None,
         }
@@ -283,10 +289,13 @@ pub fn parse(
         Some(k) => {
             IdempotencyKey::parse(&k).map_err(|m| InvalidRequest::new("idempotencyKey", m))?
         }
-        None if !trigger.id.is_empty() => IdempotencyKey::derived(&trigger.kind, &trigger.id),
-        // No key and no event ID: the request's own content is the key (serde_json writes
-        // object keys sorted, so equal requests give equal text).
-        None => IdempotencyKey::derived(&trigger.kind, &value.to_string()),
+        None => match &trigger.key_basis {
+            Some(basis) => IdempotencyKey::derived(&trigger.kind, basis),
+            None if !trigger.id.is_empty() => IdempotencyKey::derived(&trigger.kind, &trigger.id),
+            // No key and no event ID: the request's own content is the key (serde_json writes
+            // object keys sorted, so equal requests give equal text).
+            None => IdempotencyKey::derived(&trigger.kind, &value.to_string()),
+        },
     };
     Ok(RollbackRequest {
         region,
@@ -436,6 +445,7 @@ mod tests {
         assert!(a.key.as_str().starts_with("direct-"));
         let t = Trigger {
             kind: "sqs".into(),
+            key_basis: None,
             id: "msg-1".into(),
             time: None,
         };

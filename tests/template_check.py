@@ -204,6 +204,25 @@ if default_bus:
     pattern = json.loads(default_bus[0]["triggerConfig"]["eventRuleFilterPattern"])
     check("s.yaml: the EventBridge rule takes ECS events", "acs.ecs" in pattern.get("source", []), pattern)
 
+# The webhook: a second function of the same code in HTTP mode, behind an HTTP trigger.
+wh = fc["resources"].get("ecs-rollback-webhook", {}).get("props", {})
+whc = wh.get("customRuntimeConfig", {})
+check("s.yaml: a webhook function", bool(wh), sorted(fc["resources"]))
+check("s.yaml: the webhook function serves HTTP calls (serve-fc --http)", whc.get("args") == ["serve-fc", "--http"], whc)
+check("s.yaml: the webhook function listens where serve-fc does", port is not None and whc.get("port") == int(port.group(1)), whc.get("port"))
+check("s.yaml: the webhook runs the same code", wh.get("code") == fprops.get("code") and wh.get("runtime") == fprops.get("runtime"), wh.get("code"))
+check("s.yaml: the webhook function has the same environment", wh.get("environmentVariables") == fenv, wh.get("environmentVariables"))
+check("s.yaml: the webhook function has the same role", wh.get("role") == fprops.get("role"), wh.get("role"))
+http = [t for t in wh.get("triggers", []) if t.get("triggerType") == "http"]
+check("s.yaml: one HTTP trigger, on the webhook function", len(http) == 1
+      and not any(t.get("triggerType") == "http" for t in triggers), [t.get("triggerName") for t in wh.get("triggers", [])])
+if http:
+    hc = http[0].get("triggerConfig", {})
+    check("s.yaml: the HTTP trigger takes POST", hc.get("methods") == ["POST"], hc.get("methods"))
+    check("s.yaml: the HTTP trigger leaves authentication to the webhook (anonymous)", hc.get("authType") == "anonymous", hc.get("authType"))
+    check("s.yaml: the HTTP trigger fields are ones fc3 knows",
+          set(hc) <= {"authType", "authConfig", "methods", "disableURLInternet", "corsConfig"}, sorted(hc))
+
 passed = sum(results)
 failed = len(results) - passed
 print(f"{passed} passed, {failed} failed")

@@ -4,6 +4,24 @@
 
 use super::*;
 
+/// The target a drill's request names, as given (for the result of a target that never ran:
+/// skipped, or refused before its run), so every per-target event names its target.
+fn target_of(request: &Value) -> Target {
+    let field = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| request.get(*n).and_then(Value::as_str))
+            .map(str::to_owned)
+    };
+    Target {
+        region_id: field(["regionId", "RegionId"]),
+        instance_id: field(["instanceId", "InstanceId"]),
+        disk_id: field(["diskId", "DiskId"]),
+        snapshot_id: field(["snapshotId", "SnapshotId"]),
+        undo_snapshot_id: None,
+    }
+}
+
 /// Runs of one drill target that failed in a way a retry can fix, at most.
 const DRILL_TARGET_ATTEMPTS: u32 = 6;
 
@@ -18,6 +36,7 @@ impl Handler {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
         let trigger = Trigger {
             kind: "drill".into(),
+            key_basis: None,
             id: format!("{}|{}", plan.name, plan.slot),
             time: plan.when,
         };
@@ -92,31 +111,54 @@ impl Handler {
                 let (cache, failed, stopped) = (&cache, &failed, &stopped);
                 async move {
                     if stopped.load(SeqCst) {
-                        return (ignored(&trigger, "not started: more targets failed than the drill's maxErrors allows"), true);
+                        let mut r = ignored(
+                            &trigger,
+                            "not started: more targets failed than the drill's maxErrors allows",
+                        );
+                        r.target = target_of(&value);
+                        return (r, true);
                     }
-                    let report = match request::parse(&value, self.default_region.as_deref(), trigger.clone()) {
+                    let report = match request::parse(
+                        &value,
+                        self.default_region.as_deref(),
+                        trigger.clone(),
+                    ) {
                         Ok(req) => {
                             // A failure a retry can fix (throttling, a transient error) slows the
                             // target down, it does not fail it: run it again (same key: it resumes).
-                            let mut pause = self.settings.poll.initial.max(Duration::from_millis(50));
+                            let mut pause =
+                                self.settings.poll.initial.max(Duration::from_millis(50));
                             let mut attempt = 0;
                             loop {
                                 attempt += 1;
-                                let r = Rollback::new(&self.ecs, &self.settings).with_cache(cache).run(&req, deadline).await;
+                                let r = Rollback::new(&self.ecs, &self.settings)
+                                    .with_cache(cache)
+                                    .run(&req, deadline)
+                                    .await;
                                 let again = !r.outcome.is_ok()
-                                    && r.error.as_ref().is_some_and(|e| e.retryable && e.code != Code::DeadlineExceeded)
+                                    && r.error.as_ref().is_some_and(|e| {
+                                        e.retryable && e.code != Code::DeadlineExceeded
+                                    })
                                     && attempt < DRILL_TARGET_ATTEMPTS;
                                 if !again {
                                     break r;
                                 }
-                                tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+                                tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0))
+                                    .await;
                                 pause = (pause * 2).min(self.settings.poll.max * 4);
                             }
                         }
-                        Err(e) => rejected(&trigger, &e),
+                        Err(e) => {
+                            let mut r = rejected(&trigger, &e);
+                            r.target = target_of(&value);
+                            r
+                        }
                     };
                     // Out of time is not a failure of the target: the next delivery resumes it.
-                    let out_of_time = report.error.as_ref().is_some_and(|e| e.code == Code::DeadlineExceeded);
+                    let out_of_time = report
+                        .error
+                        .as_ref()
+                        .is_some_and(|e| e.code == Code::DeadlineExceeded);
                     if !report.outcome.is_ok() && !out_of_time {
                         let f = failed.fetch_add(1, SeqCst) + 1;
                         if plan.max_errors.is_some_and(|m| m.exceeded(f, total)) {

@@ -20,9 +20,11 @@ use crate::triggers::{self, aws, webhook, Item, Job, Kind};
 
 mod drill;
 mod http;
+
+pub use http::too_large as http_too_large;
 mod sqs;
 
-pub use crate::triggers::MAX_REQUESTS;
+pub use crate::triggers::{MAX_ENVELOPE, MAX_PAYLOAD, MAX_REQUESTS};
 
 pub struct Handler {
     pub ecs: EcsClient,
@@ -117,16 +119,53 @@ pub fn ignored(trigger: &Trigger, why: &str) -> Report {
     r
 }
 
+/// Why what a front door received never became an event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Over the one limit (`triggers::MAX_PAYLOAD`): an event, or an HTTP event's body.
+    #[error("the event is {len} bytes, more than the limit of {MAX_PAYLOAD} bytes")]
+    TooLarge { len: usize },
+    #[error("the event could not be read: {0}")]
+    Unreadable(String),
+    #[error("the event is not UTF-8")]
+    NotUtf8,
+    #[error("the event is not acceptable JSON: {0}")]
+    NotJson(String),
+}
+
+impl PayloadError {
+    /// One `rejected` result, nothing run.
+    pub fn reply(&self) -> Reply {
+        let trigger = crate::request::Trigger::direct();
+        let invalid = crate::request::InvalidRequest::new("$", self.to_string());
+        Reply {
+            shape: Shape::Results,
+            reports: vec![rejected(&trigger, &invalid)],
+            summaries: vec![],
+        }
+    }
+}
+
+/// What a front door received, as an event: the one size limit first (nothing over
+/// `MAX_ENVELOPE` is parsed), then strict JSON. An HTTP event is measured by its body (its
+/// handling refuses a body over the limit with 413); any other event whole.
+pub fn read_payload(bytes: &[u8]) -> Result<Value, PayloadError> {
+    let too_large = PayloadError::TooLarge { len: bytes.len() };
+    if bytes.len() > MAX_ENVELOPE {
+        return Err(too_large);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
+    let event =
+        crate::strict_json::from_str(text).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    if bytes.len() > MAX_PAYLOAD && triggers::detect(&event) != Kind::Http {
+        return Err(too_large);
+    }
+    Ok(event)
+}
+
 /// A payload that is not acceptable JSON: one `rejected` result, nothing run.
 pub fn unparsable(e: impl std::fmt::Display) -> Reply {
-    let trigger = crate::request::Trigger::direct();
-    let invalid =
-        crate::request::InvalidRequest::new("$", format!("the event is not acceptable JSON: {e}"));
-    Reply {
-        shape: Shape::Results,
-        reports: vec![rejected(&trigger, &invalid)],
-        summaries: vec![],
-    }
+    PayloadError::NotJson(e.to_string()).reply()
 }
 
 fn retryable_failure(r: &Report) -> bool {

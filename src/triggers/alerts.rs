@@ -52,6 +52,7 @@ pub fn webhook(event: &Value) -> Vec<Job> {
         return vec![Job::ignored(
             Trigger {
                 kind: kind.into(),
+                key_basis: None,
                 id: String::new(),
                 time: None,
             },
@@ -65,6 +66,7 @@ pub fn webhook(event: &Value) -> Vec<Job> {
             let starts = alert.get("startsAt").and_then(Value::as_str).unwrap_or("");
             let trigger = Trigger {
                 kind: kind.into(),
+                key_basis: None,
                 id: format!("{fingerprint}|{starts}"),
                 time: parse_when(alert.get("startsAt")),
             };

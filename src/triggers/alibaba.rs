@@ -39,6 +39,7 @@ pub fn cms_callback(event: &Value) -> Vec<Job> {
     let id = text(event, "transId").unwrap_or_else(|| format!("{rule}|{ts}"));
     let trigger = Trigger {
         kind: "cloudmonitor".into(),
+        key_basis: None,
         id,
         time: parse_when(event.get("timestamp")),
     };
@@ -99,6 +100,7 @@ pub fn cms_mns(event: &Value, region: Option<String>) -> Vec<Job> {
     let time = text(event, "time").unwrap_or_default();
     let trigger = Trigger {
         kind: "cloudmonitor-mns".into(),
+        key_basis: None,
         id: format!("{rule}|{time}"),
         time: parse_when(event.get("time")),
     };
@@ -176,6 +178,7 @@ pub fn ecs_event(event: &Value) -> Vec<Job> {
     let content = event.get("content").cloned().unwrap_or(Value::Null);
     let trigger = Trigger {
         kind: "ecs-event".into(),
+        key_basis: None,
         id: text(event, "id").unwrap_or_default(),
         time: parse_when(content.get("executeStartTime")),
     };
@@ -218,6 +221,7 @@ pub fn cloud_event(event: &Value, ctx: &Context) -> Vec<Job> {
         let msg_id = text(&data, "messageId").unwrap_or(id);
         let trigger = Trigger {
             kind: "mns".into(),
+            key_basis: None,
             id: msg_id,
             time,
         };
@@ -246,6 +250,7 @@ pub fn cloud_event(event: &Value, ctx: &Context) -> Vec<Job> {
     }
     let trigger = Trigger {
         kind: "eventbridge-alibaba".into(),
+        key_basis: None,
         id,
         time,
     };
@@ -310,6 +315,7 @@ pub fn fc_timer(event: &Value, _ctx: &Context) -> Vec<Job> {
     let when = text(event, "triggerTime").unwrap_or_default();
     let trigger = Trigger {
         kind: "fc-timer".into(),
+        key_basis: None,
         id: format!("{name}|{when}"),
         time: parse_when(event.get("triggerTime")),
     };

@@ -42,6 +42,7 @@ pub fn sqs_record(record: &Value) -> Job {
     let id = str_at(record, &["messageId"]).unwrap_or("").to_owned();
     let trigger = Trigger {
         kind: "sqs".into(),
+        key_basis: None,
         id: id.clone(),
         time: parse_when(
             record
@@ -100,6 +101,7 @@ pub fn sns(event: &Value) -> Vec<Job> {
             let id = str_at(&sns, &["MessageId"]).unwrap_or("").to_owned();
             let trigger = Trigger {
                 kind: "sns".into(),
+                key_basis: None,
                 id,
                 time: parse_when(sns.get("Timestamp")),
             };
@@ -195,6 +197,7 @@ pub fn eventbridge(event: &Value, ctx: &Context) -> Vec<Job> {
     let time = str_at(event, &["time"]);
     let trigger = Trigger {
         kind: "eventbridge".into(),
+        key_basis: None,
         id,
         time: parse_when(event.get("time")),
     };

@@ -181,6 +181,7 @@ pub fn jobs(event: &Value, ctx: &Context) -> Vec<Job> {
             None => vec![Job::invalid(
                 Trigger {
                     kind: "scheduler".into(),
+                    key_basis: None,
                     id: String::new(),
                     time: None,
                 },
@@ -233,6 +234,9 @@ pub fn direct(event: &Value, trigger: Trigger) -> Vec<Job> {
                 if !t.id.is_empty() {
                     t.id = format!("{}#{i}", t.id);
                 }
+                if let Some(basis) = &mut t.key_basis {
+                    *basis = format!("{basis}#{i}");
+                }
                 Job::request(t, v.clone())
             })
             .collect(),
@@ -248,6 +252,7 @@ pub fn drill_jobs(spec: &Value, scheduled: Option<&str>, via: &str) -> Vec<Job> 
         Ok(plan) => vec![Job {
             trigger: Trigger {
                 kind: "drill".into(),
+                key_basis: None,
                 id: format!("{}|{}", plan.name, plan.slot),
                 time: plan.when,
             },
@@ -256,6 +261,7 @@ pub fn drill_jobs(spec: &Value, scheduled: Option<&str>, via: &str) -> Vec<Job> 
         Err(e) => vec![Job {
             trigger: Trigger {
                 kind: format!("{via}-drill"),
+                key_basis: None,
                 id: String::new(),
                 time: None,
             },
@@ -323,6 +329,17 @@ pub(crate) mod test_support {
 
 /// Requests in one direct event, at most.
 pub const MAX_REQUESTS: usize = 100;
+
+/// The one size limit of every front door (`invoke`, Lambda, Function Compute's `/invoke` and
+/// its HTTP trigger): what the sender wrote, an event or an HTTP request's body, of more than
+/// this many bytes is refused with one `rejected` result that says so (HTTP: status 413).
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+/// No front door reads or parses more than this. An HTTP event (a Function URL's, or FC's
+/// `version: v1` struct) is measured by its body, and its envelope (headers, base64) may be
+/// larger than the body: up to here it is parsed to find the body. Lambda's own limit for a
+/// synchronous payload is 6 MB, so on Lambda every over-limit body gets its 413.
+pub const MAX_ENVELOPE: usize = 6 << 20;
 
 /// The requests an event holds: itself, or each item of its `requests` list.
 pub fn requests_of(event: &Value) -> Result<Vec<&Value>, InvalidRequest> {

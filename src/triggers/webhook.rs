@@ -19,8 +19,9 @@ use subtle::ConstantTimeEq;
 use crate::ecs::credentials::Secret;
 
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
-/// Bodies larger than this are refused before they are read as JSON.
-pub const MAX_BODY: usize = 1 << 20;
+/// Bodies larger than this are refused before they are read as JSON: the one limit of every
+/// front door.
+pub use super::MAX_PAYLOAD as MAX_BODY;
 
 /// Signatures accepted in the last tolerance window, at most this many remembered.
 const REPLAY_MEMORY: usize = 10_000;
@@ -58,6 +59,9 @@ pub struct HttpRequest {
     pub headers: Map<String, Value>,
     pub body: Vec<u8>,
     pub method: String,
+    /// The platform's ID of this request (`requestContext.requestId`, or Function Compute's
+    /// `x-fc-request-id`), when it gives one.
+    pub request_id: Option<String>,
 }
 
 impl HttpRequest {
@@ -66,6 +70,63 @@ impl HttpRequest {
             .get(&name.to_ascii_lowercase())
             .and_then(Value::as_str)
     }
+
+    /// A request as a server received it (Function Compute's HTTP trigger passes the caller's
+    /// request through): header names lower-cased, a header given twice joined with `,` (as
+    /// Function Compute's `version: v1` struct does), values that are not text left out.
+    pub fn from_parts<'a>(
+        method: &str,
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        body: Vec<u8>,
+        request_id: Option<String>,
+    ) -> Self {
+        let mut map = Map::new();
+        for (name, value) in headers {
+            let Ok(value) = std::str::from_utf8(value) else {
+                continue;
+            };
+            let name = name.to_ascii_lowercase();
+            let joined = match map.get(&name).and_then(Value::as_str) {
+                Some(before) => format!("{before},{value}"),
+                None => value.to_owned(),
+            };
+            map.insert(name, Value::String(joined));
+        }
+        Self {
+            headers: map,
+            body,
+            method: method.to_owned(),
+            request_id: request_id.filter(|id| !id.is_empty()),
+        }
+    }
+}
+
+/// Why an HTTP event cannot be taken apart.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnwrapError {
+    /// The body (decoded) is over the one limit.
+    #[error("the body is {len} bytes, more than the limit of {MAX_BODY} bytes")]
+    TooLarge { len: usize },
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// How a request proved who sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authenticated {
+    /// `X-Rollback-Signature` over `"<timestamp>.<body>"`, at this timestamp.
+    Signed { timestamp: i64 },
+    /// `Authorization: Bearer`, which says nothing about this particular request.
+    Bearer,
+}
+
+/// What keys a signed request that names no `idempotencyKey`: the signed timestamp and the
+/// body's SHA-256, exactly what the signature covers. A replay (same timestamp, same body)
+/// gives the same key in every process, so it is a `duplicate`; a new request, signed anew,
+/// gives a new key.
+pub fn signed_key_basis(timestamp: i64, body: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{timestamp}.{}", crate::request::hex(&Sha256::digest(body)))
 }
 
 /// The request's own ID (`requestContext.requestId`), for the trigger.
@@ -77,8 +138,9 @@ pub fn request_id(event: &Value) -> String {
         .to_owned()
 }
 
-/// Unwraps a Function URL / API Gateway v2 event.
-pub fn unwrap(event: &Value) -> Result<HttpRequest, String> {
+/// Unwraps a Function URL / API Gateway v2 event (or Function Compute's `version: v1` HTTP
+/// trigger struct, which has the same fields).
+pub fn unwrap(event: &Value) -> Result<HttpRequest, UnwrapError> {
     let headers: Map<String, Value> = event
         .get("headers")
         .and_then(Value::as_object)
@@ -97,17 +159,19 @@ pub fn unwrap(event: &Value) -> Result<HttpRequest, String> {
     let body = if event.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
         base64::engine::general_purpose::STANDARD
             .decode(raw)
-            .map_err(|e| format!("the body is not valid base64: {e}"))?
+            .map_err(|e| UnwrapError::Malformed(format!("the body is not valid base64: {e}")))?
     } else {
         raw.as_bytes().to_vec()
     };
     if body.len() > MAX_BODY {
-        return Err(format!("the body is larger than {MAX_BODY} bytes"));
+        return Err(UnwrapError::TooLarge { len: body.len() });
     }
+    let id = request_id(event);
     Ok(HttpRequest {
         headers,
         body,
         method,
+        request_id: (!id.is_empty()).then_some(id),
     })
 }
 
@@ -136,9 +200,13 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     )
 }
 
-/// `Ok` when the request carries a valid signature or bearer token; else why not (never which
-/// part of a secret was wrong).
-pub fn authenticate(req: &HttpRequest, auth: &WebhookAuth, now: i64) -> Result<(), String> {
+/// How the request proved its sender, when it carries a valid signature or bearer token; else
+/// why not (never which part of a secret was wrong).
+pub fn authenticate(
+    req: &HttpRequest,
+    auth: &WebhookAuth,
+    now: i64,
+) -> Result<Authenticated, String> {
     if auth.secret.is_none() && auth.token.is_none() {
         return Err("webhook authentication is not configured (ECS_ROLLBACK_WEBHOOK_SECRET or ECS_ROLLBACK_WEBHOOK_TOKEN)".into());
     }
@@ -173,7 +241,7 @@ pub fn authenticate(req: &HttpRequest, auth: &WebhookAuth, now: i64) -> Result<(
             seen.clear();
         }
         seen.insert(sig.trim().to_owned(), ts);
-        return Ok(());
+        return Ok(Authenticated::Signed { timestamp: ts });
     }
     if let (Some(token), Some(header)) = (&auth.token, req.header("authorization")) {
         let given = header.trim().strip_prefix("Bearer ").unwrap_or("").trim();
@@ -181,7 +249,7 @@ pub fn authenticate(req: &HttpRequest, auth: &WebhookAuth, now: i64) -> Result<(
         let equal =
             given.len() == want.len() && bool::from(given.as_bytes().ct_eq(want.as_bytes()));
         return if equal {
-            Ok(())
+            Ok(Authenticated::Bearer)
         } else {
             Err("the bearer token is wrong".into())
         };
@@ -238,7 +306,10 @@ mod tests {
             body,
         );
         let a = auth();
-        assert_eq!(authenticate(&good, &a, now + 10), Ok(()));
+        assert_eq!(
+            authenticate(&good, &a, now + 10),
+            Ok(Authenticated::Signed { timestamp: now })
+        );
         assert!(authenticate(&good, &a, now + 20).is_err(), "replayed");
         assert!(authenticate(&good, &auth(), now + 301).is_err(), "expired");
         let tampered = req(
@@ -273,7 +344,7 @@ mod tests {
                 &auth(),
                 now
             ),
-            Ok(())
+            Ok(Authenticated::Bearer)
         );
         assert!(authenticate(
             &req(json!({"authorization": "Bearer tok-124"}), "{}"),

@@ -130,3 +130,30 @@ fn unreadable_input_exits_2() {
     let out = binary().args(["invoke", "--bogus"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// One limit, one answer: an event over 1 MiB given to `invoke` is one `rejected` result that
+/// names the limit (exit 1), as on Lambda and Function Compute.
+#[test]
+fn invoke_refuses_an_event_over_the_one_limit() {
+    let dir = std::env::temp_dir().join(format!("ecs-rollback-limit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for size in [3usize << 19, 5 << 20, 7 << 20] {
+        let file = dir.join(format!("big-{size}.json"));
+        let event =
+            serde_json::json!({"instanceId": "i-bp1webapp00000001", "reason": "x".repeat(size)});
+        std::fs::write(&file, event.to_string()).expect("write");
+        let (events, code, stderr) = invoke(&file, false);
+        assert_eq!(code, 1, "{size}: {stderr}");
+        assert_eq!(events.len(), 1, "{size}");
+        let data = &events[0]["data"];
+        assert_eq!(data["outcome"], "rejected", "{size}");
+        assert_eq!(data["error"]["code"], "InvalidRequest");
+        assert!(
+            data["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("more than the limit of 1048576 bytes")),
+            "{size}: {data}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -154,8 +154,13 @@ struct Answer {
 }
 
 async fn invoke(base: &str, body: String, headers: &[(&str, &str)]) -> Answer {
+    post(base, "/invoke", body, headers).await
+}
+
+/// A POST to `path`, as a caller (or Function Compute) sends it; the answer must be JSON.
+async fn post(base: &str, path: &str, body: String, headers: &[(&str, &str)]) -> Answer {
     let mut req = reqwest::Client::new()
-        .post(format!("{base}/invoke"))
+        .post(format!("{base}{path}"))
         .header("content-type", "application/octet-stream")
         .body(body);
     for (k, v) in headers {
@@ -392,4 +397,172 @@ async fn the_result_event_logged_is_the_one_returned() {
         })
         .unwrap_or_else(|| panic!("a log line with the event: {}", lines[0]));
     assert_eq!(&logged, returned, "the same event, time and all");
+}
+
+const SECRET: &str = "fc-webhook-secret";
+const TOKEN: &str = "fc-webhook-token";
+
+fn webhook_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("ECS_ROLLBACK_WEBHOOK_SECRET", SECRET.to_owned()),
+        ("ECS_ROLLBACK_WEBHOOK_TOKEN", TOKEN.to_owned()),
+        ("ECS_ROLLBACK_COOLDOWN_SECONDS", "0".to_owned()),
+    ]
+}
+
+fn signature(body: &str) -> (String, String) {
+    let ts = chrono::Utc::now().timestamp();
+    (
+        ts.to_string(),
+        ecs_rollback::triggers::webhook::sign(SECRET, ts, body.as_bytes()),
+    )
+}
+
+/// The one limit's answer: a `rejected` result that names the limit.
+fn says_over_the_limit(result: &Value) -> bool {
+    result["data"]["outcome"] == "rejected"
+        && result["data"]["error"]["code"] == "InvalidRequest"
+        && result["data"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("more than the limit of 1048576 bytes"))
+}
+
+/// FC's HTTP trigger passes the caller's request through (method, path, headers, body): in
+/// HTTP mode (`serve-fc --http`, the webhook function of deploy/s.yaml) every path is the
+/// webhook, authenticated first, answered with its real status as the Lambda Function URL;
+/// `x-fc-status` says 200 (an answered request, refusals included).
+#[tokio::test]
+async fn an_http_trigger_call_reaches_the_webhook_with_its_real_status() {
+    let yaml = std::fs::read_to_string(root().join("deploy/s.yaml")).expect("deploy/s.yaml");
+    assert!(
+        yaml.contains("- --http") && yaml.contains("triggerType: http"),
+        "deploy/s.yaml serves the HTTP trigger with serve-fc --http"
+    );
+    let rt = start(
+        &["serve-fc", "--http", "--host", "127.0.0.1", "--port", "0"],
+        &webhook_env(),
+        true,
+    );
+    let body = serde_json::json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "reason": "fc webhook"})
+        .to_string();
+    let (ts, sig) = signature(&body);
+    let a = post(
+        &rt.base,
+        "/hooks/rollback?from=ops",
+        body.clone(),
+        &[
+            ("x-fc-request-id", "http-call-1"),
+            ("x-rollback-timestamp", &ts),
+            ("x-rollback-signature", &sig),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await;
+    assert_eq!((a.status, a.fc_status.as_str()), (200, "200"), "{}", a.body);
+    assert_eq!(outcomes(&a.body), vec!["succeeded"]);
+    let trigger = &a.body["results"][0]["data"]["trigger"];
+    assert_eq!(trigger["kind"], "http", "{trigger}");
+    assert_eq!(trigger["id"], "http-call-1", "the request id in the result");
+    assert!(rt.printed(&["FC Invoke Start RequestId: http-call-1"]));
+
+    // Unauthenticated: 401 to the caller, nothing run; the invocation itself answered.
+    let a = post(
+        &rt.base,
+        "/",
+        body.clone(),
+        &[("x-fc-request-id", "http-call-2")],
+    )
+    .await;
+    assert_eq!((a.status, a.fc_status.as_str()), (401, "200"), "{}", a.body);
+    assert_eq!(
+        a.body["results"][0]["data"]["error"]["code"],
+        "Unauthenticated"
+    );
+    // /invoke is the webhook's too in HTTP mode: no unauthenticated event runs.
+    let a = post(&rt.base, "/invoke", body.clone(), &[]).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+
+    // A refusal of the request itself: 422.
+    let refused = serde_json::json!({"instanceId": LEGACY, "snapshotId": LEGACY_SNAP}).to_string();
+    let auth = format!("Bearer {TOKEN}");
+    let a = post(&rt.base, "/", refused, &[("authorization", &auth)]).await;
+    assert_eq!((a.status, a.fc_status.as_str()), (422, "200"), "{}", a.body);
+    assert_eq!(outcomes(&a.body), vec!["rejected"]);
+
+    // Over the one limit: 413 with the project's own result, not the framework's bare 413.
+    let big = serde_json::json!({"instanceId": WEB, "reason": "x".repeat(3 << 20)}).to_string();
+    let a = post(&rt.base, "/", big, &[("authorization", &auth)]).await;
+    assert_eq!((a.status, a.fc_status.as_str()), (413, "200"), "{}", a.body);
+    assert!(says_over_the_limit(&a.body["results"][0]), "{}", a.body);
+}
+
+/// In events mode (API calls), an FC HTTP-trigger struct (`version: v1`) given as the event is
+/// answered with the HTTP response struct; an HTTP call that lands on the events runtime is
+/// never run as an event.
+#[tokio::test]
+async fn the_events_runtime_answers_http_events_in_the_response_struct_and_refuses_http_calls() {
+    let rt = start(
+        &["serve-fc", "--host", "127.0.0.1", "--port", "0"],
+        &webhook_env(),
+        true,
+    );
+    let body = serde_json::json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED}).to_string();
+    let v1 = serde_json::json!({"version": "v1", "rawPath": "/", "body": body, "isBase64Encoded": false,
+        "headers": {"content-type": "application/json"}, "queryParameters": {},
+        "requestContext": {"accountId": "1", "domainName": "x.cn-hangzhou.fcapp.run", "domainPrefix": "x",
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "t"},
+            "requestId": "1-v1-request", "time": "2026-11-29T08:00:00Z", "timeEpoch": "1796025600000"}});
+    let a = invoke(&rt.base, v1.to_string(), &[("x-fc-request-id", "api-1")]).await;
+    assert_eq!((a.status, a.fc_status.as_str()), (200, "200"), "{}", a.body);
+    assert_eq!(a.body["statusCode"], 401, "{}", a.body);
+    assert_eq!(a.body["isBase64Encoded"], false);
+    let inner: Value = serde_json::from_str(a.body["body"].as_str().expect("body is a string"))
+        .expect("the results");
+    assert_eq!(outcomes(&inner), vec!["rejected"]);
+    assert_eq!(inner["results"][0]["data"]["trigger"]["id"], "1-v1-request");
+
+    // An HTTP call FC marks as such, on /invoke: the webhook's (401 here), never an event.
+    let a = invoke(
+        &rt.base,
+        body.clone(),
+        &[
+            ("x-fc-control-path", "/http-invoke"),
+            ("x-fc-request-id", "h-1"),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    // Any other path: refused, saying where the webhook is served.
+    let a = post(&rt.base, "/hooks", body, &[]).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert!(
+        a.body["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("serve-fc --http")),
+        "{}",
+        a.body
+    );
+}
+
+/// One limit, one answer: an event over 1 MiB posted to /invoke is a failed invocation with the
+/// project's `rejected` result (not the web framework's bare 413).
+#[tokio::test]
+async fn an_event_over_the_limit_gets_the_projects_answer_on_fc() {
+    let rt = start_sim();
+    for size in [(3 << 19), (5 << 20), (7 << 20)] {
+        let big = serde_json::json!({"instanceId": WEB, "reason": "x".repeat(size)}).to_string();
+        let a = invoke(&rt.base, big, &[("x-fc-request-id", "big-1")]).await;
+        assert_eq!(
+            (a.status, a.fc_status.as_str()),
+            (404, "404"),
+            "{size}: {}",
+            a.body
+        );
+        assert_eq!(a.body["errorType"], "RollbackRejected");
+        assert!(
+            says_over_the_limit(&a.body["results"][0]),
+            "{size}: {}",
+            a.body
+        );
+    }
 }

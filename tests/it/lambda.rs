@@ -427,3 +427,125 @@ async fn lambda_mode_without_credentials_refuses_to_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no credentials"));
 }
+
+fn http_event_with_id(body: &str, headers: Value, request_id: &str) -> Value {
+    let mut e = http_event(body, headers);
+    e["requestContext"]["requestId"] = json!(request_id);
+    e
+}
+
+fn http_results(answer: Answer) -> (u64, Value) {
+    match answer {
+        Answer::Response(v) => (
+            v["statusCode"].as_u64().unwrap_or_default(),
+            serde_json::from_str(v["body"].as_str().expect("body")).expect("json"),
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// One limit, one answer: an event over 1 MiB, and an HTTP body over it, are refused by the
+/// project's limit, saying so (the event: `RollbackRejected`; the body: 413).
+#[tokio::test]
+async fn lambda_refuses_payloads_over_the_one_limit() {
+    let sim = sim_with(Scenario {
+        timings: Timings::fast(),
+        ..Default::default()
+    });
+    let base = serve(&sim).await;
+    let mut f = start(&base).await;
+    let big = json!({"instanceId": WEB, "reason": "x".repeat(5 << 20)});
+    match f.invoke(big).await {
+        Answer::Error { error_type, body } => {
+            assert_eq!(error_type, "RollbackRejected");
+            assert!(
+                body["errorMessage"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("more than the limit of 1048576 bytes")),
+                "{body}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let body = json!({"instanceId": WEB, "reason": "x".repeat(3 << 19)}).to_string();
+    let (status, inner) = http_results(
+        f.invoke(http_event(
+            &body,
+            json!({"authorization": format!("Bearer {WEBHOOK_TOKEN}")}),
+        ))
+        .await,
+    );
+    assert_eq!(status, 413, "{inner}");
+    let message = inner["results"][0]["data"]["error"]["message"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        message.contains("more than the limit of 1048576 bytes"),
+        "{inner}"
+    );
+    assert!(sim.events().is_empty(), "nothing reached ECS");
+}
+
+/// Keys of HTTP requests that name none: a signed request is keyed by what its signature covers
+/// (a replay, in another process, is a `duplicate`; the same body signed anew is a new
+/// rollback); a bearer request by its request id (a repeat is never a silent duplicate). The
+/// result carries the trigger's kind and the request id.
+#[tokio::test]
+async fn http_keys_follow_the_signature_or_the_request() {
+    let sim = sim_with(Scenario {
+        timings: Timings::fast(),
+        ..Default::default()
+    });
+    let base = serve(&sim).await;
+    let mut first = start(&base).await;
+    let mut second = start(&base).await;
+    let body =
+        json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "reason": "incident"}).to_string();
+    let ts = chrono::Utc::now().timestamp();
+    let signed = |ts: i64, id: &str| {
+        http_event_with_id(
+            &body,
+            json!({"content-type": "application/json", "x-rollback-timestamp": ts.to_string(),
+                "x-rollback-signature": webhook::sign(WEBHOOK_SECRET, ts, body.as_bytes())}),
+            id,
+        )
+    };
+    let (status, a) = http_results(first.invoke(signed(ts, "req-a")).await);
+    assert_eq!(
+        (status, outcomes(&a)),
+        (200, vec!["succeeded".into()]),
+        "{a}"
+    );
+    let data = &a["results"][0]["data"];
+    assert_eq!(
+        data["trigger"],
+        json!({"kind": "http", "id": "req-a"}),
+        "{data}"
+    );
+    // The same signed request replayed to another instance of the function: same key.
+    let (_, b) = http_results(second.invoke(signed(ts, "req-b")).await);
+    assert_eq!(outcomes(&b), vec!["duplicate"], "{b}");
+    assert_eq!(
+        b["results"][0]["data"]["idempotencyKey"],
+        data["idempotencyKey"]
+    );
+    // The same body, signed anew: a new request, a new rollback.
+    let (_, c) = http_results(first.invoke(signed(ts - 1, "req-c")).await);
+    assert_eq!(outcomes(&c), vec!["succeeded"], "{c}");
+    assert_ne!(
+        c["results"][0]["data"]["idempotencyKey"],
+        data["idempotencyKey"]
+    );
+    // Bearer: each request is its own; the same body twice is two rollbacks (cooldown 0 here).
+    let bearer = json!({"authorization": format!("Bearer {WEBHOOK_TOKEN}")});
+    for id in ["req-d", "req-e"] {
+        let (_, r) = http_results(
+            first
+                .invoke(http_event_with_id(&body, bearer.clone(), id))
+                .await,
+        );
+        assert_eq!(outcomes(&r), vec!["succeeded"], "{id}: {r}");
+        assert_eq!(r["results"][0]["data"]["trigger"]["id"], id);
+    }
+    assert_eq!(sim.disk(WEB_SYS).expect("disk")["resets"], 4);
+}

@@ -494,6 +494,7 @@ async fn a_key_redelivered_after_seven_other_rollbacks_is_superseded() {
     let sqs = |key: &str| {
         let trigger = Trigger {
             kind: "sqs".into(),
+            key_basis: None,
             id: format!("message-{key}"),
             time: Some(sent),
         };
