@@ -21,6 +21,7 @@ use crate::triggers::{self, aws, webhook, Item, Job, Kind};
 mod drill;
 mod http;
 mod sqs;
+mod workflow;
 
 pub use crate::triggers::MAX_REQUESTS;
 
@@ -44,6 +45,11 @@ pub enum Shape {
     },
     Http {
         status: u16,
+    },
+    /// A workflow step (`crate::workflow`): what the engine gets when it succeeds; a failed
+    /// target answers its failure type instead.
+    Workflow {
+        output: Value,
     },
 }
 
@@ -152,6 +158,7 @@ impl Handler {
         match kind {
             Kind::Sqs => self.sqs(event, deadline).await,
             Kind::Http => self.http(event, deadline).await,
+            Kind::Workflow => self.workflow(event, deadline).await,
             _ => {
                 let (reports, summaries) = self
                     .run_jobs(triggers::jobs(event, &self.triggers), deadline)
