@@ -12,7 +12,7 @@
 //!    target), and answers a compact result ([`Compact`]), or fails with `Retryable`,
 //!    `RollbackFailed` or `RollbackRejected` for the engine's `Retry` and failure tolerance.
 //! 3. summary: `{"workflow": "summary", "drill": {context}, "targets": […], "results": [… or
-//!    null], "mapError": {…}, "report": "html" | "svg"}` answers `{"summary": <the
+//!    null], "mapError": {…}, "report": "html" | "svg" | "none"}` answers `{"summary": <the
 //!    drill-summary event>, "report": "<html>…"}`. A target with no result (it failed, or the
 //!    map stopped) is read from its disk's ledger: the history says whether its key finished and
 //!    how, the run record whether it is still under way; neither means it never started.
@@ -179,10 +179,10 @@ fn parse_mode(mode: &Value, event: &Value) -> Result<Ask, InvalidRequest> {
                 })
                 .unwrap_or_default();
             let report = match event.get("report").and_then(Value::as_str) {
-                None => None,
+                None | Some("none") => None,
                 Some("html") => Some(ReportFormat::Html),
                 Some("svg") => Some(ReportFormat::Svg),
-                Some(_) => return Err(invalid("report", "html or svg")),
+                Some(_) => return Err(invalid("report", "html, svg or none")),
             };
             Ok(Ask::Summary {
                 plan: Box::new(plan_of(drill, targets.clone())?),
@@ -362,7 +362,7 @@ pub fn from_compact(plan: &DrillPlan, t: &Map<String, Value>, c: &Compact) -> Re
 #[derive(Clone, Debug, PartialEq)]
 pub enum FromLedger {
     /// A report for the summary.
-    Ran(Report),
+    Ran(Box<Report>),
     /// The key never ran on the disk: the map stopped before the target.
     NotStarted,
 }
@@ -382,7 +382,7 @@ pub fn from_ledger(
                 format!("no result from the workflow, and its ledger could not be read: {why}"),
                 true,
             ));
-            return FromLedger::Ran(r);
+            return FromLedger::Ran(Box::new(r));
         }
     };
     let digest = digest_of(plan, t);
@@ -398,7 +398,7 @@ pub fn from_ledger(
                 .filter(|run| run.phase == Phase::Done)
                 .and_then(|run| Some(((run.since - run.stop_at?).max(0) * 1000) as u64));
             r.reason = Some("read from the disk's ledger".into());
-            FromLedger::Ran(r)
+            FromLedger::Ran(Box::new(r))
         }
         (Some(true), run) => {
             let mut r = report(plan, t, Outcome::Failed);
@@ -410,7 +410,7 @@ pub fn from_ledger(
                 "failed (read from the disk's ledger)",
                 false,
             ));
-            FromLedger::Ran(r)
+            FromLedger::Ran(Box::new(r))
         }
         (None, Some(run)) => {
             let mut r = report(plan, t, Outcome::Failed);
@@ -422,7 +422,7 @@ pub fn from_ledger(
                 ),
                 true,
             ));
-            FromLedger::Ran(r)
+            FromLedger::Ran(Box::new(r))
         }
         (None, None) => FromLedger::NotStarted,
     }

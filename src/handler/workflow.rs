@@ -219,7 +219,7 @@ impl Handler {
                         Ok(found) => found
                             .iter()
                             .find(|x| &x.disk_id == d)
-                            .map(|x| ledger_of(x))
+                            .map(ledger_of)
                             .ok_or_else(|| format!("disk {d} not found in {region}")),
                         Err(e) => Err(format!("reading {d}: {e}")),
                     };
@@ -283,7 +283,7 @@ impl Handler {
                 None => Err("not read"),
             };
             match workflow::from_ledger(plan, t, read) {
-                FromLedger::Ran(r) => ran.push(r),
+                FromLedger::Ran(r) => ran.push(*r),
                 FromLedger::NotStarted => skipped += 1,
             }
         }

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Writes the drill state machine of template.yaml out for the checkers that want it alone.
+
+    extract_definition.py asl  [TEMPLATE]   # the definition as JSON (asl-validator, moto)
+    extract_definition.py cfn  [TEMPLATE]   # a plain CloudFormation template holding only an
+                                            # AWS::StepFunctions::StateMachine with it, so that
+                                            # cfn-lint's state machine rules (E3601) apply: they
+                                            # do not see through the SAM resource
+
+`${RollbackFunctionArn}` is replaced by a Lambda ARN of the right shape (asl) or left for
+DefinitionSubstitutions (cfn). Uses cfn-lint's YAML decoder (it knows the CloudFormation tags).
+"""
+import json
+import os
+import sys
+
+from cfnlint.decode import decode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ecs-rollback"
+
+
+def definition(path):
+    template, errors = decode(path)
+    if errors or template is None:
+        sys.exit(f"{path} does not parse: {errors}")
+    return json.loads(json.dumps(template["Resources"]["DrillStateMachine"]["Properties"]["Definition"]))
+
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else "asl"
+    path = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "template.yaml")
+    d = definition(path)
+    if mode == "asl":
+        print(json.dumps(d, indent=1).replace("${RollbackFunctionArn}", FUNCTION_ARN))
+    elif mode == "cfn":
+        print(json.dumps({
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Resources": {
+                "DrillStateMachine": {
+                    "Type": "AWS::StepFunctions::StateMachine",
+                    "Properties": {
+                        "StateMachineType": "STANDARD",
+                        "RoleArn": "arn:aws:iam::123456789012:role/ecs-rollback-drill",
+                        "Definition": d,
+                        "DefinitionSubstitutions": {"RollbackFunctionArn": FUNCTION_ARN},
+                    },
+                }
+            },
+        }, indent=1))
+    else:
+        sys.exit("usage: extract_definition.py asl|cfn [TEMPLATE]")
+
+
+if __name__ == "__main__":
+    main()
