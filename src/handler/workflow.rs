@@ -256,6 +256,43 @@ impl Handler {
         out
     }
 
+    /// A target with neither a result nor a ledger trace, dry-run: `Some` (rejected, with its
+    /// reason) when it is refused before anything would change, `None` when it would run (it
+    /// never started).
+    async fn refused(&self, plan: &DrillPlan, t: &Map<String, Value>) -> Option<Report> {
+        let one = DrillPlan {
+            targets: vec![t.clone()],
+            name: plan.name.clone(),
+            when: plan.when,
+            slot: plan.slot.clone(),
+            region: plan.region.clone(),
+            selector: None,
+            defaults: plan.defaults.clone(),
+            concurrency: 1,
+            max_errors: None,
+            rto_seconds: plan.rto_seconds,
+        };
+        let (trigger, mut value) = one.requests(&[]).into_iter().next()?;
+        if let Some(o) = value.as_object_mut() {
+            o.insert("dryRun".into(), Value::Bool(true));
+        }
+        let mut r = match request::parse(&value, self.default_region.as_deref(), trigger.clone()) {
+            Ok(req) => {
+                Rollback::new(&self.ecs, &self.settings)
+                    .run(&req, None)
+                    .await
+            }
+            Err(e) => rejected(&trigger, &e),
+        };
+        if r.outcome != Outcome::Rejected {
+            return None;
+        }
+        r.trigger_id = trigger.id;
+        r.steps.clear();
+        r.reason = Some("refused before anything changed (no result from the workflow; checked again by the summary with a dry run)".into());
+        Some(r)
+    }
+
     async fn workflow_summary(
         &self,
         plan: &DrillPlan,
@@ -271,6 +308,7 @@ impl Handler {
             .collect();
         let ledgers = self.ledgers(plan, &wanted).await;
         let mut ran = Vec::new();
+        let mut unseen = Vec::new();
         let mut skipped = 0;
         for (i, t) in targets.iter().enumerate() {
             if let Some(c) = results.get(&i) {
@@ -284,7 +322,21 @@ impl Handler {
             };
             match workflow::from_ledger(plan, t, read) {
                 FromLedger::Ran(r) => ran.push(*r),
-                FromLedger::NotStarted => skipped += 1,
+                FromLedger::NotStarted => unseen.push(i),
+            }
+        }
+        // No result and no trace in the ledger: never started, or refused before it touched
+        // anything (a refusal writes no ledger). A dry run of the target tells which.
+        let unseen: Vec<Map<String, Value>> = unseen.iter().map(|i| targets[*i].clone()).collect();
+        let checked: Vec<Option<Report>> = stream::iter(unseen)
+            .map(|t| async move { self.refused(plan, &t).await })
+            .buffered(SUMMARY_READS)
+            .collect()
+            .await;
+        for r in checked {
+            match r {
+                Some(r) => ran.push(r),
+                None => skipped += 1,
             }
         }
         let summary = plan.summary(&ran, skipped, map_error.is_some());

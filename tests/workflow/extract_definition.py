@@ -8,23 +8,38 @@
                                             # do not see through the SAM resource
 
 `${RollbackFunctionArn}` is replaced by a Lambda ARN of the right shape (asl) or left for
-DefinitionSubstitutions (cfn). Uses cfn-lint's YAML decoder (it knows the CloudFormation tags).
+DefinitionSubstitutions (cfn). Needs only PyYAML (the CloudFormation tags elsewhere in the
+template are read as plain values; the definition has none).
 """
 import json
 import os
 import sys
 
-from cfnlint.decode import decode
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ecs-rollback"
 
 
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node)}
+    return {suffix: loader.construct_mapping(node)}
+
+
+_Loader.add_multi_constructor("!", _tag)
+
+
 def definition(path):
-    template, errors = decode(path)
-    if errors or template is None:
-        sys.exit(f"{path} does not parse: {errors}")
-    return json.loads(json.dumps(template["Resources"]["DrillStateMachine"]["Properties"]["Definition"]))
+    with open(path, encoding="utf-8") as f:
+        template = yaml.load(f, Loader=_Loader)
+    return template["Resources"]["DrillStateMachine"]["Properties"]["Definition"]
 
 
 def main():
