@@ -428,6 +428,29 @@ pub fn from_ledger(
     }
 }
 
+/// The summary event as the engine's output can carry it: whole when it fits in `budget`
+/// bytes; else without each target's step times (`perTargetSteps: "in the log"`); else without
+/// the per-target list. The whole event is always in the function's log line.
+pub fn fit(summary: &Value, budget: usize) -> Value {
+    if summary.to_string().len() <= budget {
+        return summary.clone();
+    }
+    let mut s = summary.clone();
+    if let Some(per) = s["data"]["perTarget"].as_array_mut() {
+        for p in per.iter_mut().filter_map(Value::as_object_mut) {
+            p.remove("steps");
+        }
+    }
+    s["data"]["perTargetSteps"] = Value::String("in the log".into());
+    if s.to_string().len() > budget {
+        if let Some(d) = s["data"].as_object_mut() {
+            d.remove("perTarget");
+        }
+        s["data"]["perTarget"] = Value::String("in the log".into());
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,6 +561,21 @@ mod tests {
         assert_eq!(r.steps.len(), 4);
         assert_eq!(r.steps[2].name, "reset");
         assert_eq!(Compact::of(999, &r), c);
+    }
+
+    #[test]
+    fn a_summary_too_large_for_the_engine_sheds_step_times_first() {
+        let per: Vec<Value> = (0..3)
+            .map(|i| json!({"target": format!("d-{i}"), "outcome": "succeeded", "steps": [{"name": "stop"}]}))
+            .collect();
+        let s = json!({"data": {"succeeded": 3, "perTarget": per}});
+        assert_eq!(fit(&s, 10_000), s);
+        let len = s.to_string().len();
+        let f = fit(&s, len - 1);
+        assert_eq!(f["data"]["perTarget"][0].get("steps"), None);
+        assert_eq!(f["data"]["perTarget"][2]["outcome"], "succeeded");
+        assert_eq!(f["data"]["succeeded"], 3);
+        assert_eq!(fit(&s, 40)["data"]["perTarget"], "in the log");
     }
 
     #[test]

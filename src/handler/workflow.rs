@@ -341,7 +341,7 @@ impl Handler {
         }
         let summary = plan.summary(&ran, skipped, map_error.is_some());
         tracing::info!(drill = %plan.name, targets = targets.len(), with_result = results.len(), read_from_ledgers = wanted.len(), skipped, "workflow drill summarized");
-        let mut out = json!({"summary": summary});
+        let mut out = json!({"summary": workflow::fit(&summary, REPORT_MAX_BYTES)});
         if let Some(map_error) = map_error {
             out["mapError"] = map_error;
         }
