@@ -36,7 +36,7 @@ impl Answer {
         } = reply;
         let events = reports.iter().map(Report::to_cloud_event).collect();
         let failure = match shape {
-            Shape::Results => failure(&reports),
+            Shape::Results | Shape::Workflow { .. } => failure(&reports),
             _ => None,
         };
         Self {
@@ -57,8 +57,12 @@ impl Answer {
         }
     }
 
-    /// The body that carries the results: `{"results": [...], "summaries": [...]}`.
+    /// The body that carries the results: `{"results": [...], "summaries": [...]}`; for a
+    /// workflow step, its output.
     pub fn results(&self) -> Value {
+        if let Shape::Workflow { output } = &self.shape {
+            return output.clone();
+        }
         json!({"results": self.events, "summaries": self.summaries})
     }
 }

@@ -259,12 +259,30 @@ async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
         Ok(event) => handler.handle(&event, None).await,
         Err(refused) => refused,
     };
+    if let Shape::Workflow { .. } = reply.shape {
+        // A workflow step: what the engine would get, its output or the failure type.
+        let answer = crate::answer::Answer::of(reply);
+        return match &answer.failure {
+            None => {
+                println!("{}", answer.results());
+                ExitCode::SUCCESS
+            }
+            Some(f) => {
+                println!(
+                    "{}",
+                    serde_json::json!({"errorType": f.error_type, "errorMessage": f.message})
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
     match &reply.shape {
         Shape::Http { status } => eprintln!("ecs-rollback invoke: HTTP {status}"),
         Shape::Sqs { failures } => {
             eprintln!("ecs-rollback invoke: batchItemFailures {failures:?}")
         }
         Shape::Results => {}
+        Shape::Workflow { .. } => {}
     }
     let mut all_ok = true;
     for r in reply.reports() {

@@ -112,6 +112,15 @@ fn invalid(field: &str, m: impl Into<String>) -> InvalidRequest {
 /// Validates a drill spec. `scheduled` is the event's scheduled time (a `scheduledTime` inside
 /// the spec wins).
 pub fn parse(spec: &Value, scheduled: Option<&str>) -> Result<DrillPlan, InvalidRequest> {
+    parse_limited(spec, scheduled, MAX_TARGETS)
+}
+
+/// [`parse`] with another bound on the named targets (a workflow drill takes more).
+pub fn parse_limited(
+    spec: &Value,
+    scheduled: Option<&str>,
+    max_targets: usize,
+) -> Result<DrillPlan, InvalidRequest> {
     let spec: DrillSpec = serde_path_to_error::deserialize(spec).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
@@ -128,8 +137,8 @@ pub fn parse(spec: &Value, scheduled: Option<&str>) -> Result<DrillPlan, Invalid
     }
     match (&spec.selector, spec.targets.len()) {
         (None, 0) => return Err(invalid("targets", "name targets, or a selector")),
-        (_, n) if n > MAX_TARGETS => {
-            return Err(invalid("targets", format!("at most {MAX_TARGETS} targets")))
+        (_, n) if n > max_targets => {
+            return Err(invalid("targets", format!("at most {max_targets} targets")))
         }
         (Some(sel), _) if sel.tags.is_empty() || sel.tags.len() > 20 => {
             return Err(invalid("selector.tags", "1 to 20 tags"))

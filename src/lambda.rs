@@ -68,7 +68,7 @@ pub fn respond(answer: Answer) -> Result<Value, Diagnostic> {
             "headers": {"content-type": "application/json"},
             "body": answer.results().to_string(),
         })),
-        Shape::Results => match answer.failure {
+        Shape::Results | Shape::Workflow { .. } => match answer.failure {
             None => Ok(answer.results()),
             Some(f) => Err(Diagnostic {
                 error_type: f.error_type.into(),

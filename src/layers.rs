@@ -18,6 +18,7 @@ const PURE: &[&str] = &[
     "hold",
     "drill",
     "drill_report",
+    "workflow",
 ];
 
 /// Module -> the modules it must not reach (`crate::<name>` paths; `ecs::client` and the like

@@ -24,6 +24,7 @@ pub mod sim;
 pub mod startup;
 pub mod strict_json;
 pub mod triggers;
+pub mod workflow;
 
 #[cfg(test)]
 mod layers;

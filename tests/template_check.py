@@ -96,8 +96,12 @@ dest = eic.get("DestinationConfig", {})
 check("async success and failure destinations", "OnSuccess" in dest and "OnFailure" in dest, dest)
 check("a Function URL", "FunctionUrlConfig" in props, props.keys())
 
-drills = [e for e in props.get("Events", {}).values() if e["Type"] == "ScheduleV2"]
-check("a drill schedule", len(drills) == 1, drills)
+check("the function has no schedule of its own (the state machine runs drills)",
+      not [e for e in props.get("Events", {}).values() if e["Type"] == "ScheduleV2"], props.get("Events"))
+machine = resources["DrillStateMachine"]
+mprops = machine["Properties"]
+drills = [e for e in mprops.get("Events", {}).values() if e["Type"] == "ScheduleV2"]
+check("a drill schedule, on the state machine", len(drills) == 1, drills)
 for d in drills:
     state = d["Properties"].get("State")
     default = template["Parameters"][state["Ref"]]["Default"] if isinstance(state, dict) else state
@@ -114,6 +118,42 @@ for d in drills:
     except ValueError as e:
         renders = str(e)
     check("the drill input renders to JSON", renders is True, renders)
+
+# The drill state machine: what cfn-lint and asl-validator do not know about this function.
+states = mprops["Definition"]["States"]
+check("a STANDARD state machine (a Distributed Map needs one)", mprops.get("Type") == "STANDARD", mprops.get("Type"))
+check("plan, map, summary", [states["Plan"]["Type"], states["Targets"]["Type"], states["Summary"]["Type"]] == ["Task", "Map", "Task"], list(states))
+tmap = states["Targets"]
+check("the map is distributed", tmap["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED", tmap["ItemProcessor"]["ProcessorConfig"])
+check("the map's concurrency and tolerated failures come from the plan (the drill's concurrency and maxErrors)",
+      tmap.get("MaxConcurrencyPath") == "$.plan.maxConcurrency"
+      and tmap.get("ToleratedFailureCountPath") == "$.plan.toleratedFailureCount"
+      and tmap.get("ToleratedFailurePercentagePath") == "$.plan.toleratedFailurePercentage", tmap)
+target_state = tmap["ItemProcessor"]["States"]["Target"]
+retry = [r for r in target_state.get("Retry", []) if "Retryable" in r["ErrorEquals"]]
+check("a target's Retryable failure is retried within seconds", len(retry) == 1 and retry[0]["IntervalSeconds"] <= 10, retry)
+if retry:
+    r = retry[0]
+    waits, w = 0, r["IntervalSeconds"]
+    for _ in range(r["MaxAttempts"]):
+        waits += min(w, r.get("MaxDelaySeconds", w))
+        w *= r.get("BackoffRate", 2)
+    check("the retries outlast a dead invocation's claim (heartbeat timeout 120 s)", waits > 120, waits)
+for name in ["Plan", "Summary"]:
+    check(f"{name} passes its workflow step", states[name]["Parameters"]["Payload"]["workflow"] == name.lower(), states[name]["Parameters"])
+check("a stopped map still reaches the summary", any(c["Next"] == "MapStopped" for c in tmap.get("Catch", [])) and states["MapStopped"]["Next"] == "Summary", tmap.get("Catch"))
+workflow_src = open(os.path.join(ROOT, "src", "workflow.rs"), encoding="utf-8").read()
+for key in ["maxConcurrency", "toleratedFailureCount", "toleratedFailurePercentage"]:
+    check(f"the plan answers {key}", f'"{key}"' in workflow_src, key)
+policies = mprops.get("Policies", [])
+invoke = [p["LambdaInvokePolicy"] for p in policies if isinstance(p, dict) and "LambdaInvokePolicy" in p]
+check("the state machine invokes only this function", invoke == [{"FunctionName": {"Ref": "RollbackFunction"}}], invoke)
+statements = [st for p in policies if isinstance(p, dict) for st in p.get("Statement", [])]
+actions = sorted(a for st in statements for a in st["Action"])
+check("and only starts, describes and stops its own executions",
+      actions == ["states:DescribeExecution", "states:StartExecution", "states:StopExecution"]
+      and all("ecs-rollback-drill" in text(st["Resource"]) for st in statements), statements)
+check("the state machine's name is the one its policy names", mprops.get("Name") == "ecs-rollback-drill", mprops.get("Name"))
 
 for name in ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN"]:
     v = text(env.get(name))

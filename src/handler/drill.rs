@@ -18,6 +18,7 @@ fn target_of(request: &Value) -> Target {
         instance_id: field(["instanceId", "InstanceId"]),
         disk_id: field(["diskId", "DiskId"]),
         snapshot_id: field(["snapshotId", "SnapshotId"]),
+        snapshot_status: None,
         undo_snapshot_id: None,
     }
 }

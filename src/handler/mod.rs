@@ -23,6 +23,7 @@ mod http;
 
 pub use http::too_large as http_too_large;
 mod sqs;
+mod workflow;
 
 pub use crate::triggers::{MAX_ENVELOPE, MAX_PAYLOAD, MAX_REQUESTS};
 
@@ -46,6 +47,11 @@ pub enum Shape {
     },
     Http {
         status: u16,
+    },
+    /// A workflow step (`crate::workflow`): what the engine gets when it succeeds; a failed
+    /// target answers its failure type instead.
+    Workflow {
+        output: Value,
     },
 }
 
@@ -191,6 +197,7 @@ impl Handler {
         match kind {
             Kind::Sqs => self.sqs(event, deadline).await,
             Kind::Http => self.http(event, deadline).await,
+            Kind::Workflow => self.workflow(event, deadline).await,
             _ => {
                 let (reports, summaries) = self
                     .run_jobs(triggers::jobs(event, &self.triggers), deadline)

@@ -64,6 +64,8 @@ pub enum Kind {
     Http,
     AwsEventBridge,
     Drill,
+    /// A step of a drill run by a workflow engine (`crate::workflow`).
+    Workflow,
     SchedulerContext,
     Alertmanager,
     CmsCallback,
@@ -123,6 +125,9 @@ pub fn detect(event: &Value) -> Kind {
     }
     if has(event, &["detail-type", "source"]) {
         return Kind::AwsEventBridge;
+    }
+    if event.get("workflow").is_some() {
+        return Kind::Workflow;
     }
     if event.get("drill").is_some() {
         return Kind::Drill;
@@ -205,6 +210,11 @@ pub fn jobs(event: &Value, ctx: &Context) -> Vec<Job> {
             .unwrap_or_default(),
         Kind::FcTimer => alibaba::fc_timer(event, ctx),
         Kind::Direct => direct(event, Trigger::direct()),
+        Kind::Workflow => vec![Job::invalid(
+            Trigger::direct(),
+            "workflow",
+            "a workflow step is an invocation of its own, not part of another event",
+        )],
         Kind::Sqs | Kind::Http => vec![Job::invalid(
             Trigger::direct(),
             "$",
@@ -412,6 +422,10 @@ mod tests {
             assert_eq!(detect(&sample(name)), kind, "{name}");
         }
         assert_eq!(detect(&json!({"diskId": "d-x"})), Kind::Direct);
+        assert_eq!(
+            detect(&json!({"workflow": "plan", "drill": {}})),
+            Kind::Workflow
+        );
         assert_eq!(detect(&json!("text")), Kind::Unknown);
         assert_eq!(detect(&json!([1, 2])), Kind::Unknown);
         assert_eq!(detect(&json!({"Records": [{"x": 1}]})), Kind::Unknown);
