@@ -127,7 +127,7 @@ pub fn status(o: &Observed<'_>, rules: Rules, now: i64) -> DiskStatus {
             invocation: c.invocation.clone(),
             key_digest: c.key.clone(),
             heartbeat_age_secs: now - c.at,
-            live: now - c.at <= rules.heartbeat_timeout_secs,
+            live: c.live(now, rules.heartbeat_timeout_secs),
         })
         .collect();
     let (hold, last_run) = match &ledger.run {
@@ -462,7 +462,7 @@ pub fn plan_release(
     let live_claims = ledger
         .claims
         .iter()
-        .filter(|c| c.key == run.key && now - c.at <= rules.heartbeat_timeout_secs)
+        .filter(|c| c.key == run.key && c.live(now, rules.heartbeat_timeout_secs))
         .count();
     let lease_left = rules.lease_secs - (now - run.since);
     let live = lease_left >= 0 || live_claims > 0;
@@ -575,7 +575,7 @@ mod tests {
     fn a_hold_shows_its_phase_power_state_lease_and_claims() {
         let run = record("incident-1", Phase::Resetting, NOW - 60);
         let claim_tag = ledger::claim_tag("00000000000000aa");
-        let claim = ledger::claim_value(NOW - 10, &digest("incident-1"));
+        let claim = ledger::claim_value(NOW - 10, &digest("incident-1"), None);
         let history = "t=".to_owned() + &(NOW - 600).to_string() + ";k=abcdef012345";
         let tags = [
             (ledger::RUN_TAG, run.as_str()),
@@ -640,7 +640,7 @@ mod tests {
         assert!(forced.forced);
         // Past the lease, no live claim: released without force.
         let old = record("incident-1", Phase::Stopped, NOW - 5000);
-        let dead_claim = ledger::claim_value(NOW - 4000, &d);
+        let dead_claim = ledger::claim_value(NOW - 4000, &d, None);
         let claim_tag = ledger::claim_tag("00000000000000bb");
         let tags = [
             (ledger::RUN_TAG, old.as_str()),
@@ -667,7 +667,7 @@ mod tests {
         );
         assert!(p.render("d-x").contains("not touched"));
         // A live claim of the key keeps the hold live, lease or not.
-        let live_claim = ledger::claim_value(NOW - 5, &d);
+        let live_claim = ledger::claim_value(NOW - 5, &d, None);
         let tags = [
             (ledger::RUN_TAG, old.as_str()),
             (claim_tag.as_str(), live_claim.as_str()),

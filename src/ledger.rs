@@ -9,9 +9,10 @@
 //!   snapshot, `d`: when the stop was asked, `f`: the failure code);
 //! - `ecs-rollback:history`: `t=<unix of the last success>;k=<12 hex>[x],…` newest first
 //!   (`x` marks a key that failed);
-//! - `ecs-rollback:claim:<invocation>`: `<unix>;<16 hex key>`, written by each invocation before
-//!   it acts, refreshed as a heartbeat while it runs, removed when it ends (see
-//!   docs/rollback-protocol.md, "Claiming").
+//! - `ecs-rollback:claim:<invocation>`: `<unix>;<16 hex key>[;<unix deadline>]`, written by each
+//!   invocation before it acts, refreshed as a heartbeat while it runs, removed when it ends; the
+//!   deadline is the invocation's own (Lambda, Function Compute), after which it is certainly
+//!   gone (see docs/rollback-protocol.md, "Claiming").
 
 use crate::errors::Code;
 use std::collections::BTreeMap;
@@ -269,10 +270,19 @@ pub fn claim_tag(invocation: &str) -> String {
     format!("{CLAIM_PREFIX}{invocation}")
 }
 
-/// The claim's value: when it was (re)written, and whose key it runs.
-pub fn claim_value(now: i64, digest: &str) -> String {
-    format!("{now};{}", run_key(digest))
+/// The claim's value: when it was (re)written, whose key it runs, and when its invocation's
+/// deadline is (none for a run without one: the CLI).
+pub fn claim_value(now: i64, digest: &str, deadline: Option<i64>) -> String {
+    match deadline {
+        Some(d) => format!("{now};{};{d}", run_key(digest)),
+        None => format!("{now};{}", run_key(digest)),
+    }
 }
+
+/// Seconds after a holder's deadline before its claim is taken as dead: a run sends no
+/// state-changing call in the last seconds before its deadline (the orchestrator's margin), so
+/// this covers a request still on the wire and the clocks of two hosts.
+pub const DEADLINE_GRACE_SECS: i64 = 3;
 
 /// One invocation's claim on the disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -282,6 +292,26 @@ pub struct Claim {
     pub at: i64,
     /// The 16-hex key it runs.
     pub key: String,
+    /// Its invocation's deadline (unix), when it has one.
+    pub deadline: Option<i64>,
+}
+
+impl Claim {
+    /// When the claim stops counting: its heartbeat timed out, or its invocation's deadline
+    /// (plus [`DEADLINE_GRACE_SECS`]) passed, whichever comes first. The deadline rule is the
+    /// one AWS Lambda Powertools' idempotency uses: an in-progress record expires with the
+    /// invocation that wrote it.
+    pub fn expires_at(&self, heartbeat_secs: i64) -> i64 {
+        let beat = self.at + heartbeat_secs;
+        match self.deadline {
+            Some(d) => beat.min(d + DEADLINE_GRACE_SECS),
+            None => beat,
+        }
+    }
+
+    pub fn live(&self, now: i64, heartbeat_secs: i64) -> bool {
+        now <= self.expires_at(heartbeat_secs)
+    }
 }
 
 /// What the disk's tags say.
@@ -307,11 +337,15 @@ impl Ledger {
             } else if k == HISTORY_TAG {
                 l.history = History::decode(v);
             } else if let Some(invocation) = k.strip_prefix(CLAIM_PREFIX) {
-                let (at, key) = v.split_once(';').unwrap_or((v, ""));
+                let mut parts = v.split(';');
+                let at = parts.next().and_then(|a| a.parse().ok()).unwrap_or(0);
+                let key = parts.next().unwrap_or("").to_owned();
+                let deadline = parts.next().and_then(|d| d.parse().ok());
                 l.claims.push(Claim {
                     invocation: invocation.to_owned(),
-                    at: at.parse().unwrap_or(0),
-                    key: key.to_owned(),
+                    at,
+                    key,
+                    deadline,
                 });
             }
         }
@@ -447,9 +481,23 @@ pub fn decide(
     }
 }
 
+/// Who is in the way of a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rival {
+    /// The 16-hex key it runs (its invocation ID when its claim names none).
+    pub key: String,
+    /// Another delivery of this very key (an earlier one that may be dead, or a twin).
+    pub same_key: bool,
+    /// When its claim or run stops counting (unix).
+    pub expires_at: i64,
+    /// Its claim expires at its invocation's deadline, before its heartbeat would.
+    pub by_deadline: bool,
+}
+
 /// After this invocation wrote its claim tag and read the tags back: is anyone else in the way?
 /// Another invocation's live claim (whatever its key: a twin of this key counts too), or another
-/// key's live, unfinished run. A claim is live while its heartbeat is younger than `heartbeat_secs`.
+/// key's live, unfinished run. A claim is live until its heartbeat is older than
+/// `heartbeat_secs` or its invocation's deadline has passed ([`Claim::live`]).
 pub fn contested(
     ledger: &Ledger,
     invocation: &str,
@@ -457,22 +505,33 @@ pub fn contested(
     now: i64,
     lease_secs: i64,
     heartbeat_secs: i64,
-) -> Option<String> {
+) -> Option<Rival> {
     let me = run_key(digest);
     if let Some(other) = ledger
         .claims
         .iter()
-        .find(|c| c.invocation != invocation && now - c.at <= heartbeat_secs)
+        .find(|c| c.invocation != invocation && c.live(now, heartbeat_secs))
     {
-        return Some(if other.key.is_empty() {
-            other.invocation.clone()
-        } else {
-            other.key.clone()
+        let expires_at = other.expires_at(heartbeat_secs);
+        return Some(Rival {
+            key: if other.key.is_empty() {
+                other.invocation.clone()
+            } else {
+                other.key.clone()
+            },
+            same_key: other.key == me,
+            expires_at,
+            by_deadline: expires_at < other.at + heartbeat_secs,
         });
     }
     match &ledger.run {
         Some(run) if run.key != me && !run.phase.is_final() && now - run.since <= lease_secs => {
-            Some(run.key.clone())
+            Some(Rival {
+                key: run.key.clone(),
+                same_key: false,
+                expires_at: run.since + lease_secs,
+                by_deadline: false,
+            })
         }
         _ => None,
     }
@@ -651,12 +710,12 @@ mod tests {
         const BEAT: i64 = 60;
         let me = digest("mine");
         let mine = claim_tag("inv-mine");
-        let now_mine = claim_value(NOW, &me);
+        let now_mine = claim_value(NOW, &me, None);
         let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str())]);
         assert_eq!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT), None);
         // Another key claiming at the same time.
         let other = claim_tag("inv-other");
-        let now_other = claim_value(NOW, &digest("other"));
+        let now_other = claim_value(NOW, &digest("other"), None);
         let l = Ledger::from_tags([
             (mine.as_str(), now_mine.as_str()),
             (other.as_str(), now_other.as_str()),
@@ -664,7 +723,7 @@ mod tests {
         assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
         // A twin: the same key, another invocation.
         let twin = claim_tag("inv-twin");
-        let now_twin = claim_value(NOW, &me);
+        let now_twin = claim_value(NOW, &me, None);
         let l = Ledger::from_tags([
             (mine.as_str(), now_mine.as_str()),
             (twin.as_str(), now_twin.as_str()),
@@ -674,7 +733,7 @@ mod tests {
             "a live twin is in the way"
         );
         // A dead invocation's claim (no heartbeat for longer than the timeout) is not.
-        let old = claim_value(NOW - BEAT - 1, &me);
+        let old = claim_value(NOW - BEAT - 1, &me, None);
         let l = Ledger::from_tags([
             (mine.as_str(), now_mine.as_str()),
             (twin.as_str(), old.as_str()),
@@ -697,6 +756,61 @@ mod tests {
             None,
             "our own run is no rival"
         );
+    }
+
+    #[test]
+    fn a_claim_dies_with_its_invocations_deadline() {
+        const BEAT: i64 = 120;
+        let me = digest("mine");
+        let mine = claim_tag("inv-mine");
+        let now_mine = claim_value(NOW, &me, None);
+        // An earlier delivery of this key, its heartbeat fresh, its deadline 10 s ago.
+        let earlier = claim_tag("inv-earlier");
+        let past = claim_value(NOW - 5, &me, Some(NOW - 10));
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (earlier.as_str(), past.as_str()),
+        ]);
+        assert_eq!(
+            l.claims
+                .iter()
+                .find(|c| c.invocation == "inv-earlier")
+                .and_then(|c| c.deadline),
+            Some(NOW - 10)
+        );
+        assert_eq!(
+            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
+            None,
+            "past its deadline (and the grace), the holder is gone"
+        );
+        // Its deadline still ahead: in the way, and said to be this key's, with when it ends.
+        let ahead = claim_value(NOW - 5, &me, Some(NOW + 30));
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (earlier.as_str(), ahead.as_str()),
+        ]);
+        let rival = contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).expect("live");
+        assert!(rival.same_key && rival.by_deadline);
+        assert_eq!(rival.expires_at, NOW + 30 + DEADLINE_GRACE_SECS);
+        // Within the grace after the deadline: still counted (a request may be on the wire).
+        let just = claim_value(NOW - 5, &me, Some(NOW - DEADLINE_GRACE_SECS));
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (earlier.as_str(), just.as_str()),
+        ]);
+        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
+        // Without a deadline (the CLI): the heartbeat timeout alone.
+        let cli = claim_value(NOW - BEAT, &me, None);
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (earlier.as_str(), cli.as_str()),
+        ]);
+        let rival = contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).expect("live");
+        assert!(!rival.by_deadline);
+        // Old claims (no third field) still read.
+        let l = Ledger::from_tags([(earlier.as_str(), "1800000000;0123456789abcdef")]);
+        assert_eq!(l.claims[0].deadline, None);
+        assert!(claim_value(NOW, &me, Some(NOW + 900)).len() <= 128);
     }
 
     #[test]

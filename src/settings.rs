@@ -148,6 +148,24 @@ impl Settings {
             "ECS_ROLLBACK_SNAPSHOT_TIMEOUT_SECONDS",
             &mut base.snapshot_timeout,
         )?;
+        // How long each step is expected to take before this disk's own history says better:
+        // what a deadline must leave for a step before it is begun.
+        secs(
+            "ECS_ROLLBACK_ESTIMATE_STOP_SECONDS",
+            &mut base.estimate_stop,
+        )?;
+        secs(
+            "ECS_ROLLBACK_ESTIMATE_RESET_SECONDS",
+            &mut base.estimate_reset,
+        )?;
+        secs(
+            "ECS_ROLLBACK_ESTIMATE_START_SECONDS",
+            &mut base.estimate_start,
+        )?;
+        secs(
+            "ECS_ROLLBACK_ESTIMATE_SNAPSHOT_SECONDS",
+            &mut base.estimate_snapshot,
+        )?;
         if let Some(v) = lookup("ECS_ROLLBACK_PRESERVE_CURRENT") {
             base.preserve_current = match v.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true,
@@ -249,6 +267,24 @@ mod tests {
                 .preserve_current
         );
         assert!(with(&[("ECS_ROLLBACK_PRESERVE_CURRENT", "maybe")]).is_err());
+        // The step estimates a deadline must leave room for (issue 15).
+        let s = with(&[
+            ("ECS_ROLLBACK_ESTIMATE_STOP_SECONDS", "15"),
+            ("ECS_ROLLBACK_ESTIMATE_RESET_SECONDS", "10"),
+            ("ECS_ROLLBACK_ESTIMATE_START_SECONDS", "20"),
+            ("ECS_ROLLBACK_ESTIMATE_SNAPSHOT_SECONDS", "30"),
+        ])
+        .expect("ok");
+        assert_eq!(
+            [
+                s.estimate_stop,
+                s.estimate_reset,
+                s.estimate_start,
+                s.estimate_snapshot
+            ],
+            [15, 10, 20, 30].map(Duration::from_secs)
+        );
+        assert!(with(&[("ECS_ROLLBACK_ESTIMATE_RESET_SECONDS", "soon")]).is_err());
     }
 
     #[test]

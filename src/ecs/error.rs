@@ -40,6 +40,9 @@ pub enum ErrorKind {
     /// Not sent: ECS had asked (`x-acs-retry-after`) for this action to wait longer than one
     /// retry may wait.
     Held,
+    /// Not sent: the invocation's deadline is too close for a state-changing call (a run never
+    /// changes anything once its claim may have lapsed).
+    PastDeadline,
 }
 
 /// An error of one ECS (or STS) call, after the client's own retries.
@@ -118,9 +121,11 @@ impl EcsError {
     pub fn transport(action: &str, kind: ErrorKind, message: String) -> Self {
         let may_have_applied = matches!(kind, ErrorKind::Timeout | ErrorKind::ResponseLost);
         let retry = match kind {
-            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::ResponseLost | ErrorKind::Held => {
-                Retry::Retryable
-            }
+            ErrorKind::Connect
+            | ErrorKind::Timeout
+            | ErrorKind::ResponseLost
+            | ErrorKind::Held
+            | ErrorKind::PastDeadline => Retry::Retryable,
             _ => Retry::NotRetryable,
         };
         Self {
@@ -176,6 +181,7 @@ impl EcsError {
             (None, ErrorKind::Config) => "InvalidConfiguration".into(),
             (None, ErrorKind::Credentials) => "CredentialsUnavailable".into(),
             (None, ErrorKind::Held) => "HeldForRetryAfter".into(),
+            (None, ErrorKind::PastDeadline) => "DeadlineExceeded".into(),
             (None, ErrorKind::Api) => match self.status {
                 Some(s) => format!("Http{s}"),
                 None => "Unknown".into(),

@@ -41,55 +41,17 @@ impl Handler {
             id: format!("{}|{}", plan.name, plan.slot),
             time: plan.when,
         };
-        let mut selected = Vec::new();
-        if let Some(sel) = &plan.selector {
-            let region = plan
-                .region
-                .clone()
-                .or_else(|| self.default_region.clone())
-                .unwrap_or_default();
-            let tags: Vec<(String, String)> = sel.tags.clone().into_iter().collect();
-            let found: Result<Vec<String>, _> = if sel.resource == "disk" {
-                let q = DiskQuery {
-                    tags,
-                    ..Default::default()
-                };
-                self.ecs
-                    .describe_disks(&region, &q)
-                    .await
-                    .map(|d| d.into_iter().map(|d| d.disk_id).collect())
-            } else {
-                let q = InstanceQuery {
-                    tags,
-                    ..Default::default()
-                };
-                self.ecs
-                    .describe_instances(&region, &q)
-                    .await
-                    .map(|i| i.into_iter().map(|i| i.instance_id).collect())
-            };
-            match found {
-                Ok(ids) => {
-                    let key = if sel.resource == "disk" {
-                        "diskId"
-                    } else {
-                        "instanceId"
-                    };
-                    selected = ids
-                        .into_iter()
-                        .map(|id| serde_json::Map::from_iter([(key.to_owned(), Value::String(id))]))
-                        .collect();
-                }
-                Err(e) => {
-                    let mut r = bare(Outcome::Rejected, &trigger, Some(ErrorInfo::from_ecs(&e)));
-                    r.reason = Some(format!(
-                        "drill {}: the selector could not be resolved",
-                        plan.name
-                    ));
-                    return (vec![r], plan.summary(&[], 0, true));
-                }
+        let selected = match self.select(plan).await {
+            Ok(selected) => selected,
+            Err(e) => {
+                let mut r = bare(Outcome::Rejected, &trigger, Some(ErrorInfo::from_ecs(&e)));
+                r.reason = Some(format!(
+                    "drill {}: the selector could not be resolved",
+                    plan.name
+                ));
+                return (vec![r], plan.summary(&[], 0, true));
             }
-        }
+        };
         let requests = plan.requests(&selected);
         if requests.is_empty() {
             let r = rejected(

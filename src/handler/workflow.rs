@@ -75,7 +75,12 @@ impl Handler {
     }
 
     /// The targets a selector picks (instances: `instanceId`; disks: `diskId`).
-    async fn select(&self, plan: &DrillPlan) -> Result<Vec<Map<String, Value>>, EcsError> {
+    /// The drill's selector resolved against ECS: one target object per matching disk or
+    /// instance (none without a selector). Shared by the in-process drill and the plan step.
+    pub(super) async fn select(
+        &self,
+        plan: &DrillPlan,
+    ) -> Result<Vec<Map<String, Value>>, EcsError> {
         let Some(sel) = &plan.selector else {
             return Ok(vec![]);
         };

@@ -81,6 +81,37 @@ impl Run<'_> {
         })
     }
 
+    /// The invocation's deadline as unix seconds (what its claim records), rounded up.
+    pub(super) fn deadline_unix(&self) -> Option<i64> {
+        self.deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            unix(Utc::now()) + left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0)
+        })
+    }
+
+    /// Past the last moment a state-changing call may leave ([`SEND_GUARD`]).
+    pub(super) fn past_send_horizon(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| Instant::now() + SEND_GUARD >= d)
+    }
+
+    /// Before a state-changing ECS call: refused (retryable, nothing sent) once the deadline is
+    /// too close; the ledger keeps the phase and the next delivery, which may take the disk
+    /// over as soon as this one's claim lapses, goes on from there.
+    pub(super) fn before_change(&self, what: &str) -> Res<()> {
+        if !self.past_send_horizon() {
+            return Ok(());
+        }
+        Err(Halt {
+            outcome: if self.record.is_some() { Outcome::Failed } else { Outcome::Rejected },
+            error: ErrorInfo::new(
+                Code::DeadlineExceeded,
+                format!("{what} was not asked: the invocation's deadline is too close, and a run changes nothing once its claim may lapse; the next delivery goes on from the ledger"),
+                true,
+            ),
+        })
+    }
+
     /// Refuses to start work estimated at `need` that cannot finish before the deadline.
     pub(super) fn fits(&self, what: &str, need: Duration) -> Res<()> {
         match self.time_left() {

@@ -30,6 +30,13 @@ impl Run<'_> {
 
     /// Writes tags on the disk.
     pub(super) async fn write_tags(&self, tags: &[(String, String)]) -> Result<(), EcsError> {
+        if self.past_send_horizon() {
+            return Err(EcsError::transport(
+                "TagResources",
+                crate::ecs::ErrorKind::PastDeadline,
+                "not sent: the invocation's deadline is too close for a ledger write".into(),
+            ));
+        }
         let disk = vec![self.disk_id()];
         self.idempotent("write", || {
             self.ecs.tag_resources(&self.region, "disk", &disk, tags)
@@ -40,6 +47,11 @@ impl Run<'_> {
     /// Removes tags from the disk (best effort: a claim left behind goes stale by itself).
     pub(super) async fn remove_tags(&self, keys: &[String]) {
         if keys.is_empty() {
+            return;
+        }
+        if self.past_send_horizon() {
+            // Nothing changes once the claim may lapse; what is left goes stale by itself.
+            tracing::info!(tags = ?keys, "not removing ledger tags this close to the deadline");
             return;
         }
         let disk = vec![self.disk_id()];
@@ -152,7 +164,7 @@ impl Run<'_> {
     pub(super) fn claim_tags(&self) -> (String, String) {
         (
             ledger::claim_tag(&self.invocation),
-            ledger::claim_value(unix(Utc::now()), &self.digest),
+            ledger::claim_value(unix(Utc::now()), &self.digest, self.deadline_unix()),
         )
     }
 
@@ -200,7 +212,7 @@ impl Run<'_> {
             let stale: Vec<String> = seen
                 .claims
                 .iter()
-                .filter(|c| c.invocation != self.invocation && now - c.at > beat)
+                .filter(|c| c.invocation != self.invocation && !c.live(now, beat))
                 .map(|c| ledger::claim_tag(&c.invocation))
                 .collect();
             self.remove_tags(&stale).await;
@@ -217,15 +229,24 @@ impl Run<'_> {
             };
             self.remove_tag(&tag.0).await;
             self.claimed = false;
-            let holds_run = seen.run.as_ref().is_some_and(|r| r.key == other);
+            let holds_run = seen.run.as_ref().is_some_and(|r| r.key == other.key);
             if holds_run || attempt >= ATTEMPTS {
+                let when = DateTime::from_timestamp(other.expires_at, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                let why = if other.by_deadline {
+                    "its invocation's deadline"
+                } else {
+                    "its heartbeat timeout"
+                };
+                let message = if other.same_key {
+                    format!("an earlier delivery of this key still holds the disk (its claim is live); it may be running, or dead: its claim lapses at {when} ({why}), and a delivery after that takes over")
+                } else {
+                    format!("another rollback (key digest {}) is running on the disk; its claim lapses at {when} ({why}) unless it is refreshed", other.key)
+                };
                 return Err(Halt {
                     outcome: self.failed_or_rejected(),
-                    error: ErrorInfo::new(
-                        Code::RollbackInProgress,
-                        format!("another rollback (key digest {other}) is running on the disk"),
-                        true,
-                    ),
+                    error: ErrorInfo::new(Code::RollbackInProgress, message, true),
                 });
             }
             // Both yielded. Who retries first is not left to chance: the contender with the
@@ -237,7 +258,7 @@ impl Run<'_> {
             let first = seen
                 .claims
                 .iter()
-                .filter(|c| c.invocation != self.invocation && unix(Utc::now()) - c.at <= beat)
+                .filter(|c| c.invocation != self.invocation && c.live(unix(Utc::now()), beat))
                 .all(|c| self.invocation < c.invocation);
             let share = if first {
                 0.1 + 0.2 * fastrand::f64()
@@ -245,7 +266,7 @@ impl Run<'_> {
                 0.6 + 0.4 * fastrand::f64()
             };
             let pause = ceiling.mul_f64(share);
-            tracing::info!(rival = %other, pause_ms = pause.as_millis() as u64, "two runs claimed the disk together; both yield, then retry");
+            tracing::info!(rival = %other.key, pause_ms = pause.as_millis() as u64, "two runs claimed the disk together; both yield, then retry");
             tokio::time::sleep(pause).await;
         }
     }

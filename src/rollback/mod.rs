@@ -51,6 +51,11 @@ use crate::settings::Settings;
 
 /// Margin kept before a deadline: the run must still write its ledger and report.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+/// No state-changing call (ECS, or a ledger tag write) leaves later than this before the
+/// invocation's deadline: a claim lapses at the deadline (plus `ledger::DEADLINE_GRACE_SECS`),
+/// and another delivery may take the disk over then, so a run must have stopped changing
+/// anything by that time, whether or not the platform kills it.
+const SEND_GUARD: Duration = Duration::from_millis(500);
 /// Tries of one idempotent ledger operation (a tag write or removal).
 const LEDGER_ATTEMPTS: u32 = 10;
 /// The tag that marks an undo snapshot with the key digest of the run that took it.

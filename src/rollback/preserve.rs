@@ -152,6 +152,7 @@ impl Run<'_> {
         let tags = self.undo_tags();
         let mut pause = self.s.poll.initial;
         loop {
+            self.before_change("CreateSnapshot")?;
             match self
                 .ecs
                 .create_snapshot(&self.region, &disk, &name, &description, &token, &tags)

@@ -28,6 +28,7 @@ impl Run<'_> {
             if !self.stopped_right_now(until, &mut pause).await? {
                 continue;
             }
+            self.before_change("ResetDisk")?;
             issued += 1;
             let e = match self
                 .ecs

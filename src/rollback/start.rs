@@ -100,6 +100,10 @@ impl Run<'_> {
             match inst.as_ref().map(|i| i.status.as_str()) {
                 Some("Running") => break,
                 Some("Stopped") => {
+                    if self.past_send_horizon() {
+                        // Nothing is sent once the claim may lapse: the next delivery starts it.
+                        return Err(self.left_stopped(iid, t, calls, unexpected, budget));
+                    }
                     calls += 1;
                     match self.ecs.start_instance(&self.region, iid, false).await {
                         Ok(ack) => {

@@ -50,6 +50,7 @@ impl Run<'_> {
                         force_stop: self.req.force_stop,
                         ..Default::default()
                     };
+                    self.before_change("StopInstance")?;
                     match self.ecs.stop_instance(&self.region, &iid, &opts).await {
                         Ok(ack) => request_id = Some(ack.request_id),
                         // Re-read decides: Stopping/Stopped means it took.

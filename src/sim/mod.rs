@@ -226,7 +226,10 @@ impl Simulator {
             inner.gateway.assume_role(&params, &caller, now)
         } else {
             let req = world::Req { params: &params };
-            inner.world.apply(&action, &req, Instant::now())
+            let from = inner.world.events().len();
+            let applied = inner.world.apply(&action, &req, Instant::now());
+            inner.world.set_caller(from, &caller);
+            applied
         };
         let mut reply = match result {
             Ok(mut body) => {

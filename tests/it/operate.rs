@@ -220,7 +220,7 @@ async fn an_abandoned_hold_is_released_without_force_and_keeps_the_cooldown() {
             (ledger::RUN_TAG.to_owned(), stale.encode()),
             (
                 ledger::claim_tag("00000000deadbeef"),
-                ledger::claim_value(now - 7000, &digest("incident-1")),
+                ledger::claim_value(now - 7000, &digest("incident-1"), None),
             ),
         ],
     )

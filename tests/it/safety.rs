@@ -295,6 +295,85 @@ async fn a_disk_detached_between_deliveries_brings_its_instance_back() {
 
 /// Slows the answer to the second client's first DescribeSnapshots (the last read before it
 /// claims) by `ms`: it decides from a ledger that has moved on by the time it claims.
+/// Issue 15: a claim records its invocation's deadline and lapses with it. The first delivery
+/// is blocked in a slow ResetDisk answer across its deadline (a run that outlives its
+/// deadline, as one the platform failed to kill would); a twin of its key arrives after the
+/// deadline and takes over at once, although the first's heartbeat (60 s here) would keep the
+/// claim live. The first run changes nothing after its deadline: not a call, not a tag. Before
+/// issue 15 the twin was refused (`RollbackInProgress`) until the heartbeat timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twin_after_the_deadline_takes_over_and_the_late_run_changes_nothing() {
+    let settings = Settings {
+        heartbeat_timeout: Duration::from_secs(60),
+        ..Settings::fast()
+    };
+    let faults = Faults {
+        scripted: vec![ScriptedFault {
+            caller: Some(ecs_rollback::sim::SIM_ACCESS_KEY_ID.to_owned()),
+            action: "ResetDisk".into(),
+            nth: 1,
+            fault: FaultKind::Slow { ms: 4_000 },
+        }],
+        ..Default::default()
+    };
+    let timings = Timings {
+        stop_ms: 100,
+        reset_ms: 300,
+        start_ms: 100,
+        ..Timings::fast()
+    };
+    let b = bench_with(scenario(timings, faults), settings).await;
+    let event = web("deadline-twin");
+    let deadline = std::time::Instant::now() + Duration::from_millis(2_800);
+    let first_key = ecs_rollback::sim::SIM_ACCESS_KEY_ID;
+    let by_first = |b: &Bench| {
+        b.changes()
+            .into_iter()
+            .filter(|e| e.caller == first_key)
+            .count()
+    };
+    let sim = b.sim.clone();
+    let at_deadline = async {
+        tokio::time::sleep_until(deadline.into()).await;
+        sim.events()
+            .iter()
+            .filter(|e| e.caller == first_key)
+            .count()
+    };
+    let twin = async {
+        // After the deadline, and after the grace and the claim's whole-second rounding.
+        tokio::time::sleep_until((deadline + Duration::from_millis(4_200)).into()).await;
+        let t = std::time::Instant::now();
+        let r = run_on(&b.other(), &event).await;
+        (r, t.elapsed())
+    };
+    let (first, changes_at_deadline, (twin, twin_took)) = tokio::join!(
+        b.run_with_deadline(event.clone(), deadline),
+        at_deadline,
+        twin
+    );
+    assert!(!first.outcome.is_ok(), "{first:?}");
+    assert!(retryable(&first), "{:?}", first.error);
+    assert_eq!(
+        by_first(&b),
+        changes_at_deadline,
+        "the first run changed something after its deadline: {:?}",
+        b.changes()
+    );
+    assert_eq!(
+        twin.outcome,
+        Outcome::Succeeded,
+        "the twin took over at once ({twin_took:?}): {:?}",
+        twin.error
+    );
+    assert_eq!(b.settled_status(WEB).await, "Running");
+    assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
+    // The twin resumed at `resetting` without the first's answer: it may re-issue the reset,
+    // to the same snapshot with the instance Stopped throughout (the documented exception,
+    // docs/rollback-protocol.md "Limits"); `assert_safe` holds every other rule.
+    assert_safe(&b.changes(), WEB_SYS);
+}
+
 fn slow_read_of_the_other_client(ms: u64) -> Faults {
     faults(vec![ScriptedFault {
         caller: Some(OTHER_KEY.into()),

@@ -143,6 +143,8 @@ pub struct Event {
     pub detail: String,
     /// The status of the instance concerned when the call was applied.
     pub instance_status: String,
+    /// The access key that signed the call.
+    pub caller: String,
 }
 
 pub struct World {
@@ -284,7 +286,15 @@ impl World {
             resource: resource.into(),
             detail,
             instance_status,
+            caller: String::new(),
         });
+    }
+
+    /// Names the caller of the events recorded from `from` on (the call just applied).
+    pub fn set_caller(&mut self, from: usize, caller: &str) {
+        for e in self.events.iter_mut().skip(from) {
+            e.caller = caller.to_owned();
+        }
     }
 
     pub fn events(&self) -> &[Event] {
