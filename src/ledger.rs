@@ -9,6 +9,9 @@
 //!   snapshot, `d`: when the stop was asked, `f`: the failure code);
 //! - `ecs-rollback:history`: `t=<unix of the last success>;k=<12 hex>[x],…` newest first
 //!   (`x` marks a key that failed);
+//! - `ecs-rollback:durations`: `s=<ms>;r=<ms>;a=<ms>;u=<ms>`, how long the stop, the reset, the
+//!   start and the undo snapshot took in the disk's last finished rollback (each when measured):
+//!   what the next run's waits and estimates start from;
 //! - `ecs-rollback:claim:<invocation>`: `<unix>;<16 hex key>[;<unix deadline>]`, written by each
 //!   invocation before it acts, refreshed as a heartbeat while it runs, removed when it ends; the
 //!   deadline is the invocation's own (Lambda, Function Compute), after which it is certainly
@@ -21,6 +24,8 @@ use std::fmt;
 pub const RUN_TAG: &str = "ecs-rollback:run";
 pub const HISTORY_TAG: &str = "ecs-rollback:history";
 pub const CLAIM_PREFIX: &str = "ecs-rollback:claim:";
+/// How long each step took in the disk's last finished rollback: `Durations`.
+pub const DURATIONS_TAG: &str = "ecs-rollback:durations";
 /// On a snapshot: the undo snapshot (`preserveCurrent`) of the run whose key digest it holds.
 pub const UNDO_TAG: &str = "ecs-rollback:undo-of";
 /// Finished keys remembered in the history tag.
@@ -188,6 +193,67 @@ impl RunRecord {
     }
 }
 
+/// The `ecs-rollback:durations` tag: milliseconds each step took, when it was measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Durations {
+    pub stop: Option<u64>,
+    pub reset: Option<u64>,
+    pub start: Option<u64>,
+    pub snapshot: Option<u64>,
+}
+
+impl Durations {
+    const FIELDS: [&'static str; 4] = ["s", "r", "a", "u"];
+
+    fn slots(&mut self) -> [&mut Option<u64>; 4] {
+        [
+            &mut self.stop,
+            &mut self.reset,
+            &mut self.start,
+            &mut self.snapshot,
+        ]
+    }
+
+    /// At most 4 × 12 characters: within a tag value.
+    pub fn encode(&self) -> String {
+        let mut me = *self;
+        Self::FIELDS
+            .iter()
+            .zip(me.slots())
+            .filter_map(|(k, v)| v.map(|ms| format!("{k}={ms}")))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    /// Lenient: a field that does not read is unknown, never an error.
+    pub fn decode(v: &str) -> Self {
+        let mut d = Self::default();
+        for part in v.split(';') {
+            let Some((k, ms)) = part.split_once('=') else {
+                continue;
+            };
+            if let Some(i) = Self::FIELDS.iter().position(|f| *f == k) {
+                *d.slots()[i] = ms.parse().ok();
+            }
+        }
+        d
+    }
+
+    /// `newer`'s measurements over these.
+    pub fn merge(mut self, mut newer: Durations) -> Self {
+        for (old, new) in self.slots().into_iter().zip(newer.slots()) {
+            if new.is_some() {
+                *old = *new;
+            }
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// The `ecs-rollback:history` tag.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
@@ -323,6 +389,8 @@ pub struct Ledger {
     pub claims: Vec<Claim>,
     /// A run tag that could not be read (hand-edited?): nothing is done while it is there.
     pub unreadable_run: Option<String>,
+    /// How long the steps of the disk's last finished rollback took.
+    pub durations: Durations,
 }
 
 impl Ledger {
@@ -336,6 +404,8 @@ impl Ledger {
                 }
             } else if k == HISTORY_TAG {
                 l.history = History::decode(v);
+            } else if k == DURATIONS_TAG {
+                l.durations = Durations::decode(v);
             } else if let Some(invocation) = k.strip_prefix(CLAIM_PREFIX) {
                 let mut parts = v.split(';');
                 let at = parts.next().and_then(|a| a.parse().ok()).unwrap_or(0);
@@ -756,6 +826,44 @@ mod tests {
             None,
             "our own run is no rival"
         );
+    }
+
+    #[test]
+    fn durations_round_trip_merge_and_read_leniently() {
+        let d = Durations {
+            stop: Some(12_300),
+            reset: Some(6_100),
+            start: Some(15_200),
+            snapshot: None,
+        };
+        assert_eq!(d.encode(), "s=12300;r=6100;a=15200");
+        assert_eq!(Durations::decode(&d.encode()), d);
+        let newer = Durations {
+            reset: Some(9_000),
+            snapshot: Some(40_000),
+            ..Default::default()
+        };
+        let m = d.merge(newer);
+        assert_eq!(
+            (m.stop, m.reset, m.snapshot),
+            (Some(12_300), Some(9_000), Some(40_000))
+        );
+        assert_eq!(
+            Durations::decode("s=x;zz;r=5"),
+            Durations {
+                reset: Some(5),
+                ..Default::default()
+            }
+        );
+        let all = Durations {
+            stop: Some(u64::MAX),
+            reset: Some(u64::MAX),
+            start: Some(u64::MAX),
+            snapshot: Some(u64::MAX),
+        };
+        assert!(all.encode().len() <= TAG_VALUE_MAX);
+        let l = Ledger::from_tags([(DURATIONS_TAG, "a=7")]);
+        assert_eq!(l.durations.start, Some(7));
     }
 
     #[test]

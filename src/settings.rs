@@ -60,8 +60,10 @@ impl Default for Settings {
             stop_timeout: Duration::from_secs(300),
             reset_timeout: Duration::from_secs(1800),
             start_timeout: Duration::from_secs(300),
+            // Near a step's expected end, and while nothing is known of it, a read a second:
+            // Alibaba's advice for state checks is every 1 to 2 s (ecs-evidence.md §5).
             poll: Poll {
-                initial: Duration::from_secs(2),
+                initial: Duration::from_secs(1),
                 max: Duration::from_secs(15),
             },
             estimate_stop: Duration::from_secs(60),

@@ -45,7 +45,9 @@ pub(super) fn refuse_ledger(e: &EcsError) -> Halt {
     Halt::reject(
         Code::LedgerUnavailable,
         if quota {
-            format!("the disk carries too many tags for the ledger (3 of its 20 are needed): {e}")
+            format!(
+                "the disk carries too many tags for the ledger (up to 5 of its 20 are needed): {e}"
+            )
         } else {
             format!("could not write the ledger tags on the disk: {e}")
         },
@@ -110,6 +112,32 @@ impl Run<'_> {
                 true,
             ),
         })
+    }
+
+    /// How long each step took in this delivery (the steps it finished itself), in ms.
+    pub(super) fn measured(&self) -> ledger::Durations {
+        let took = |name: &str| {
+            self.steps
+                .iter()
+                .rev()
+                .find(|s| s.name == name && s.status == StepStatus::Done)
+                .map(|s| (s.finished_at - s.started_at).num_milliseconds().max(0) as u64)
+        };
+        ledger::Durations {
+            stop: took("stop"),
+            reset: took("reset"),
+            start: took("start"),
+            snapshot: took("preserve"),
+        }
+    }
+
+    /// A step's estimate for a deadline: the configured one, or less when this disk's last
+    /// rollback measured the step (twice that, and 10 s more, is still expected to be enough).
+    pub(super) fn estimate(&self, configured: Duration, learned: Option<u64>) -> Duration {
+        match learned {
+            Some(ms) => configured.min(Duration::from_millis(ms) * 2 + Duration::from_secs(10)),
+            None => configured,
+        }
     }
 
     /// Refuses to start work estimated at `need` that cannot finish before the deadline.

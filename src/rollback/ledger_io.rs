@@ -389,10 +389,18 @@ impl Run<'_> {
             .map(History::decode)
             .unwrap_or_default();
         history.push(&self.digest, phase == Phase::Failed, now);
-        let tags = [
+        let mut tags = vec![
             (ledger::RUN_TAG.to_owned(), record.encode()),
             (ledger::HISTORY_TAG.to_owned(), history.encode()),
         ];
+        // What this rollback measured, over what the disk had learned: the next run's waits
+        // and estimates start from it (written with the record: no call of its own).
+        let learned =
+            ledger::Durations::decode(disk.tags.get(ledger::DURATIONS_TAG).unwrap_or_default())
+                .merge(self.measured());
+        if phase == Phase::Done && !learned.is_empty() {
+            tags.push((ledger::DURATIONS_TAG.to_owned(), learned.encode()));
+        }
         self.write_tags(&tags).await.map_err(|e| {
             let mut h = Halt::ecs(Outcome::Failed, &e);
             h.error.code = Code::LedgerWriteFailed.into();

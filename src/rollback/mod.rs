@@ -18,6 +18,7 @@
 //!   the instance or the disk look like now;
 //! - any failure whose cause cannot pass brings a running instance back before reporting.
 
+mod cadence;
 mod dry_run;
 mod finish;
 mod halt;
@@ -124,6 +125,8 @@ impl<'a> Rollback<'a> {
             resumed_from: None,
             before: None,
             reset_unclear: false,
+            learned: ledger::Durations::default(),
+            stop_asked: None,
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -209,6 +212,11 @@ struct Run<'a> {
     before: Option<RunRecord>,
     /// This delivery issued a ResetDisk whose answer did not say whether it was applied.
     reset_unclear: bool,
+    /// How long the steps took in the disk's last finished rollback (its ledger): where the
+    /// waits and the estimates start from.
+    learned: ledger::Durations,
+    /// When this delivery asked StopInstance (to the millisecond): the downtime's start.
+    stop_asked: Option<DateTime<Utc>>,
 }
 
 /// What one observation of the resources found.

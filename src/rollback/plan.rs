@@ -46,6 +46,7 @@ impl Run<'_> {
                 .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
         );
         let now = Utc::now();
+        self.learned = ledger.durations;
         let decision = self.decide(&ledger);
         tracing::info!(decision = ?decision, "ledger read");
         let planned = decision.clone();
@@ -218,12 +219,12 @@ impl Run<'_> {
             .instance
             .as_ref()
             .is_some_and(|i| i.status == "Running");
-        let mut need = self.s.estimate_reset;
+        let mut need = self.estimate(self.s.estimate_reset, self.learned.reset);
         if stop_needed {
-            need += self.s.estimate_stop;
+            need += self.estimate(self.s.estimate_stop, self.learned.stop);
         }
         if plan.end_running {
-            need += self.s.estimate_start;
+            need += self.estimate(self.s.estimate_start, self.learned.start);
         }
         self.fits("the rollback", need)?;
         let instance = seen.instance.as_ref().map(|i| i.instance_id.clone());

@@ -74,9 +74,10 @@ impl Run<'_> {
         let t = Utc::now();
         let record = self.record()?;
         if self.phase() < Phase::Preserving {
-            let mut need = self.s.estimate_snapshot + self.s.estimate_reset;
+            let mut need = self.estimate(self.s.estimate_snapshot, self.learned.snapshot)
+                + self.estimate(self.s.estimate_reset, self.learned.reset);
             if record.end_running || record.was_running {
-                need += self.s.estimate_start;
+                need += self.estimate(self.s.estimate_start, self.learned.start);
             }
             self.fits("the undo snapshot", need)?;
             self.set_phase(Phase::Preserving).await?;
@@ -192,7 +193,8 @@ impl Run<'_> {
         until: Instant,
         budget: Duration,
     ) -> Res<()> {
-        let mut pause = self.s.poll.initial;
+        let cadence = self.cadence(self.learned.snapshot);
+        let since = Instant::now();
         let mut last_write = Instant::now();
         loop {
             let q = SnapshotQuery {
@@ -244,8 +246,7 @@ impl Run<'_> {
                 self.set_phase(Phase::Preserving).await?;
                 last_write = Instant::now();
             }
-            tokio::time::sleep(pause).await;
-            pause = self.s.poll.next(pause);
+            tokio::time::sleep(cadence.pause(since.elapsed())).await;
         }
     }
 }

@@ -94,6 +94,22 @@ impl Run<'_> {
         }
     }
 
+    /// How to wait for a step that took `learned` ms on this disk last time (if known).
+    pub(super) fn cadence(&self, learned: Option<u64>) -> cadence::Cadence {
+        cadence::Cadence {
+            expected: learned.map(Duration::from_millis),
+            dense: self.s.poll.initial,
+            max: self.s.poll.max,
+        }
+    }
+
+    /// Between two reads of a wait that began at `since`: refresh the claim if due, then sleep
+    /// as long as `cadence` says for that point of the step.
+    pub(super) async fn wait_on(&mut self, cadence: &cadence::Cadence, since: Instant) {
+        self.heartbeat().await;
+        tokio::time::sleep(cadence.pause(since.elapsed())).await;
+    }
+
     /// Between two polls: refresh the claim if due, sleep `pause`, then grow it.
     pub(super) async fn wait_a_little(&mut self, pause: &mut Duration) {
         self.heartbeat().await;

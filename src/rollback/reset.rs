@@ -8,9 +8,9 @@ impl Run<'_> {
     pub(super) async fn reset(&mut self) -> Res<()> {
         let t = Utc::now();
         let record = self.record()?;
-        let mut need = self.s.estimate_reset;
+        let mut need = self.estimate(self.s.estimate_reset, self.learned.reset);
         if record.end_running || record.was_running {
-            need += self.s.estimate_start;
+            need += self.estimate(self.s.estimate_start, self.learned.start);
         }
         self.fits("the reset", need)?;
         if self.phase() != Phase::Resetting {
@@ -182,7 +182,8 @@ impl Run<'_> {
         let disk = self.disk_id();
         let budget = self.wait_budget(self.s.reset_timeout);
         let until = Instant::now() + budget;
-        let mut pause = self.s.poll.initial;
+        let cadence = self.cadence(self.learned.reset);
+        let since = Instant::now();
         // What this ECS shows during a reset: `Some(true)` the disk left `In_use` (its return is
         // the end), `Some(false)` it stayed `In_use` while a reset ran (the DryRun tells).
         let mut status_moves: Option<bool> = None;
@@ -232,7 +233,7 @@ impl Run<'_> {
             if Instant::now() >= until {
                 return Err(self.timed_out("the reset did not finish in time", budget));
             }
-            self.wait_a_little(&mut pause).await;
+            self.wait_on(&cadence, since).await;
         };
         // The reset step lasts until its end was seen: the timeline shows its real length.
         let end = Utc::now();

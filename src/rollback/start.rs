@@ -76,7 +76,8 @@ impl Run<'_> {
         }
         let budget = self.wait_budget(self.s.reset_timeout + self.s.start_timeout);
         let until = Instant::now() + budget;
-        let mut pause = self.s.poll.initial;
+        let cadence = self.cadence(self.learned.start);
+        let since = Instant::now();
         let mut request_id = None;
         // When StartInstance was refused because the reset ran, and when it was accepted: the
         // reset's end, as far as the API shows it.
@@ -134,10 +135,20 @@ impl Run<'_> {
             if Instant::now() >= until {
                 return Err(self.left_stopped(iid, t, calls, unexpected, budget));
             }
-            self.wait_a_little(&mut pause).await;
+            self.wait_on(&cadence, since).await;
         }
-        if let Some(stop_at) = self.record.as_ref().and_then(|r| r.stop_at) {
-            let ms = (Utc::now().timestamp_millis() - stop_at * 1000).max(0);
+        // From this delivery's own StopInstance, to the millisecond; a resumed run has only
+        // the ledger's whole second of an earlier delivery's.
+        let stopped_at_ms = match self.stop_asked {
+            Some(at) => Some(at.timestamp_millis()),
+            None => self
+                .record
+                .as_ref()
+                .and_then(|r| r.stop_at)
+                .map(|s| s * 1000),
+        };
+        if let Some(from) = stopped_at_ms {
+            let ms = (Utc::now().timestamp_millis() - from).max(0);
             self.downtime_ms = Some(ms as u64);
         }
         let mut t = t;

@@ -22,6 +22,8 @@ impl Run<'_> {
         let budget = self.wait_budget(self.s.stop_timeout);
         let until = Instant::now() + budget;
         let mut pause = self.s.poll.initial;
+        let cadence = self.cadence(self.learned.stop);
+        let since = Instant::now();
         loop {
             let Some(inst) = self.poll_instance(&iid, until, &mut pause).await? else {
                 continue;
@@ -51,6 +53,7 @@ impl Run<'_> {
                         ..Default::default()
                     };
                     self.before_change("StopInstance")?;
+                    self.stop_asked.get_or_insert_with(Utc::now);
                     match self.ecs.stop_instance(&self.region, &iid, &opts).await {
                         Ok(ack) => request_id = Some(ack.request_id),
                         // Re-read decides: Stopping/Stopped means it took.
@@ -76,7 +79,7 @@ impl Run<'_> {
             if Instant::now() >= until {
                 return Err(self.timed_out("the instance did not reach Stopped in time", budget));
             }
-            self.wait_a_little(&mut pause).await;
+            self.wait_on(&cadence, since).await;
         }
         let (status, detail) = match request_id {
             Some(_) => (StepStatus::Done, "Stopped (StoppedMode=KeepCharging)"),
@@ -93,7 +96,10 @@ impl Run<'_> {
             self.refuse_if_started_again(inst)?;
         }
         if self.phase() < Phase::Stopping {
-            self.fits("the stop", self.s.estimate_stop)?;
+            self.fits(
+                "the stop",
+                self.estimate(self.s.estimate_stop, self.learned.stop),
+            )?;
         }
         if let Some(r) = self.record.as_mut() {
             r.stop_at.get_or_insert(unix(Utc::now()));

@@ -409,3 +409,55 @@ async fn the_undo_snapshot_labels_pass_every_reading_of_the_tag_rules() {
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
     assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
 }
+
+// ---- issue 15: waits that learn -------------------------------------------------------------
+
+/// Issue 15: a finished rollback records how long its steps took in the disk's ledger
+/// (`ecs-rollback:durations`, written with the record), and the next rollback of the disk waits
+/// from it: few reads while a step cannot be over, dense ones near its end. The first run knows
+/// nothing and reads densely throughout. Its downtime is measured to the millisecond, so it never
+/// exceeds the run's own total.
+#[tokio::test]
+async fn the_next_rollback_waits_from_what_the_last_one_measured() {
+    let settings = Settings {
+        cooldown: std::time::Duration::ZERO,
+        poll: ecs_rollback::settings::Poll {
+            initial: std::time::Duration::from_millis(50),
+            max: std::time::Duration::from_secs(2),
+        },
+        ..Settings::fast()
+    };
+    let timings = Timings {
+        stop_ms: 1_500,
+        start_ms: 1_500,
+        ..Timings::fast()
+    };
+    let b = bench_with(scenario(timings, Faults::default()), settings).await;
+    let reads = |b: &Bench| b.calls("DescribeInstances");
+    let first = b.run(web("learn-1", json!({}))).await;
+    assert_eq!(first.outcome, Outcome::Succeeded, "{:?}", first.error);
+    let first_reads = reads(&b);
+    let learned = b.disk(WEB_SYS)["tags"][ecs_rollback::ledger::DURATIONS_TAG]
+        .as_str()
+        .map(ecs_rollback::ledger::Durations::decode)
+        .expect("the durations tag");
+    assert!(learned.stop.is_some_and(|ms| ms >= 1_500), "{learned:?}");
+    assert!(learned.start.is_some_and(|ms| ms >= 1_500), "{learned:?}");
+    assert!(learned.reset.is_some(), "{learned:?}");
+    let downtime = first.downtime_ms.expect("downtime");
+    assert!(
+        downtime <= first.total_ms,
+        "{downtime} > {}",
+        first.total_ms
+    );
+    let second = b
+        .run(json!({"instanceId": WEB, "snapshotId": WEB_SNAP_OLD, "idempotencyKey": "learn-2"}))
+        .await;
+    assert_eq!(second.outcome, Outcome::Succeeded, "{:?}", second.error);
+    let second_reads = reads(&b) - first_reads;
+    assert!(
+        second_reads < first_reads,
+        "the second rollback read the instance {second_reads} times, the first {first_reads}"
+    );
+    assert_eq!(b.status(WEB), "Running");
+}
