@@ -34,6 +34,19 @@ use calls::{p, Params};
 pub use calls::{DiskQuery, InstanceQuery, SnapshotQuery, StopOptions, StoppedMode};
 use pace::Pace;
 
+tokio::task_local! {
+    /// The ECS requests sent on behalf of the future running in [`counting`].
+    static SENT: Arc<std::sync::atomic::AtomicU64>;
+}
+
+/// Runs `fut`, counting the ECS requests it sends (every attempt, throttled ones included; a
+/// read a drill's runs share counts for the run that made it): `(its output, the count)`.
+pub async fn counting<F: std::future::Future>(fut: F) -> (F::Output, u64) {
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let out = SENT.scope(sent.clone(), fut).await;
+    (out, sent.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 pub const ECS_VERSION: &str = "2014-05-26";
 pub const STS_VERSION: &str = "2015-04-01";
 /// IDs per Describe call (`InstanceIds`, `DiskIds`, `SnapshotIds` take at most 100).
@@ -311,6 +324,7 @@ impl EcsClient {
             tokio::time::sleep(wait).await;
         }
         let sent_at = Instant::now();
+        let _ = SENT.try_with(|n| n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let response = self.transport.send(request).await.map_err(|e| match e {
             TransportError::Connect(m) => EcsError::transport(action, ErrorKind::Connect, m),
             TransportError::Timeout(m) => EcsError::transport(action, ErrorKind::Timeout, m),
