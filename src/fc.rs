@@ -25,7 +25,8 @@
 //! webhook instead, and any other path is refused. Deploy the webhook as its own function in
 //! HTTP mode (`serve-fc --http`, `deploy/s.yaml`).
 //!
-//! `FC Invoke Start RequestId: …` / `FC Invoke End RequestId: …` on stdout around each call.
+//! `FC Invoke Start RequestId: …` / `FC Invoke End RequestId: …` on stdout around each call,
+//! and between them one CloudWatch EMF metric line per result (`crate::metrics`), as on Lambda.
 //! Bodies are read up to `MAX_ENVELOPE` (the web framework's own limit is off): over the one
 //! limit, the project's own `rejected` answer, never a bare 413.
 //!
