@@ -25,6 +25,8 @@ pub struct Answer {
     pub summaries: Vec<Value>,
     /// For results (not an SQS batch, not HTTP): set when any request did not succeed.
     pub failure: Option<Failure>,
+    /// One CloudWatch EMF document per result event, in the same order (`crate::metrics`).
+    pub metrics: Vec<Value>,
 }
 
 impl Answer {
@@ -34,7 +36,13 @@ impl Answer {
             reports,
             summaries,
         } = reply;
-        let events = reports.iter().map(Report::to_cloud_event).collect();
+        let events: Vec<Value> = reports.iter().map(Report::to_cloud_event).collect();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let metrics = reports
+            .iter()
+            .zip(&events)
+            .map(|(r, e)| crate::metrics::emf(r, e["id"].as_str().unwrap_or(""), now_ms))
+            .collect();
         let failure = match shape {
             Shape::Results | Shape::Workflow { .. } => failure(&reports),
             _ => None,
@@ -44,6 +52,21 @@ impl Answer {
             events,
             summaries,
             failure,
+            metrics,
+        }
+    }
+
+    /// The metric lines: each EMF document on stdout as a line of its own (not inside a log
+    /// line: CloudWatch Logs extracts metrics only from a log event that is the document).
+    /// One write per line, under stdout's lock, so no other output splits it.
+    pub fn emit_metrics(&self) {
+        use std::io::Write;
+        for m in &self.metrics {
+            let line = format!("{m}\n");
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                tracing::warn!(error = %e, "could not write the metric line");
+            }
         }
     }
 
@@ -150,6 +173,23 @@ mod tests {
         assert!(id.is_string());
         assert_eq!(a.results()["results"][0]["id"], id, "the same event, twice");
         assert_eq!(a.failure, None);
+    }
+
+    #[test]
+    fn one_metric_document_per_result_event_naming_it() {
+        let a = results(vec![
+            report(Outcome::Succeeded, None),
+            report(
+                Outcome::Rejected,
+                Some(ErrorInfo::new(Code::NotOptedIn, "no", false)),
+            ),
+        ]);
+        assert_eq!(a.metrics.len(), a.events.len());
+        for (m, e) in a.metrics.iter().zip(&a.events) {
+            assert_eq!(m["resultEventId"], e["id"]);
+            assert_eq!(m["Outcome"], e["data"]["outcome"]);
+            assert!(m["_aws"]["CloudWatchMetrics"].is_array());
+        }
     }
 
     #[test]

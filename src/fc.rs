@@ -25,7 +25,8 @@
 //! webhook instead, and any other path is refused. Deploy the webhook as its own function in
 //! HTTP mode (`serve-fc --http`, `deploy/s.yaml`).
 //!
-//! `FC Invoke Start RequestId: …` / `FC Invoke End RequestId: …` on stdout around each call.
+//! `FC Invoke Start RequestId: …` / `FC Invoke End RequestId: …` on stdout around each call,
+//! and between them one CloudWatch EMF metric line per result (`crate::metrics`), as on Lambda.
 //! Bodies are read up to `MAX_ENVELOPE` (the web framework's own limit is off): over the one
 //! limit, the project's own `rejected` answer, never a bare 413.
 //!
@@ -123,11 +124,15 @@ fn request_id(headers: &HeaderMap) -> String {
         .collect()
 }
 
-/// The deadline from the function's configured timeout (`x-fc-function-timeout`, seconds),
-/// counted from when the call arrived.
-pub fn deadline_of(headers: &HeaderMap, arrived: Instant) -> Option<Instant> {
+/// The function's configured timeout (`x-fc-function-timeout`, seconds).
+pub fn function_timeout(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = header(headers, "x-fc-function-timeout")?.parse().ok()?;
-    (secs > 0).then(|| arrived + Duration::from_secs(secs.min(86_400)))
+    (secs > 0).then(|| Duration::from_secs(secs.min(86_400)))
+}
+
+/// The deadline from the function's configured timeout, counted from when the call arrived.
+pub fn deadline_of(headers: &HeaderMap, arrived: Instant) -> Option<Instant> {
+    function_timeout(headers).map(|t| arrived + t)
 }
 
 /// The function role's temporary credentials, when Function Compute sends them.
@@ -161,6 +166,12 @@ where
         handler.ecs.provide_runtime_credentials(c);
     }
     let span = tracing::info_span!("invocation", fc_request_id = %id);
+    if let Some(timeout) = function_timeout(headers) {
+        // The first invocation tells the function's timeout: one that can never hold a
+        // rollback is said once, loudly.
+        let _enter = span.enter();
+        crate::fit::check_once(&handler.settings, timeout);
+    }
     let reply = run(deadline_of(headers, arrived))
         .instrument(span.clone())
         .await;
@@ -168,6 +179,7 @@ where
         let _enter = span.enter();
         let answer = Answer::of(reply);
         answer.log();
+        answer.emit_metrics();
         answer
     };
     println!("FC Invoke End RequestId: {id}");
@@ -357,6 +369,7 @@ mod tests {
             events: vec![],
             summaries: vec![],
             failure: None,
+            metrics: vec![],
         };
         for (status, ok) in [
             (200, true),

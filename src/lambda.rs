@@ -22,12 +22,16 @@ pub async fn serve(handler: Handler) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// The invocation's deadline as an `Instant` (the runtime gives Unix milliseconds).
-fn deadline_of(deadline: SystemTime) -> Instant {
-    let left = deadline
+/// The time an invocation has left (the runtime gives its deadline in Unix milliseconds).
+fn time_left(deadline: SystemTime) -> Duration {
+    deadline
         .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    Instant::now() + left
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The invocation's deadline as an `Instant`.
+fn deadline_of(deadline: SystemTime) -> Instant {
+    Instant::now() + time_left(deadline)
 }
 
 /// The payload is taken raw, held to the one size limit and parsed strictly (no repeated
@@ -39,6 +43,12 @@ pub async fn invoke(
 ) -> Result<Value, Diagnostic> {
     let (raw, ctx) = event.into_parts();
     let span = tracing::info_span!("invocation", lambda_request_id = %ctx.request_id);
+    // The first invocation tells the function's timeout (the time it has left as it arrives):
+    // one that can never hold a rollback is said once, loudly.
+    {
+        let _enter = span.enter();
+        crate::fit::check_once(&handler.settings, time_left(ctx.deadline()));
+    }
     let reply = match crate::handler::read_payload(raw.get().as_bytes()) {
         Ok(payload) => {
             handler
@@ -51,6 +61,7 @@ pub async fn invoke(
     let _enter = span.enter();
     let answer = Answer::of(reply);
     answer.log();
+    answer.emit_metrics();
     respond(answer)
 }
 

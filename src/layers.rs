@@ -19,6 +19,8 @@ const PURE: &[&str] = &[
     "drill",
     "drill_report",
     "workflow",
+    "metrics",
+    "fit",
 ];
 
 /// Module -> the modules it must not reach (`crate::<name>` paths; `ecs::client` and the like

@@ -65,6 +65,36 @@ if m:
     lease = int(m.group(1))
 check("the ledger lease outlives an invocation", lease > timeout, f"lease {lease} <= timeout {timeout}")
 
+
+settings_rs = open(os.path.join(ROOT, "src", "settings.rs"), encoding="utf-8").read()
+m = re.search(r"impl Default for Settings \{(.*?)\n\}", settings_rs, re.S)
+settings_default = m.group(1) if m else ""
+check("src/settings.rs has Settings::default()", bool(settings_default), "not found")
+
+
+def default_secs(field, fallback):
+    """A duration of Settings::default() in src/settings.rs (`field: Duration::from_secs(n)`)."""
+    m = re.search(r"\b" + field + r": Duration::from_secs\((\d+)\)", settings_default)
+    return int(m.group(1)) if m else fallback
+
+
+# What a rollback needs before it may begin with the default estimates: stop + reset + start
+# (+ the undo snapshot when preserveCurrent is on by default) + the deadline margin.
+est = {k: default_secs("estimate_" + k, d) for k, d in
+       [("stop", 60), ("reset", 120), ("start", 60), ("snapshot", 120)]}
+snapshot_timeout = default_secs("snapshot_timeout", 3600)
+m = re.search(r"const DEADLINE_MARGIN: Duration = Duration::from_secs\((\d+)\)", source)
+margin = int(m.group(1)) if m else 2
+m = re.search(r"\bpreserve_current: (true|false),", settings_default)
+preserve_default = (m.group(1) == "true") if m else False
+if str(env.get("ECS_ROLLBACK_PRESERVE_CURRENT", "")).lower() in ("1", "true", "yes", "on"):
+    preserve_default = True
+need = est["stop"] + est["reset"] + est["start"] + margin + (est["snapshot"] if preserve_default else 0)
+need_undo = est["stop"] + est["reset"] + est["start"] + est["snapshot"] + margin
+check(f"the function timeout fits a rollback with the default estimates ({need} s)", timeout >= need,
+      f"{timeout} < {need}")
+check(f"and one with preserveCurrent ({need_undo} s)", timeout >= need_undo, f"{timeout} < {need_undo}")
+
 sqs_events = [e for e in props.get("Events", {}).values() if e["Type"] == "SQS"]
 check("an SQS event source", len(sqs_events) == 1, sqs_events)
 for ev in sqs_events:
@@ -81,7 +111,16 @@ for ev in sqs_events:
         check("FIFO batch size <= 10", int(p.get("BatchSize", 10)) <= 10, p.get("BatchSize"))
         check("no batching window on FIFO", "MaximumBatchingWindowInSeconds" not in p, p)
     vis = int(queue.get("VisibilityTimeout", 30))
-    check("visibility timeout >= 6 x function timeout", vis >= 6 * timeout, f"{vis} < 6 x {timeout}")
+    # README, "How long an instance can stay stopped": a message cut off by the deadline comes
+    # back visibility - timeout after it. Lambda refuses a visibility timeout under the function
+    # timeout; AWS's "six times" (room for throttled invokes) is left on purpose: the ledger
+    # makes the early twin harmless, and 6 x 900 s kept an instance Stopped 75 minutes.
+    check("visibility timeout >= function timeout (Lambda refuses less)", vis >= timeout, f"{vis} < {timeout}")
+    check("visibility timeout <= function timeout + 120 s (the shortest continuation)",
+          vis <= timeout + 120, f"{vis} > {timeout} + 120: an instance cut off stays Stopped {vis - timeout} s")
+    receives = int(queue.get("RedrivePolicy", {}).get("maxReceiveCount", 0))
+    check("redeliveries outlast an undo snapshot and a lease before the DLQ",
+          receives * vis >= snapshot_timeout + lease, f"{receives} x {vis} < {snapshot_timeout} + {lease}")
     redrive = queue.get("RedrivePolicy", {})
     dlq_ref = redrive.get("deadLetterTargetArn", {}).get("Fn::GetAtt", [None])[0]
     check("the queue has a dead-letter queue", dlq_ref in resources, redrive)
@@ -91,7 +130,11 @@ for ev in sqs_events:
     check("SQS maximum concurrency is 2 to 1000 when set", mc is None or 2 <= int(mc) <= 1000, mc)
 
 eic = props.get("EventInvokeConfig", {})
-check("async retries are 0 to 2", 0 <= int(eic.get("MaximumRetryAttempts", 2)) <= 2, eic)
+check("async retries are 2 (each a chance to resume a run cut off)", int(eic.get("MaximumRetryAttempts", 2)) == 2, eic)
+age = int(eic.get("MaximumEventAgeInSeconds", 21600))
+# Lambda waits 1 min before the second attempt and 2 min before the third.
+check("the async event age lets the third attempt start after two full ones",
+      2 * timeout + 180 <= age <= 21600, f"{age} < 2 x {timeout} + 180")
 dest = eic.get("DestinationConfig", {})
 check("async success and failure destinations", "OnSuccess" in dest and "OnFailure" in dest, dest)
 check("a Function URL", "FunctionUrlConfig" in props, props.keys())
@@ -184,8 +227,17 @@ for name in ["ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN"]:
           str(fenv.get(name, "")).startswith("${env("), fenv.get(name))
 for name in fenv:
     check(f"s.yaml: the code reads {name}", f'"{name}"' in source or name == "RUST_LOG", name)
-retries = fprops.get("asyncInvokeConfig", {}).get("maxAsyncRetryAttempts")
-check("s.yaml: async retries are 0 to 2", retries is not None and 0 <= int(retries) <= 2, retries)
+ftimeout = int(fprops.get("timeout", 0))
+check(f"s.yaml: the timeout fits a rollback with the default estimates ({need} s)", ftimeout >= need, ftimeout)
+for res in ["ecs-rollback", "ecs-rollback-webhook"]:
+    aic = fc["resources"].get(res, {}).get("props", {}).get("asyncInvokeConfig", {})
+    retries = aic.get("maxAsyncRetryAttempts")
+    check(f"s.yaml: {res}: async retries are 2 (each a chance to resume a run cut off)",
+          retries is not None and int(retries) == 2, retries)
+    fage = int(aic.get("maxAsyncEventAgeInSeconds", 0))
+    # FC does not document the wait between retries of a function error: at least the attempts.
+    check(f"s.yaml: {res}: the event age lets the last attempt start after the others ran in full",
+          (int(retries or 0)) * ftimeout <= fage, f"{fage} < {retries} x {ftimeout}")
 check("s.yaml: failed async invocations have a destination",
       "onFailure" in fprops.get("asyncInvokeConfig", {}).get("destinationConfig", {}), fprops.get("asyncInvokeConfig"))
 triggers = fprops.get("triggers", [])

@@ -566,3 +566,75 @@ async fn an_event_over_the_limit_gets_the_projects_answer_on_fc() {
         );
     }
 }
+
+/// A function deployed with a timeout no rollback fits (60 s against the 242 s the default
+/// estimates and margin need) says so once per process, at its first invocation, at ERROR,
+/// naming the timeout, the minimum and the settings to change; not again at the second. Each
+/// result also has its CloudWatch EMF metric line on stdout, as under Lambda (Function
+/// Compute's logs keep stdout too).
+#[tokio::test]
+async fn a_timeout_that_can_never_fit_a_rollback_is_said_once_and_loudly() {
+    let rt = start_sim();
+    for n in 1..=2 {
+        let event = serde_json::json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED,
+            "idempotencyKey": format!("short-timeout-{n}")});
+        let id = format!("short-{n}");
+        let a = invoke(
+            &rt.base,
+            event.to_string(),
+            &[("x-fc-request-id", &id), ("x-fc-function-timeout", "60")],
+        )
+        .await;
+        // Refused before anything changed: the deadline cannot hold the rollback.
+        assert_eq!(a.status, 404, "{}", a.body);
+        assert_eq!(
+            a.body["results"][0]["data"]["error"]["code"], "DeadlineExceeded",
+            "{}",
+            a.body
+        );
+    }
+    // Both invocations' result lines are logged (after any line of the second invocation's
+    // check): only then is the count final.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while rt.logged("result event").len() < 2 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(rt.logged("result event").len(), 2);
+    let said = rt.logged("a rollback needs at least");
+    assert_eq!(said.len(), 1, "once per process: {said:?}");
+    for needle in [
+        "ERROR",
+        "timeout is 60 s",
+        "at least 242 s",
+        "ECS_ROLLBACK_ESTIMATE_STOP_SECONDS",
+        "ECS_ROLLBACK_ESTIMATE_RESET_SECONDS",
+        "ECS_ROLLBACK_ESTIMATE_START_SECONDS",
+    ] {
+        assert!(said[0].contains(needle), "{needle}: {}", said[0]);
+    }
+    assert!(rt.printed(&["\"_aws\""]), "a metric line on stdout");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let m: Vec<Value> = rt
+            .stdout
+            .lock()
+            .expect("lock")
+            .lines()
+            .filter(|l| l.contains("\"_aws\""))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        if m.len() >= 2 || std::time::Instant::now() > until {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(metrics.len(), 2, "one metric line per result: {metrics:?}");
+    for m in &metrics {
+        assert_eq!(
+            m["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "EcsRollback"
+        );
+        assert_eq!(m["Outcome"], "rejected");
+        assert_eq!(m["errorCode"], "DeadlineExceeded");
+    }
+}

@@ -549,3 +549,117 @@ async fn http_keys_follow_the_signature_or_the_request() {
     }
     assert_eq!(sim.disk(WEB_SYS).expect("disk")["resets"], 4);
 }
+
+/// The lines of `out` that are EMF documents (a JSON object with `_aws`), each parsed whole.
+fn metric_lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .unwrap_or_else(|e| panic!("a metric line is one JSON document: {e}: {l}"))
+        })
+        .collect()
+}
+
+/// Time to recovery where users look: each result event has one CloudWatch EMF line of its own
+/// on stdout (CloudWatch Logs extracts the metrics from it), naming the event, with the outcome
+/// and trigger as dimensions and the recovery and downtime seconds as metrics; and a function
+/// whose 900 s timeout fits a rollback says nothing about it.
+#[tokio::test]
+async fn each_result_event_has_its_metric_line_on_stdout() {
+    let sim = sim_with(Scenario {
+        timings: Timings::fast(),
+        ..Default::default()
+    });
+    let base = serve(&sim).await;
+    let mut f = start(&base).await;
+    let mut ids = Vec::new();
+    match f
+        .invoke(
+            json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": "emf-1"}),
+        )
+        .await
+    {
+        Answer::Response(v) => {
+            assert_eq!(outcomes(&v), vec!["succeeded"], "{v}");
+            ids.push(v["results"][0]["id"].clone());
+        }
+        other => panic!("{other:?}"),
+    }
+    // An SQS batch: a good record and a bad one, two results, two lines.
+    let batch = json!({"Records": [
+        sqs_record("m-good", &json!({"diskId": WEB_DATA, "reason": "emf"}).to_string()),
+        sqs_record("m-bad", "{\"diskId\": 42}"),
+    ]});
+    match f.invoke(batch).await {
+        Answer::Response(v) => assert_eq!(v, json!({"batchItemFailures": []})),
+        other => panic!("{other:?}"),
+    }
+    // The lines were written before each answer; the pipe is read by another task.
+    let mut lines = Vec::new();
+    for _ in 0..500 {
+        lines = metric_lines(&f.stdout.lock().expect("lock"));
+        if lines.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = f.stdout.lock().expect("lock").clone();
+    assert_eq!(lines.len(), 3, "one metric line per result event:\n{out}");
+    for m in &lines {
+        let directive = &m["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "EcsRollback", "{m}");
+        assert_eq!(
+            directive["Dimensions"][0],
+            json!(["Outcome", "TriggerKind"]),
+            "{m}"
+        );
+        assert!(m["_aws"]["Timestamp"].is_i64(), "{m}");
+        assert!(m["RecoverySeconds"].is_number(), "{m}");
+        assert!(
+            m.get("lambda_request_id").is_none() && m.get("message").is_none(),
+            "a line of its own, not a log line: {m}"
+        );
+    }
+    let direct = &lines[0];
+    assert_eq!(direct["resultEventId"], ids[0], "the line names its event");
+    assert_eq!(
+        (&direct["Outcome"], &direct["TriggerKind"]),
+        (&json!("succeeded"), &json!("direct"))
+    );
+    assert!(
+        direct["DowntimeSeconds"].as_f64().is_some_and(|d| d > 0.0),
+        "web-01 was stopped and started: {direct}"
+    );
+    let declared: Vec<&Value> = direct["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .map(|m| &m["Name"])
+        .collect();
+    assert_eq!(
+        declared,
+        vec![&json!("RecoverySeconds"), &json!("DowntimeSeconds")]
+    );
+    let mut sqs: Vec<(String, String)> = lines[1..]
+        .iter()
+        .map(|m| {
+            (
+                m["Outcome"].as_str().unwrap_or("").to_owned(),
+                m["TriggerKind"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    sqs.sort();
+    assert_eq!(
+        sqs,
+        vec![
+            ("rejected".to_owned(), "sqs".to_owned()),
+            ("succeeded".to_owned(), "sqs".to_owned())
+        ]
+    );
+    assert!(
+        !out.contains("a rollback needs at least"),
+        "a 900 s timeout fits a rollback: nothing to say\n{out}"
+    );
+}
