@@ -84,7 +84,11 @@ async fn baseline(ecs: &EcsClient, snapshot: &str) -> (Duration, bool) {
     while status(ecs).await != "Stopped" {
         tokio::time::sleep(second).await;
     }
-    if ecs.reset_disk(REGION, WEB_SYS, snapshot, false).await.is_err() {
+    if ecs
+        .reset_disk(REGION, WEB_SYS, snapshot, false)
+        .await
+        .is_err()
+    {
         return (t.elapsed(), false);
     }
     while ecs.start_instance(REGION, WEB, false).await.is_err() {
@@ -99,7 +103,11 @@ async fn baseline(ecs: &EcsClient, snapshot: &str) -> (Duration, bool) {
 #[tokio::main]
 async fn main() {
     println!("time to recovery: one rollback, ecs-rollback (default settings) vs a plain client");
-    for (stop, reset, start) in [(12_000, 6_000, 15_000), (20_000, 20_000, 20_000), (2_000, 2_000, 2_000)] {
+    for (stop, reset, start) in [
+        (12_000, 6_000, 15_000),
+        (20_000, 20_000, 20_000),
+        (2_000, 2_000, 2_000),
+    ] {
         let work = Duration::from_millis(stop + reset + start);
         let line = |who: &str, wall: Duration, calls: u64, ok: bool| {
             println!(
@@ -140,7 +148,12 @@ async fn main() {
             .expect("seed the learned durations");
         let before = total_calls(&sim2);
         let (wall, ok) = ours(&ecs2, "bench-learned", WEB_SNAP_TAGGED).await;
-        line("ecs-rollback, durations learned", wall, total_calls(&sim2) - before, ok);
+        line(
+            "ecs-rollback, durations learned",
+            wall,
+            total_calls(&sim2) - before,
+            ok,
+        );
         let sim3 = sim_of(stop, reset, start);
         let base3 = serve(&sim3).await;
         let ecs3 = client(&base3);
@@ -174,7 +187,14 @@ async fn main() {
         Rollback::new(&ecs, &settings).run(&req, Some(deadline)),
     )
     .await;
-    println!("  first delivery: {}", if cut.is_err() { "killed mid-stop" } else { "ended before the kill" });
+    println!(
+        "  first delivery: {}",
+        if cut.is_err() {
+            "killed mid-stop"
+        } else {
+            "ended before the kill"
+        }
+    );
     // The platform redelivers after the deadline; the work left from then on is what the
     // simulator still has to do: the rest of the stop (if any), the reset and the start.
     tokio::time::sleep_until((deadline + Duration::from_secs(4)).into()).await;

@@ -155,6 +155,7 @@ mod tests {
             downtime_ms: None,
             reason: None,
             warnings: vec![],
+            ecs_calls: None,
         }
     }
 

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use crate::settings::Settings;
 
-/// The margin the state machine keeps before the deadline (`rollback::DEADLINE_MARGIN`, 2 s;
-/// private there, so stated again here: keep the two equal).
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+/// The margin the state machine keeps before the deadline.
+pub use crate::settings::DEADLINE_MARGIN;
 
 /// The settings a deployment changes to make a rollback fit (the step estimates).
 pub const ESTIMATE_VARS: &str = "ECS_ROLLBACK_ESTIMATE_STOP_SECONDS, ECS_ROLLBACK_ESTIMATE_RESET_SECONDS, ECS_ROLLBACK_ESTIMATE_START_SECONDS";

@@ -154,6 +154,7 @@ mod tests {
             downtime_ms,
             reason: None,
             warnings: vec![],
+            ecs_calls: None,
         }
     }
 

@@ -133,17 +133,14 @@ pub struct Report {
     pub reason: Option<String>,
     /// Things the reader must know: e.g. that the opt-in check was off.
     pub warnings: Vec<String>,
+    /// The ECS requests this run sent (every attempt; `None` when nothing counted them).
+    pub ecs_calls: Option<u64>,
 }
 
 impl Report {
-    /// The ECS calls this run made, for the `EcsCalls` metric (`crate::metrics`). `None`: the
-    /// state machine does not count them yet. FOR THE STATE MACHINE (issue 15): the count
-    /// belongs in a field `pub ecs_calls: Option<u64>` of this struct, filled in
-    /// `rollback::Rollback::run`; it is not a field yet because every `Report { .. }` literal
-    /// (one of them in `src/rollback/mod.rs`) would have to name it. When it is added, return
-    /// it here; the metric line then declares `EcsCalls` by itself.
+    /// The ECS calls this run made, for the `EcsCalls` metric (`crate::metrics`).
     pub fn ecs_calls(&self) -> Option<u64> {
-        None
+        self.ecs_calls
     }
 
     pub fn to_cloud_event(&self) -> Value {
@@ -197,6 +194,7 @@ mod tests {
             downtime_ms: None,
             reason: None,
             warnings: vec![],
+            ecs_calls: None,
         };
         let e = r.to_cloud_event();
         assert_eq!(e["specversion"], "1.0");

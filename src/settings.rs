@@ -15,6 +15,11 @@ impl Poll {
     }
 }
 
+/// Margin a run keeps before its invocation's deadline: it must still write its ledger and
+/// report. A function whose timeout leaves less than a rollback's estimates and this margin can
+/// never roll anything back (`crate::fit`).
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The opt-in tag a disk or its instance must carry; `None` turns the check off.

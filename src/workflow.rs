@@ -332,6 +332,7 @@ fn report(plan: &DrillPlan, t: &Map<String, Value>, outcome: Outcome) -> Report 
         downtime_ms: None,
         reason: None,
         warnings: vec![],
+        ecs_calls: None,
     }
 }
 

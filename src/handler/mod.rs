@@ -94,6 +94,7 @@ fn bare(outcome: Outcome, trigger: &Trigger, error: Option<ErrorInfo>) -> Report
         downtime_ms: None,
         reason: None,
         warnings: vec![],
+        ecs_calls: None,
     }
 }
 

@@ -50,8 +50,7 @@ use crate::report::{ErrorInfo, Outcome, Report, Step, StepStatus, Target};
 use crate::request::{RollbackRequest, SnapshotChoice};
 use crate::settings::Settings;
 
-/// Margin kept before a deadline: the run must still write its ledger and report.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+pub(crate) use crate::settings::DEADLINE_MARGIN;
 /// No state-changing call (ECS, or a ledger tag write) leaves later than this before the
 /// invocation's deadline: a claim lapses at the deadline (plus `ledger::DEADLINE_GRACE_SECS`),
 /// and another delivery may take the disk over then, so a run must have stopped changing
@@ -139,7 +138,8 @@ impl<'a> Rollback<'a> {
         );
         // `instrument`, not `enter`: a guard held across an await would lend this run's span
         // to whatever else the thread polls meanwhile (another target of a drill).
-        let result = run.execute().instrument(span.clone()).await;
+        let (result, ecs_calls) =
+            crate::ecs::client::counting(run.execute().instrument(span.clone())).await;
         if run.claimed {
             // However the run ended, its claim has done its work.
             run.remove_tag(&ledger::claim_tag(&run.invocation))
@@ -166,6 +166,7 @@ impl<'a> Rollback<'a> {
             downtime_ms: run.downtime_ms,
             reason: req.reason.clone(),
             warnings: run.warnings,
+            ecs_calls: Some(ecs_calls),
         };
         match &report.error {
             None => tracing::info!(
