@@ -197,10 +197,19 @@ async fn throttling_slows_a_drill_without_failing_it() {
         .collect();
     assert!(failed.is_empty(), "{failed:?}");
     let throttled = sim.fault_stats().throttled;
+    let calls: u32 = sim.call_counts().values().sum();
     assert!(throttled > 0, "the simulator did throttle");
     println!(
-        "throttled drill: {n} targets in {:?}, {throttled} calls throttled, 0 failures",
-        started.elapsed()
+        "throttled drill: {n} targets in {:?}, {throttled} of {calls} calls throttled ({:.1}%), 0 failures",
+        started.elapsed(),
+        throttled as f64 * 100.0 / f64::from(calls.max(1))
+    );
+    // Issue 16: throttled attempts are wasted calls; the client's pace keeps them under 10%
+    // of a drill's (6-9% here; `cargo bench` prints the 100-target figure). The bound holds
+    // 15% for noise: before the pace voided stale slots and came back slowly, it was 49%.
+    assert!(
+        u64::from(calls) * 15 > throttled * 100,
+        "{throttled} of {calls} calls throttled"
     );
 }
 
