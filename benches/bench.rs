@@ -311,11 +311,12 @@ async fn main() {
         .count();
     let total = calls(&sim);
     println!(
-        "100-target drill at 20 req/s:          {:.1} s wall, {} ECS calls ({:.1} per target), {} throttled, {succeeded} succeeded, {failed} failed, {resets} resets applied",
+        "100-target drill at 20 req/s:          {:.1} s wall, {} ECS calls ({:.1} per target), {} throttled ({:.1}% of the calls), {succeeded} succeeded, {failed} failed, {resets} resets applied",
         wall.as_secs_f64(),
         total,
         total as f64 / n as f64,
-        sim.fault_stats().throttled
+        sim.fault_stats().throttled,
+        sim.fault_stats().throttled as f64 * 100.0 / total.max(1) as f64
     );
     println!("    calls by action: {:?}", sim.call_counts());
     println!(
