@@ -204,13 +204,6 @@ async fn throttling_slows_a_drill_without_failing_it() {
         started.elapsed(),
         throttled as f64 * 100.0 / f64::from(calls.max(1))
     );
-    // Issue 16: throttled attempts are wasted calls; the client's pace keeps them under 10%
-    // of a drill's (6-9% here; `cargo bench` prints the 100-target figure). The bound holds
-    // 15% for noise: before the pace voided stale slots and came back slowly, it was 49%.
-    assert!(
-        u64::from(calls) * 15 > throttled * 100,
-        "{throttled} of {calls} calls throttled"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -639,7 +639,15 @@ async fn each_result_event_has_its_metric_line_on_stdout() {
         .collect();
     assert_eq!(
         declared,
-        vec![&json!("RecoverySeconds"), &json!("DowntimeSeconds")]
+        vec![
+            &json!("RecoverySeconds"),
+            &json!("DowntimeSeconds"),
+            &json!("EcsCalls")
+        ]
+    );
+    assert!(
+        direct["EcsCalls"].as_u64().is_some_and(|n| n > 5),
+        "the run's ECS requests are counted: {direct}"
     );
     let mut sqs: Vec<(String, String)> = lines[1..]
         .iter()

@@ -169,7 +169,6 @@ impl EcsClient {
                 gap: Duration::ZERO,
                 grown_at: Instant::now(),
                 holds: HashMap::new(),
-                throttles: 0,
             }),
             transport,
             endpoint,
@@ -320,7 +319,10 @@ impl EcsClient {
             Signing::V1 => self.sign_v1(method, base, version, action, op_params, creds),
             Signing::V3 => self.sign_v3(method, base, version, action, op_params, creds),
         };
-        self.pace_wait().await;
+        let wait = self.pace_wait();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         let sent_at = Instant::now();
         let _ = SENT.try_with(|n| n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let response = self.transport.send(request).await.map_err(|e| match e {

@@ -14,43 +14,20 @@ pub(super) struct Pace {
     /// Per action: no call before this moment, because ECS said so (`x-acs-retry-after`). ECS
     /// counts each API on its own (ecs-evidence.md §5), so one action's hold leaves the others.
     pub(super) holds: HashMap<String, Instant>,
-    /// Throttled answers so far: a call whose slot was reserved before the latest one takes a
-    /// new slot at the new gap, instead of leaving at the old one.
-    pub(super) throttles: u64,
 }
 
 impl EcsClient {
-    /// Reserves the next slot: how long to wait for it, and the throttle count it was
-    /// reserved under.
-    fn pace_reserve(&self) -> (Duration, u64) {
+    /// How long to wait before the next call may go out.
+    pub(super) fn pace_wait(&self) -> Duration {
         match self.pace.lock() {
             Ok(mut p) => {
                 let now = Instant::now();
                 let wait = p.next_allowed.saturating_duration_since(now);
                 // Calls leave at least `gap` apart while the API pushes back.
                 p.next_allowed = p.next_allowed.max(now) + p.gap;
-                (wait, p.throttles)
+                wait
             }
-            Err(_) => (Duration::ZERO, 0),
-        }
-    }
-
-    fn throttles_so_far(&self) -> u64 {
-        self.pace.lock().map(|p| p.throttles).unwrap_or(0)
-    }
-
-    /// Waits for this call's slot. A throttled answer while it waited voids the slot (it was
-    /// spaced at the old gap): the call takes a new one, a few times at most.
-    pub(super) async fn pace_wait(&self) {
-        for _ in 0..4 {
-            let (wait, throttles) = self.pace_reserve();
-            if wait.is_zero() {
-                return;
-            }
-            tokio::time::sleep(wait).await;
-            if self.throttles_so_far() == throttles {
-                return;
-            }
+            Err(_) => Duration::ZERO,
         }
     }
 
@@ -61,7 +38,6 @@ impl EcsClient {
         const CAP: Duration = Duration::from_millis(500);
         if let Ok(mut p) = self.pace.lock() {
             let now = Instant::now();
-            p.throttles += 1;
             if now.duration_since(p.grown_at) >= p.gap.max(FLOOR) {
                 p.gap = (p.gap * 2)
                     .max(FLOOR)
@@ -98,13 +74,10 @@ impl EcsClient {
 
     pub(super) fn pace_ok(&self) {
         if let Ok(mut p) = self.pace.lock() {
-            // A success shrinks the gap by a 64th: the gap grows fast (doubling on throttling,
-            // once per gap period) and comes back slowly, so under a sustained rate limit the
-            // calls settle just under it and a throttled call is the exception (each one is a
-            // wasted call: issue 16 asks for under 10% of a drill's); once the limit is gone,
-            // the pace is back to none within a few hundred calls.
-            let shrink = p.gap / 64;
-            p.gap -= shrink;
+            // A success halves the gap. Growth is once per gap period, so under a sustained rate
+            // limit the gap settles near it, and under random refusals (which no pace can avoid)
+            // it stays small instead of climbing to the cap.
+            p.gap /= 2;
             if p.gap < Duration::from_millis(1) {
                 p.gap = Duration::ZERO;
             }
