@@ -84,11 +84,13 @@ class RuntimeApi:
                 pass
 
             def do_GET(self):
-                rid, payload, _ = api.pending.get()
+                rid, payload, _, deadline_ms, timing = api.pending.get()
                 body = json.dumps(payload).encode()
+                if timing is not None:
+                    timing["got"] = time.monotonic()
                 self.send_response(200)
                 self.send_header("Lambda-Runtime-Aws-Request-Id", rid)
-                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 900_000))
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + deadline_ms))
                 self.send_header("Lambda-Runtime-Invoked-Function-Arn", FUNCTION_ARN)
                 self.send_header("Lambda-Runtime-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1")
                 self.send_header("Content-Type", "application/json")
@@ -112,16 +114,21 @@ class RuntimeApi:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
 
-    def invoke(self, payload):
+    def invoke(self, payload, deadline_ms=900_000, timing=None):
+        """One invocation: `deadline_ms` from the moment a process takes it (Lambda's timeout, 900 s
+        by default); `timing`, if given, gets `got` and `answered` (time.monotonic())."""
         rid = str(uuid.uuid4())
         slot = queue.Queue()
         with self.lock:
             self.waiting[rid] = slot
             self.running += 1
             self.peak = max(self.peak, self.running)
-        self.pending.put((rid, payload, slot))
+        self.pending.put((rid, payload, slot, deadline_ms, timing))
         try:
-            return slot.get(timeout=300)
+            answer = slot.get(timeout=300)
+            if timing is not None:
+                timing["answered"] = time.monotonic()
+            return answer
         finally:
             with self.lock:
                 self.running -= 1
@@ -133,14 +140,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def main():
-    binary = sys.argv[1]
+def start_world(binary, scen, n_functions, extra_env=None):
+    """The simulator with `scen`, the Runtime API stand-in, and `n_functions` function processes
+    polling it. Returns (tmp, base URL, api, processes)."""
     tmp = tempfile.mkdtemp(prefix="ecs-rollback-sfn-")
-    scen = os.path.join(tmp, "scenario.json")
-    with open(scen, "w") as f:
-        json.dump(scenario(), f)
+    path = os.path.join(tmp, "scenario.json")
+    with open(path, "w") as f:
+        json.dump(scen, f)
     procs = []
-    sim = subprocess.Popen([binary, "simulate", "--port", "0", "--scenario", scen],
+    sim = subprocess.Popen([binary, "simulate", "--port", "0", "--scenario", path],
                            stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "sim.log"), "w"), text=True)
     procs.append(sim)
     base = sim.stdout.readline().strip()
@@ -151,11 +159,49 @@ def main():
                ALIBABA_CLOUD_ACCESS_KEY_ID="sim-access-key-id", ALIBABA_CLOUD_ACCESS_KEY_SECRET="sim-access-key-secret",
                ALIBABA_CLOUD_REGION_ID="cn-hangzhou", ECS_ROLLBACK_ECS_ENDPOINT=base,
                ECS_ROLLBACK_COOLDOWN_SECONDS="0", ECS_ROLLBACK_POLL_INITIAL_MS="50", ECS_ROLLBACK_POLL_MAX_MS="200",
-               RUST_LOG="warn")
-    # As many execution environments as the map may use at once, and one more (plan, summary).
-    for n in range(CONCURRENCY + 1):
+               RUST_LOG="warn", **(extra_env or {}))
+    for n in range(n_functions):
         procs.append(subprocess.Popen([binary], env=env, stdout=open(os.path.join(tmp, f"fn{n}.log"), "w"),
                                       stderr=subprocess.STDOUT))
+    return tmp, base, api, procs
+
+
+def test_definition():
+    """template.yaml's state machine, as the test runs it: the function's ARN filled in, and
+    every Retry after 1 s, not doubling (moto really waits)."""
+    import extract_definition
+    definition = extract_definition.definition(os.path.join(ROOT, "template.yaml"))
+    text = json.dumps(definition).replace("${RollbackFunctionArn}", FUNCTION_ARN)
+    copy = json.loads(text)
+    for state in [copy["States"]["Plan"], copy["States"]["Summary"], copy["States"]["Targets"]["ItemProcessor"]["States"]["Target"]]:
+        for r in state.get("Retry", []):
+            r["IntervalSeconds"], r["BackoffRate"] = 1, 1.0
+            r.pop("MaxDelaySeconds", None)
+            r.pop("JitterStrategy", None)
+    return definition, copy
+
+
+def execute(definition, execution_input):
+    """Runs `definition` in moto's Step Functions to its end: (describe_execution, history)."""
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = sfn.create_state_machine(name="ecs-rollback-drill", definition=json.dumps(definition),
+                                       roleArn="arn:aws:iam::123456789012:role/ecs-rollback-drill",
+                                       type="STANDARD")["stateMachineArn"]
+        ex = sfn.start_execution(stateMachineArn=arn, input=json.dumps(execution_input))["executionArn"]
+        while True:
+            d = sfn.describe_execution(executionArn=ex)
+            if d["status"] != "RUNNING":
+                break
+            time.sleep(0.5)
+        history = sfn.get_execution_history(executionArn=ex, maxResults=1000)["events"]
+    return d, history
+
+
+def main():
+    binary = sys.argv[1]
+    # As many execution environments as the map may use at once, and one more (plan, summary).
+    tmp, base, api, procs = start_world(binary, scenario(), CONCURRENCY + 1)
     try:
         run(api, base)
     finally:
@@ -166,19 +212,10 @@ def main():
 
 
 def run(api, base):
-    import extract_definition
-    definition = extract_definition.definition(os.path.join(ROOT, "template.yaml"))
+    definition, copy = test_definition()
     tmap = definition["States"]["Targets"]
     check("the map's tolerated failures are the plan's, from maxErrors",
           tmap.get("ToleratedFailureCountPath") == "$.plan.toleratedFailureCount", tmap.get("ToleratedFailureCountPath"))
-    # The test's copy: retries after 1 s (moto really waits).
-    text = json.dumps(definition).replace("${RollbackFunctionArn}", FUNCTION_ARN)
-    copy = json.loads(text)
-    for state in [copy["States"]["Plan"], copy["States"]["Summary"], copy["States"]["Targets"]["ItemProcessor"]["States"]["Target"]]:
-        for r in state.get("Retry", []):
-            r["IntervalSeconds"], r["BackoffRate"] = 1, 1.0
-            r.pop("MaxDelaySeconds", None)
-            r.pop("JitterStrategy", None)
 
     seen = {"plan": None, "failed": 0, "refused": 0, "targets": 0, "invocations": []}
     lock = threading.Lock()
@@ -212,19 +249,7 @@ def run(api, base):
     drill = {"name": "sfn", "regionId": "cn-hangzhou", "startAfterReset": True, "targets": targets,
              "concurrency": CONCURRENCY, "maxErrors": MAX_ERRORS, "rtoSeconds": 600}
     start = time.monotonic()
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
-        sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        arn = sfn.create_state_machine(name="ecs-rollback-drill", definition=json.dumps(copy),
-                                       roleArn="arn:aws:iam::123456789012:role/ecs-rollback-drill",
-                                       type="STANDARD")["stateMachineArn"]
-        ex = sfn.start_execution(stateMachineArn=arn, input=json.dumps(
-            {"drill": drill, "scheduledTime": "2026-11-29T03:00:00Z", "report": "none"}))["executionArn"]
-        while True:
-            d = sfn.describe_execution(executionArn=ex)
-            if d["status"] != "RUNNING":
-                break
-            time.sleep(0.5)
-        history = sfn.get_execution_history(executionArn=ex, maxResults=1000)["events"]
+    d, history = execute(copy, {"drill": drill, "scheduledTime": "2026-11-29T03:00:00Z", "report": "none"})
     wall = time.monotonic() - start
     check("the execution succeeded (the summary ran)", d["status"] == "SUCCEEDED", d)
     kinds = {e["type"] for e in history}
