@@ -31,6 +31,11 @@ impl Run<'_> {
         let record = self.record()?;
         let t = Utc::now();
         match self.instance_id() {
+            // From `starting` on (a resumed run) the instance may be Running already, where a
+            // ResetDisk DryRun says nothing of the reset: StartInstance's own waiting suffices.
+            Some(iid) if record.end_running && self.phase() >= Phase::Starting => {
+                self.start(&iid, Utc::now()).await?;
+            }
             Some(iid) if record.end_running => {
                 if let Err(h) = self.wait_reset_done().await {
                     tracing::warn!(error = %h.error.message, "the reset's end was not seen; StartInstance waits for it");
