@@ -28,6 +28,23 @@ pub const LOCKED: &str = "i-bp1locked00000004";
 pub const LOCKED_SYS: &str = "d-bp1locked0000sys04";
 pub const LOCKED_SNAP: &str = "s-bp1locked0sys00001";
 
+/// Faults of one scripted kind: the `nth` call of `action` (every caller's) meets `fault`.
+pub fn scripted_fault(
+    action: &str,
+    nth: u32,
+    fault: ecs_rollback::sim::FaultKind,
+) -> ecs_rollback::sim::Faults {
+    ecs_rollback::sim::Faults {
+        scripted: vec![ecs_rollback::sim::ScriptedFault {
+            caller: None,
+            action: action.into(),
+            nth,
+            fault,
+        }],
+        ..Default::default()
+    }
+}
+
 pub fn fast_sim() -> Simulator {
     Simulator::with_timings(Timings::fast())
 }

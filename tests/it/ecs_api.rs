@@ -17,18 +17,6 @@ use ecs_rollback::sim::{FaultKind, Faults, FleetSpec, Scenario, ScriptedFault, T
 
 const T: Duration = Duration::from_secs(5);
 
-fn scripted(action: &str, nth: u32, fault: FaultKind) -> Faults {
-    Faults {
-        scripted: vec![ScriptedFault {
-            caller: None,
-            action: action.into(),
-            nth,
-            fault,
-        }],
-        ..Default::default()
-    }
-}
-
 async fn instance_status(c: &ecs_rollback::ecs::EcsClient, id: &str) -> String {
     let q = InstanceQuery {
         ids: vec![id.into()],
@@ -412,7 +400,7 @@ async fn throttled_reads_are_retried_until_they_pass() {
 async fn a_throttled_write_is_retried_it_was_never_applied() {
     let sim = sim_with(Scenario {
         timings: Timings::fast(),
-        faults: scripted("StopInstance", 1, FaultKind::Throttle),
+        faults: scripted_fault("StopInstance", 1, FaultKind::Throttle),
         ..Default::default()
     });
     let base = serve(&sim).await;
@@ -477,7 +465,7 @@ async fn a_5xx_is_retried_for_reads_and_reported_for_writes() {
 async fn a_response_dropped_after_the_change_reads_as_may_have_applied() {
     let sim = sim_with(Scenario {
         timings: Timings::fast(),
-        faults: scripted("StopInstance", 1, FaultKind::Drop),
+        faults: scripted_fault("StopInstance", 1, FaultKind::Drop),
         ..Default::default()
     });
     let base = serve(&sim).await;

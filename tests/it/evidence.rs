@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::common::*;
 use ecs_rollback::report::{Outcome, Report};
 use ecs_rollback::settings::Settings;
-use ecs_rollback::sim::{FaultKind, Faults, Scenario, ScriptedFault, ThrottleCode, Timings};
+use ecs_rollback::sim::{FaultKind, Faults, Scenario, ThrottleCode, Timings};
 use serde_json::{json, Value};
 
 fn web(key: &str, extra: Value) -> Value {
@@ -26,18 +26,6 @@ fn scenario(timings: Timings, faults: Faults) -> Scenario {
     Scenario {
         timings,
         faults,
-        ..Default::default()
-    }
-}
-
-fn scripted(action: &str, nth: u32, fault: FaultKind) -> Faults {
-    Faults {
-        scripted: vec![ScriptedFault {
-            caller: None,
-            action: action.into(),
-            nth,
-            fault,
-        }],
         ..Default::default()
     }
 }
@@ -134,7 +122,7 @@ async fn the_undo_snapshot_is_asked_again_while_another_is_being_created() {
         "IncorrectDiskStatus.CreatingSnapshot",
         "QuotaExceed.ConcurrentSnapshotQuota",
     ] {
-        let faults = scripted(
+        let faults = scripted_fault(
             "CreateSnapshot",
             1,
             FaultKind::Error {
@@ -278,7 +266,7 @@ async fn every_not_yet_answer_of_start_instance_is_retried() {
         (403, "DiskError"),
         (403, "Throttling"),
     ] {
-        let faults = scripted(
+        let faults = scripted_fault(
             "StartInstance",
             1,
             FaultKind::Error {
@@ -344,7 +332,7 @@ async fn both_tag_quota_answers_refuse_the_ledger_for_good() {
         (400, "OperationDenied.QuotaExceed"),
         (403, "QuotaExceed.Tags"),
     ] {
-        let faults = scripted(
+        let faults = scripted_fault(
             "TagResources",
             1,
             FaultKind::Error {
@@ -380,7 +368,7 @@ async fn a_client_token_still_being_processed_is_asked_again() {
         client_token_processing_ms: 300,
         ..Timings::fast()
     };
-    let faults = scripted("CreateSnapshot", 1, FaultKind::Drop);
+    let faults = scripted_fault("CreateSnapshot", 1, FaultKind::Drop);
     let b = bench_with(scenario(timings, faults), Settings::fast()).await;
     let r = b
         .run(web("processing", json!({"preserveCurrent": true})))

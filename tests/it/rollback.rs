@@ -902,15 +902,7 @@ fn created_snapshots(b: &Bench) -> usize {
 fn scripted_bench_faults(action: &str, nth: u32, fault: FaultKind) -> Scenario {
     Scenario {
         timings: Timings::fast(),
-        faults: Faults {
-            scripted: vec![ScriptedFault {
-                caller: None,
-                action: action.into(),
-                nth,
-                fault,
-            }],
-            ..Default::default()
-        },
+        faults: scripted_fault(action, nth, fault),
         ..Default::default()
     }
 }

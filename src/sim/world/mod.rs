@@ -425,6 +425,10 @@ mod tests {
     use super::*;
 
     fn world() -> World {
+        world_of(&default_fleet())
+    }
+
+    fn world_of(fleet: &FleetSpec) -> World {
         // Resets and snapshots outlast any stall of a loaded machine between two calls; stops
         // and starts are quick (and waited out with a sleep longer than they take).
         let timings = Timings {
@@ -432,7 +436,7 @@ mod tests {
             snapshot_ms: 600_000,
             ..Timings::fast()
         };
-        World::new(&default_fleet(), timings).expect("the default fleet")
+        World::new(fleet, timings).expect("the fleet")
     }
 
     /// One call at a given moment (the world's clock is the caller's).
@@ -633,12 +637,7 @@ mod tests {
         for d in fleet.disks.iter_mut().filter(|d| d.id == WEB_SYS) {
             d.category = Some(category.into());
         }
-        let timings = Timings {
-            reset_ms: 600_000,
-            snapshot_ms: 600_000,
-            ..Timings::fast()
-        };
-        World::new(&fleet, timings).expect("fleet")
+        world_of(&fleet)
     }
 
     fn snapshot_row(w: &mut World, id: &str) -> Value {
