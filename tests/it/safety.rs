@@ -340,9 +340,34 @@ async fn a_twin_after_the_deadline_takes_over_and_the_late_run_changes_nothing()
             .filter(|e| e.caller == first_key)
             .count()
     };
+    let deadline_unix = Utc::now().timestamp_millis() as f64 / 1000.0 + 2.8;
     let twin = async {
-        // After the deadline, and after the grace and the claim's whole-second rounding.
-        tokio::time::sleep_until((deadline + Duration::from_millis(4_200)).into()).await;
+        // Past the deadline and its grace, the claim's own expiry is read from the disk: it
+        // records the deadline in whole seconds, rounded up (up to 1 s later than the real
+        // one), and counts while the clock's whole second is not past it (up to 1 s more).
+        tokio::time::sleep_until((deadline + Duration::from_secs(3)).into()).await;
+        let ledger = ledger::Ledger::from_tags(
+            b.disk(WEB_SYS)["tags"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))),
+        );
+        let claim = ledger
+            .claims
+            .first()
+            .expect("the first run's claim")
+            .clone();
+        let recorded = claim.deadline.expect("the claim records its deadline");
+        assert!(
+            (recorded as f64) >= deadline_unix - 0.5 && (recorded as f64) < deadline_unix + 1.5,
+            "the claim records its invocation's deadline ({recorded} vs {deadline_unix:.3})"
+        );
+        let lapses = claim.expires_at(60);
+        assert_eq!(lapses, recorded + ledger::DEADLINE_GRACE_SECS);
+        while Utc::now().timestamp() <= lapses {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let t = std::time::Instant::now();
         let r = run_on(&b.other(), &event).await;
         (r, t.elapsed())
