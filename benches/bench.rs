@@ -160,6 +160,14 @@ async fn main() {
         std::env::consts::ARCH
     );
 
+    // `ECS_ROLLBACK_BENCH_ONLY=drill`: the 100-target drill alone.
+    if std::env::var("ECS_ROLLBACK_BENCH_ONLY").as_deref() != Ok("drill") {
+        figures_of_one_rollback(&root, &tmp).await;
+    }
+    drill_figures(&tmp).await;
+}
+
+async fn figures_of_one_rollback(root: &Path, tmp: &Path) {
     // Peak RSS of one rollback (fast simulator), first: wait4 reports each child alone.
     let sim = sim_with(Scenario {
         timings: Timings::fast(),
@@ -205,7 +213,7 @@ async fn main() {
         ours.push(time_to_first_next(Path::new(BIN), &env).await);
     }
     let ours = median(ours);
-    match build_floor(&root) {
+    match build_floor(root) {
         Some(floor_bin) => {
             let mut floor = Vec::new();
             for _ in 0..20 {
@@ -258,7 +266,9 @@ async fn main() {
         if out.contains("succeeded") { "" } else { " (did not succeed!)" }
     );
     println!("    calls by action: {:?}", sim.call_counts());
+}
 
+async fn drill_figures(tmp: &Path) {
     // A 100-target drill against 20 requests per second.
     let n = 100;
     let sim = sim_with(Scenario {

@@ -40,10 +40,13 @@ pub enum Code {
     Failed,
     /// A bug: a state the code does not expect.
     Internal,
+    /// This delivery's claim could not be renewed in time, so it stopped changing anything;
+    /// the next delivery resumes from the ledger.
+    ClaimLapsed,
 }
 
 impl Code {
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 18] = [
         Code::InvalidRequest,
         Code::NotOptedIn,
         Code::CooldownActive,
@@ -61,6 +64,7 @@ impl Code {
         Code::ResetGaveUp,
         Code::Failed,
         Code::Internal,
+        Code::ClaimLapsed,
     ];
 
     /// The code as the result event carries it.
@@ -83,6 +87,7 @@ impl Code {
             Code::ResetGaveUp => "ResetGaveUp",
             Code::Failed => "Failed",
             Code::Internal => "Internal",
+            Code::ClaimLapsed => "ClaimLapsed",
         }
     }
 }

@@ -68,7 +68,7 @@ impl ErrorInfo {
         Self {
             code: e.code_or_kind(),
             message: e.to_string(),
-            retryable: e.is_retryable(),
+            retryable: e.can_pass(),
             request_id: e.request_id.clone(),
         }
     }

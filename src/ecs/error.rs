@@ -18,6 +18,9 @@ pub enum Retry {
     AfterStateChange,
     /// Not a failure: the dry run of this call passed (`DryRunOperation`).
     DryRunSuccess,
+    /// Not sent, and not to be tried again by this delivery (its claim may have lapsed); the
+    /// next delivery can: not repeated by any loop, reported as retryable.
+    NextDelivery,
 }
 
 /// How the call failed.
@@ -43,6 +46,8 @@ pub enum ErrorKind {
     /// Not sent: the invocation's deadline is too close for a state-changing call (a run never
     /// changes anything once its claim may have lapsed).
     PastDeadline,
+    /// Not sent: this delivery's claim on the disk may have lapsed (`rollback/lease.rs`).
+    Fenced,
 }
 
 /// An error of one ECS (or STS) call, after the client's own retries.
@@ -126,6 +131,7 @@ impl EcsError {
             | ErrorKind::ResponseLost
             | ErrorKind::Held
             | ErrorKind::PastDeadline => Retry::Retryable,
+            ErrorKind::Fenced => Retry::NextDelivery,
             _ => Retry::NotRetryable,
         };
         Self {
@@ -160,6 +166,12 @@ impl EcsError {
         self.retry == Retry::Retryable
     }
 
+    /// Whether a later delivery may succeed where this one failed (what a report's `retryable`
+    /// says): a retryable error, or a request this delivery may no longer send.
+    pub fn can_pass(&self) -> bool {
+        self.is_retryable() || self.retry == Retry::NextDelivery
+    }
+
     pub fn is_dry_run_success(&self) -> bool {
         self.retry == Retry::DryRunSuccess
     }
@@ -182,6 +194,7 @@ impl EcsError {
             (None, ErrorKind::Credentials) => "CredentialsUnavailable".into(),
             (None, ErrorKind::Held) => "HeldForRetryAfter".into(),
             (None, ErrorKind::PastDeadline) => "DeadlineExceeded".into(),
+            (None, ErrorKind::Fenced) => "ClaimLapsed".into(),
             (None, ErrorKind::Api) => match self.status {
                 Some(s) => format!("Http{s}"),
                 None => "Unknown".into(),

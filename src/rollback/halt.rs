@@ -37,6 +37,16 @@ impl Halt {
 
 pub(super) type Res<T> = Result<T, Halt>;
 
+/// An invocation's deadline as unix seconds (what its claim records), rounded up: never
+/// before the real deadline, so the claim never lapses sooner than the grace says.
+pub(super) fn deadline_unix(deadline: Option<Instant>) -> Option<i64> {
+    deadline.map(|d| {
+        let left = d.saturating_duration_since(Instant::now());
+        let at_ms = Utc::now().timestamp_millis() + left.as_millis() as i64;
+        at_ms.div_euclid(1000) + i64::from(at_ms.rem_euclid(1000) > 0)
+    })
+}
+
 /// The ledger could not be written before anything changed: refuse, saying why.
 pub(super) fn refuse_ledger(e: &EcsError) -> Halt {
     // The 20-tag quota: 400 `OperationDenied.QuotaExceed` or 403 `QuotaExceed.Tags`
@@ -51,7 +61,7 @@ pub(super) fn refuse_ledger(e: &EcsError) -> Halt {
         } else {
             format!("could not write the ledger tags on the disk: {e}")
         },
-        e.is_retryable() && !quota,
+        e.can_pass() && !quota,
     )
 }
 
@@ -80,14 +90,6 @@ impl Run<'_> {
         self.deadline.map(|d| {
             d.saturating_duration_since(Instant::now())
                 .saturating_sub(DEADLINE_MARGIN)
-        })
-    }
-
-    /// The invocation's deadline as unix seconds (what its claim records), rounded up.
-    pub(super) fn deadline_unix(&self) -> Option<i64> {
-        self.deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            unix(Utc::now()) + left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0)
         })
     }
 

@@ -76,18 +76,26 @@ impl Run<'_> {
         let mut record = self.record()?;
         record.phase = phase;
         record.since = unix(Utc::now());
-        // The phase write doubles as the claim's heartbeat.
+        // The phase write doubles as the claim's renewal (serialized with the keeper's).
+        let lease = self.lease.clone();
+        let writing = lease.writing().await;
+        let written = Instant::now();
         let tags = [
             (ledger::RUN_TAG.to_owned(), record.encode()),
             self.claim_tags(),
         ];
-        self.write_tags(&tags).await.map_err(|e| {
+        let result = self.write_tags(&tags).await;
+        if result.is_ok() {
+            lease.renewed(written);
+        }
+        drop(writing);
+        result.map_err(|e| {
             let mut h = Halt::ecs(Outcome::Failed, &e);
             h.error.code = Code::LedgerWriteFailed.into();
             // Retryable only when its cause can pass (throttling, a transient error, a lost
             // answer); a refusal for good (quota, permission) is not, and the caller brings the
             // instance back instead of waiting for deliveries that would fail the same way.
-            h.error.retryable = e.is_retryable() || e.may_have_applied;
+            h.error.retryable = e.can_pass() || e.may_have_applied;
             h.error.message = format!(
                 "could not record phase {phase} on the disk, so the next call was not made: {e}"
             );
@@ -95,7 +103,6 @@ impl Run<'_> {
         })?;
         tracing::debug!(phase = %phase, "ledger written");
         self.claimed = true;
-        self.last_heartbeat = Instant::now();
         self.record = Some(record);
         Ok(())
     }
@@ -103,6 +110,7 @@ impl Run<'_> {
     /// Gives the claim back (the run ends, or plans again).
     pub(super) async fn release_claim(&mut self) {
         if self.claimed {
+            self.lease.give_back().await;
             self.remove_tag(&ledger::claim_tag(&self.invocation)).await;
             self.claimed = false;
         }
@@ -164,7 +172,7 @@ impl Run<'_> {
     pub(super) fn claim_tags(&self) -> (String, String) {
         (
             ledger::claim_tag(&self.invocation),
-            ledger::claim_value(unix(Utc::now()), &self.digest, self.deadline_unix()),
+            ledger::claim_value(unix(Utc::now()), &self.digest, deadline_unix(self.deadline)),
         )
     }
 
@@ -198,13 +206,13 @@ impl Run<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let written = Instant::now();
             let tag = self.claim_tags();
             let round_trip = Instant::now();
             self.write_tags(std::slice::from_ref(&tag))
                 .await
                 .map_err(|e| refuse_ledger(&e))?;
             self.claimed = true;
-            self.last_heartbeat = Instant::now();
             let seen = self.read_after_own_claim(&tag).await?;
             // Claims of invocations that died (or could not remove theirs) are cleared away,
             // so they never fill the disk's 20 tags.
@@ -225,6 +233,7 @@ impl Run<'_> {
                 lease,
                 beat,
             ) else {
+                self.lease.taken(&self.disk_id(), written);
                 return Ok(seen);
             };
             self.remove_tag(&tag.0).await;
@@ -347,17 +356,6 @@ impl Run<'_> {
             Some(format!("ledger: {} = phase claimed", ledger::RUN_TAG)),
         );
         Ok(())
-    }
-
-    /// Refreshes this invocation's claim when a third of the heartbeat timeout has passed.
-    pub(super) async fn heartbeat(&mut self) {
-        if !self.claimed || self.last_heartbeat.elapsed() < self.s.heartbeat_timeout / 3 {
-            return;
-        }
-        match self.write_tags(&[self.claim_tags()]).await {
-            Ok(()) => self.last_heartbeat = Instant::now(),
-            Err(e) => tracing::warn!(error = %e, "could not refresh the claim's heartbeat"),
-        }
     }
 
     pub(super) async fn write_final(&mut self, phase: Phase, failure: Option<&str>) -> Res<()> {

@@ -22,6 +22,7 @@ mod cadence;
 mod dry_run;
 mod finish;
 mod halt;
+mod lease;
 mod ledger_io;
 mod plan;
 mod preserve;
@@ -30,12 +31,14 @@ mod reset;
 mod start;
 mod stop;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
-use halt::{refuse_ledger, Halt, Res};
+use halt::{deadline_unix, refuse_ledger, Halt, Res};
+use lease::Lease;
 pub use preserve::undo_client_token;
 
 use crate::ecs::model::{Disk, Instance, Snapshot};
@@ -94,6 +97,7 @@ impl<'a> Rollback<'a> {
 
     /// Runs one request to its end and reports. `deadline` bounds the run (Lambda).
     pub async fn run(&self, req: &RollbackRequest, deadline: Option<Instant>) -> Report {
+        let lease = Arc::new(Lease::new(self.settings, deadline));
         let mut run = Run {
             ecs: self.ecs,
             s: self.settings,
@@ -120,7 +124,7 @@ impl<'a> Rollback<'a> {
             invocation: format!("{:016x}", fastrand::u64(..)),
             cache: self.cache,
             claimed: false,
-            last_heartbeat: Instant::now(),
+            lease: lease.clone(),
             resumed_from: None,
             before: None,
             reset_unclear: false,
@@ -138,8 +142,46 @@ impl<'a> Rollback<'a> {
         );
         // `instrument`, not `enter`: a guard held across an await would lend this run's span
         // to whatever else the thread polls meanwhile (another target of a drill).
-        let (result, ecs_calls) =
-            crate::ecs::client::counting(run.execute().instrument(span.clone())).await;
+        // The run, and beside it the keeper of its claim; every state-changing request of either
+        // passes the lease's fence first (`lease.rs`).
+        let (tag, region, digest) = (
+            ledger::claim_tag(&run.invocation),
+            run.region.clone(),
+            run.digest.clone(),
+        );
+        let fence: crate::ecs::client::Fence = {
+            let lease = lease.clone();
+            Arc::new(move |action: &str| lease.fence(action))
+        };
+        // Boxed: the run's future is deep, and a drill holds many of them.
+        let body = Box::pin(async {
+            let result = run.execute().await;
+            lease.stop();
+            result
+        });
+        let keeper = lease.keep(self.ecs, &region, &tag, || {
+            ledger::claim_value(unix(Utc::now()), &digest, deadline_unix(deadline))
+        });
+        let ((mut result, ()), ecs_calls) = crate::ecs::client::counting(
+            crate::ecs::client::fenced(fence, futures_util::future::join(body, keeper))
+                .instrument(span.clone()),
+        )
+        .await;
+        if lease.is_lost() {
+            // Whatever the step reported, the cause is the lapsed claim: nothing more was sent.
+            result = result.map_err(|mut h| {
+                h.outcome = Outcome::Failed;
+                h.error.message = format!(
+                    "this delivery's claim on the disk could not be renewed within the heartbeat timeout ({} s), so it changed nothing more; the next delivery resumes from the ledger. What it was doing: {}: {}",
+                    self.settings.heartbeat_timeout.as_secs(),
+                    h.error.code,
+                    h.error.message
+                );
+                h.error.code = Code::ClaimLapsed.into();
+                h.error.retryable = true;
+                h
+            });
+        }
         if run.claimed {
             // However the run ended, its claim has done its work.
             run.remove_tag(&ledger::claim_tag(&run.invocation))
@@ -205,7 +247,8 @@ struct Run<'a> {
     cache: Option<&'a StatusCache<'a>>,
     /// The claim tag is on the disk (removed when the run ends).
     claimed: bool,
-    last_heartbeat: Instant,
+    /// The claim as a lease: renewed beside the run, and fencing its requests.
+    lease: Arc<Lease>,
     /// The phase this key's record was at when this delivery read it (a resume).
     resumed_from: Option<Phase>,
     /// The run record the claim contest's read showed: what this run's own record replaces
@@ -334,6 +377,8 @@ impl Run<'_> {
             };
             match (done, t.on_failure) {
                 (Ok(()), _) => {}
+                // A run that may no longer hold the disk brings nothing back either.
+                (Err(h), _) if self.lease.is_lost() => return Err(h),
                 (Err(h), OnFailure::RetryOrRestore) if !h.error.retryable => {
                     return self.restore_after_failure(h.error).await;
                 }

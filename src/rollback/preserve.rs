@@ -240,7 +240,6 @@ impl Run<'_> {
                 // finds the snapshot in the ledger and waits on.
                 return Err(self.timed_out("the undo snapshot is not usable yet", budget));
             }
-            self.heartbeat().await;
             if last_write.elapsed() > self.s.lease / 3 {
                 // A long snapshot must not make this run look abandoned.
                 self.set_phase(Phase::Preserving).await?;

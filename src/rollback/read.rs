@@ -85,7 +85,6 @@ impl Run<'_> {
             Ok(i) => Ok(Some(i)),
             Err(h) if h.error.retryable && Instant::now() < until => {
                 tracing::warn!(error = %h.error.message, "reading the instance failed; waiting, then reading again");
-                self.heartbeat().await;
                 tokio::time::sleep(*pause).await;
                 *pause = self.s.poll.next(*pause);
                 Ok(None)
@@ -103,16 +102,14 @@ impl Run<'_> {
         }
     }
 
-    /// Between two reads of a wait that began at `since`: refresh the claim if due, then sleep
-    /// as long as `cadence` says for that point of the step.
+    /// Between two reads of a wait that began at `since`: sleeps as long as `cadence` says for
+    /// that point of the step (the claim is renewed beside the run: `lease.rs`).
     pub(super) async fn wait_on(&mut self, cadence: &cadence::Cadence, since: Instant) {
-        self.heartbeat().await;
         tokio::time::sleep(cadence.pause(since.elapsed())).await;
     }
 
-    /// Between two polls: refresh the claim if due, sleep `pause`, then grow it.
+    /// Between two polls: sleep `pause`, then grow it.
     pub(super) async fn wait_a_little(&mut self, pause: &mut Duration) {
-        self.heartbeat().await;
         tokio::time::sleep(*pause).await;
         *pause = self.s.poll.next(*pause);
     }

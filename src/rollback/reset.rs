@@ -153,7 +153,7 @@ impl Run<'_> {
                 tracing::warn!(error = %e, "ResetDisk not accepted yet; waiting");
                 Ok(Answered::Again)
             }
-            Retry::NotRetryable | Retry::DryRunSuccess => {
+            Retry::NotRetryable | Retry::DryRunSuccess | Retry::NextDelivery => {
                 self.step(
                     "reset",
                     StepStatus::Failed,

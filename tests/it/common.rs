@@ -70,6 +70,16 @@ pub async fn serve(sim: &Simulator) -> String {
 
 /// A client speaking real HTTP to `base`.
 pub fn http_client(base: &str, source: CredentialSource, request_timeout: Duration) -> EcsClient {
+    http_client_with(base, source, request_timeout, RetryConfig::fast())
+}
+
+/// A client speaking real HTTP to `base`, retrying as `retry` says.
+pub fn http_client_with(
+    base: &str,
+    source: CredentialSource,
+    request_timeout: Duration,
+    retry: RetryConfig,
+) -> EcsClient {
     EcsClient::new(
         Arc::new(ReqwestTransport::new(
             Duration::from_secs(2),
@@ -77,7 +87,7 @@ pub fn http_client(base: &str, source: CredentialSource, request_timeout: Durati
         )),
         Endpoint::Fixed(parse_base_url(base).expect("loopback URL")),
         source,
-        RetryConfig::fast(),
+        retry,
     )
 }
 

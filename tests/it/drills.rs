@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::common::*;
+use ecs_rollback::ecs::RetryConfig;
 use ecs_rollback::handler::Handler;
 use ecs_rollback::report::Outcome;
 use ecs_rollback::settings::Settings;
@@ -20,6 +21,23 @@ async fn setup(fleet: FleetSpec, faults: Faults) -> (Simulator, Handler) {
 }
 
 async fn setup_with(fleet: FleetSpec, faults: Faults, timings: Timings) -> (Simulator, Handler) {
+    setup_client(
+        fleet,
+        faults,
+        timings,
+        Settings::fast(),
+        RetryConfig::fast(),
+    )
+    .await
+}
+
+async fn setup_client(
+    fleet: FleetSpec,
+    faults: Faults,
+    timings: Timings,
+    settings: Settings,
+    retry: RetryConfig,
+) -> (Simulator, Handler) {
     let sim = sim_with(Scenario {
         timings,
         fleet: Some(fleet),
@@ -28,8 +46,8 @@ async fn setup_with(fleet: FleetSpec, faults: Faults, timings: Timings) -> (Simu
     });
     let base = serve(&sim).await;
     let h = Handler::new(
-        http_client(&base, sim_credentials(), Duration::from_secs(5)),
-        Settings::fast(),
+        http_client_with(&base, sim_credentials(), Duration::from_secs(5), retry),
+        settings,
         Some(REGION.into()),
     );
     (sim, h)
@@ -178,12 +196,22 @@ async fn polling_is_shared_across_targets() {
 async fn throttling_slows_a_drill_without_failing_it() {
     // 12 targets keep CI short; `cargo bench` runs 100 against the same 20 rps limit.
     let n = 12;
-    let (sim, h) = setup(
+    let (sim, h) = setup_client(
         fleet(n, &[], 0),
         Faults {
             rate_limit_rps: 20,
             ..Default::default()
         },
+        Timings::fast(),
+        // The heartbeat in proportion to the run, as deployed (120 s against runs of a minute
+        // or two): `fast()`'s 4 s would renew every claim every 1.3 s, a third of the budget.
+        Settings {
+            heartbeat_timeout: Duration::from_secs(30),
+            ..Settings::fast()
+        },
+        // The client as deployed: its pace may space calls up to 500 ms apart (the tests'
+        // `fast()` retries bound it to 20 ms, under this 20 requests/s limit's 50 ms).
+        RetryConfig::default(),
     )
     .await;
     let event = json!({"drill": {"name": "throttled", "targets": targets(n), "concurrency": 10}, "scheduledTime": "2026-11-29T03:00:00Z"});

@@ -47,6 +47,28 @@ pub async fn counting<F: std::future::Future>(fut: F) -> (F::Output, u64) {
     (out, sent.load(std::sync::atomic::Ordering::Relaxed))
 }
 
+/// A check made right before each state-changing request leaves (after the pace and between
+/// retries): `Err(why)` and the request is not sent. How a run stops changing anything once
+/// its claim may have lapsed, however long a call waited in the client.
+pub type Fence = Arc<dyn Fn(&str) -> Result<(), (ErrorKind, String)> + Send + Sync>;
+
+tokio::task_local! {
+    static FENCE: Fence;
+    /// Set for a request that goes ahead of the pace (a claim's renewal: one call per third
+    /// of the heartbeat timeout, which must not queue behind a drill's polling).
+    static URGENT: ();
+}
+
+/// Runs `fut` with every state-changing request it makes checked by `fence` first.
+pub async fn fenced<F: std::future::Future>(fence: Fence, fut: F) -> F::Output {
+    FENCE.scope(fence, fut).await
+}
+
+/// Runs `fut` with its requests sent ahead of the client's pace (retry-after holds still apply).
+pub async fn urgent<F: std::future::Future>(fut: F) -> F::Output {
+    URGENT.scope((), fut).await
+}
+
 pub const ECS_VERSION: &str = "2014-05-26";
 pub const STS_VERSION: &str = "2015-04-01";
 /// IDs per Describe call (`InstanceIds`, `DiskIds`, `SnapshotIds` take at most 100).
@@ -164,12 +186,7 @@ impl EcsClient {
         retry: RetryConfig,
     ) -> Self {
         Self {
-            pace: Mutex::new(Pace {
-                next_allowed: Instant::now(),
-                gap: Duration::ZERO,
-                grown_at: Instant::now(),
-                holds: HashMap::new(),
-            }),
+            pace: Mutex::new(Pace::new()),
             transport,
             endpoint,
             source,
@@ -319,9 +336,17 @@ impl EcsClient {
             Signing::V1 => self.sign_v1(method, base, version, action, op_params, creds),
             Signing::V3 => self.sign_v3(method, base, version, action, op_params, creds),
         };
-        let wait = self.pace_wait();
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if URGENT.try_with(|_| ()).is_err() {
+            self.pace_turn().await;
+        }
+        if kind != CallKind::Read {
+            if let Ok(Err((kind, why))) = FENCE.try_with(|fence| fence(action)) {
+                return Err(EcsError::transport(
+                    action,
+                    kind,
+                    format!("not sent: {why}"),
+                ));
+            }
         }
         let sent_at = Instant::now();
         let _ = SENT.try_with(|n| n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));

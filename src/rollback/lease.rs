@@ -1,0 +1,318 @@
+//! The claim as a lease. A run's claim tag tells every other delivery that this invocation
+//! holds the disk until the claim's heartbeat times out (or its invocation's deadline passes);
+//! another delivery may take the disk over after that. So the holder must (1) renew its claim
+//! on time, whatever its own steps are doing, and (2) stop changing anything before the claim
+//! may have lapsed, however long a call waited in the client's pace or retries.
+//!
+//! - The keeper ([`Lease::keep`]) runs beside the run and writes the claim again every quarter
+//!   of the heartbeat timeout, ahead of the client's pace (one call per renewal); a phase write
+//!   renews it too. Claim writes are serialized, so the newest acknowledged value is the one
+//!   on the disk.
+//! - The fence ([`Lease::fence`]) is checked by the ECS client right before each state-changing
+//!   request leaves: once the lease may have lapsed, nothing is sent. A lease lapses at the
+//!   time its newest acknowledged value expires for any reader (written `at`, whole seconds,
+//!   plus the heartbeat timeout; less the settle time for a read that lags and a margin for
+//!   clocks apart), less [`SEND_GUARD`] for a request on the wire. Lost once, it stays lost for
+//!   this delivery (a rival may have taken the disk meanwhile): the run ends, retryable, and
+//!   the next delivery resumes from the ledger.
+//! - Giving the claim back waits for a renewal in flight, so no renewal lands after the
+//!   removal.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::ecs::ErrorKind;
+
+/// Clocks of two invocations a little apart: a reader's may run ahead of the holder's.
+const SKEW: Duration = Duration::from_millis(250);
+
+pub(super) struct Lease {
+    state: Mutex<State>,
+    /// Held by a claim write in flight.
+    writing: tokio::sync::Mutex<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The heartbeat timeout as readers count it: whole seconds (`ledger::Claim::live`).
+    beat: Duration,
+    settle: Duration,
+    /// How long before the lapse the last request may leave: [`SEND_GUARD`], less for a short
+    /// heartbeat timeout (the tests').
+    guard: Duration,
+    deadline: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The disk whose claim this run counts on, and when the newest acknowledged claim value
+    /// was made; `None` while the run holds no claim.
+    held: Option<(String, Instant)>,
+    lost: bool,
+}
+
+impl Lease {
+    pub(super) fn new(s: &Settings, deadline: Option<Instant>) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            writing: tokio::sync::Mutex::new(()),
+            stop: tokio::sync::watch::channel(false).0,
+            beat: Duration::from_secs(s.heartbeat_timeout.as_secs().max(1)),
+            settle: s.tag_settle,
+            guard: SEND_GUARD.min(Duration::from_secs(s.heartbeat_timeout.as_secs().max(1)) / 8),
+            deadline,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while holding it leaves plain data behind: still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Until when a claim value made at `written` certainly counts for every reader. Its `at`
+    /// is `written` in whole seconds, rounded down, and a reader counts it live while its own
+    /// clock's whole second is at most `at` + the timeout: until `written` + the timeout at
+    /// least. Less the settle time (a read that lags shows the value before) and [`SKEW`].
+    fn lapses(&self, written: Instant) -> Instant {
+        written + self.beat.saturating_sub(self.settle + SKEW)
+    }
+
+    /// How often the claim is renewed: four times per timeout, so a renewal refused or lost
+    /// has time to be made again before the lease lapses.
+    fn every(&self) -> Duration {
+        self.beat / 4
+    }
+
+    /// The claim contest was won with a claim made at `written`: the lease begins.
+    pub(super) fn taken(&self, disk: &str, written: Instant) {
+        let mut st = self.state();
+        st.held = Some((disk.to_owned(), written));
+        st.lost = false;
+    }
+
+    /// A claim value made at `written` was acknowledged. Every request of that write passed
+    /// the fence, so it left while the previous value still counted: the lease goes on.
+    pub(super) fn renewed(&self, written: Instant) {
+        let mut st = self.state();
+        if st.lost {
+            return;
+        }
+        if let Some((_, at)) = st.held.as_mut() {
+            *at = (*at).max(written);
+        }
+    }
+
+    /// Whether this delivery's lease lapsed (it changes nothing more).
+    pub(super) fn is_lost(&self) -> bool {
+        self.state().lost
+    }
+
+    /// The claim is about to be removed: waits for a renewal in flight, then stops renewing.
+    pub(super) async fn give_back(&self) {
+        let _w = self.writing.lock().await;
+        self.state().held = None;
+    }
+
+    /// Serializes a claim write with the keeper's.
+    pub(super) async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writing.lock().await
+    }
+
+    /// The keeper ends (after a renewal in flight).
+    pub(super) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Checked right before a state-changing request leaves.
+    pub(super) fn fence(&self, action: &str) -> Result<(), (ErrorKind, String)> {
+        let now = Instant::now();
+        if self.deadline.is_some_and(|d| now + SEND_GUARD >= d) {
+            return Err((
+                ErrorKind::PastDeadline,
+                format!("{action}: the invocation's deadline is too close"),
+            ));
+        }
+        let mut st = self.state();
+        if !st.lost {
+            match &st.held {
+                Some((_, written)) if now + self.guard >= self.lapses(*written) => {
+                    tracing::error!(
+                        action,
+                        renewed_ms_ago = now.duration_since(*written).as_millis() as u64,
+                        heartbeat_timeout_ms = self.beat.as_millis() as u64,
+                        "this delivery's claim may have lapsed: it changes nothing more"
+                    );
+                    st.lost = true;
+                }
+                _ => return Ok(()),
+            }
+        }
+        Err((
+            ErrorKind::Fenced,
+            format!(
+                "{action}: this delivery's claim on the disk could not be renewed within the heartbeat timeout ({} s), so another delivery may hold the disk now",
+                self.beat.as_secs()
+            ),
+        ))
+    }
+
+    /// Renews the claim every third of the heartbeat timeout until [`Lease::stop`]. `value`
+    /// makes the claim's value (its time, key and deadline) at the moment of writing.
+    pub(super) async fn keep(
+        &self,
+        ecs: &EcsClient,
+        region: &str,
+        tag: &str,
+        value: impl Fn() -> String,
+    ) {
+        let mut stopped = self.stop.subscribe();
+        // After a failed renewal, or near the deadline: when to look again.
+        let mut again: Option<Instant> = None;
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            let due = again.take().unwrap_or_else(|| {
+                let st = self.state();
+                match (&st.held, st.lost) {
+                    (Some((_, written)), false) => *written + self.every(),
+                    _ => Instant::now() + self.every(),
+                }
+            });
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = stopped.changed() => return,
+            }
+            if *stopped.borrow() {
+                return;
+            }
+            let _w = self.writing.lock().await;
+            let disk = {
+                let st = self.state();
+                match &st.held {
+                    Some((disk, written)) if !st.lost && written.elapsed() >= self.every() => {
+                        disk.clone()
+                    }
+                    _ => continue,
+                }
+            };
+            if self
+                .deadline
+                .is_some_and(|d| Instant::now() + SEND_GUARD >= d)
+            {
+                // The claim lapses with the deadline anyway; nothing is sent any more.
+                again = Some(Instant::now() + self.beat);
+                continue;
+            }
+            let written = Instant::now();
+            let tags = [(tag.to_owned(), value())];
+            let disks = [disk];
+            match crate::ecs::client::urgent(ecs.tag_resources(region, "disk", &disks, &tags)).await
+            {
+                Ok(_) => self.renewed(written),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not renew the claim; trying again");
+                    // Again soon: the lease lapses about three quarters of the timeout past due.
+                    again = Some(Instant::now() + self.beat / 16);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(deadline: Option<Instant>) -> Lease {
+        Lease::new(
+            &Settings {
+                heartbeat_timeout: Duration::from_secs(30),
+                tag_settle: Duration::from_millis(500),
+                ..Settings::default()
+            },
+            deadline,
+        )
+    }
+
+    fn ago(secs: u64) -> Instant {
+        Instant::now() - Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn without_a_claim_only_the_deadline_fences() {
+        assert!(lease(None).fence("TagResources").is_ok());
+        let near = lease(Some(Instant::now() + SEND_GUARD / 2));
+        let (kind, why) = near.fence("StopInstance").unwrap_err();
+        assert_eq!(kind, ErrorKind::PastDeadline);
+        assert!(why.contains("StopInstance"), "{why}");
+        assert!(!near.is_lost(), "the deadline is not a lapsed claim");
+    }
+
+    #[test]
+    fn a_claim_fences_from_the_moment_it_may_have_lapsed_and_for_good() {
+        let l = lease(None);
+        // 30 s timeout, less 0.5 s settle, 0.25 s for clocks and the 0.5 s send guard: 28.75 s.
+        l.taken("d-1", ago(28));
+        assert!(l.fence("ResetDisk").is_ok());
+        l.taken("d-1", ago(29));
+        let (kind, why) = l.fence("ResetDisk").unwrap_err();
+        assert_eq!(kind, ErrorKind::Fenced);
+        assert!(why.contains("30 s"), "{why}");
+        assert!(l.is_lost());
+        // A renewal acknowledged after the lapse does not revive it: a rival may hold the disk.
+        l.renewed(Instant::now());
+        assert!(l.fence("StartInstance").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_keeper_ends_when_stopped_even_before_it_first_ran() {
+        let l = lease(None);
+        l.stop();
+        let client = crate::ecs::EcsClient::new(
+            std::sync::Arc::new(crate::ecs::transport::ReqwestTransport::default()),
+            crate::ecs::Endpoint::Regional,
+            crate::ecs::CredentialSource::FromRuntime,
+            crate::ecs::RetryConfig::fast(),
+        );
+        let kept = l.keep(&client, "cn-hangzhou", "t", String::new);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), kept)
+                .await
+                .is_ok(),
+            "the keeper ignored a stop sent before it began"
+        );
+    }
+
+    #[test]
+    fn a_short_heartbeat_still_leaves_room_between_renewals() {
+        // The tests' 1.5 s: readers count 1 s; renewed every 250 ms; sends until 615 ms.
+        let l = Lease::new(
+            &Settings {
+                heartbeat_timeout: Duration::from_millis(1500),
+                tag_settle: Duration::from_millis(10),
+                ..Settings::default()
+            },
+            None,
+        );
+        assert_eq!(l.every(), Duration::from_millis(250));
+        l.taken("d-1", Instant::now() - Duration::from_millis(500));
+        assert!(l.fence("StopInstance").is_ok());
+        l.taken("d-1", Instant::now() - Duration::from_millis(700));
+        assert!(l.fence("StopInstance").is_err());
+    }
+
+    #[test]
+    fn renewals_move_the_lapse_forward_never_back() {
+        let l = lease(None);
+        l.taken("d-1", ago(20));
+        l.renewed(ago(1));
+        // An older value acknowledged late (a slow write) does not shorten the lease.
+        l.renewed(ago(25));
+        assert!(l.fence("StopInstance").is_ok());
+        // Given back: not held, so not fenced by it (the removal of its own claim goes out).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(l.give_back());
+        l.renewed(Instant::now());
+        assert!(l.fence("UntagResources").is_ok());
+    }
+}
