@@ -88,14 +88,25 @@ impl Lease {
     }
 
     /// A claim value made at `written` was acknowledged. Every request of that write passed
-    /// the fence, so it left while the previous value still counted: the lease goes on.
+    /// the fence, so it left while the previous value still counted; acknowledged before that
+    /// value lapsed, it also landed in time, and the lease goes on. Acknowledged later, it may
+    /// have landed after a rival took over: the lease is lost.
     pub(super) fn renewed(&self, written: Instant) {
         let mut st = self.state();
         if st.lost {
             return;
         }
-        if let Some((_, at)) = st.held.as_mut() {
-            *at = (*at).max(written);
+        let late = match st.held.as_mut() {
+            Some((_, at)) if Instant::now() >= self.lapses(*at) => true,
+            Some((_, at)) => {
+                *at = (*at).max(written);
+                false
+            }
+            None => false,
+        };
+        if late {
+            tracing::error!("a renewal of the claim was acknowledged after the claim may have lapsed: this delivery changes nothing more");
+            st.lost = true;
         }
     }
 
@@ -260,6 +271,13 @@ mod tests {
         // A renewal acknowledged after the lapse does not revive it: a rival may hold the disk.
         l.renewed(Instant::now());
         assert!(l.fence("StartInstance").is_err());
+        // Nor does one whose answer came after the lapse, though it left in time (a slow
+        // answer: it may have landed late).
+        let slow = lease(None);
+        slow.taken("d-1", ago(30));
+        slow.renewed(ago(1));
+        assert!(slow.is_lost());
+        assert!(slow.fence("StopInstance").is_err());
     }
 
     #[tokio::test]
