@@ -164,7 +164,7 @@ impl Lease {
         ))
     }
 
-    /// Renews the claim every third of the heartbeat timeout until [`Lease::stop`]. `value`
+    /// Renews the claim every quarter of the heartbeat timeout until [`Lease::stop`]. `value`
     /// makes the claim's value (its time, key and deadline) at the moment of writing.
     pub(super) async fn keep(
         &self,
