@@ -169,8 +169,8 @@ impl<'a> Rollback<'a> {
         .await;
         if lease.is_lost() {
             // Whatever the step reported, the cause is the lapsed claim: nothing more was sent.
+            // The outcome stays the step's (`rejected` if nothing had changed yet).
             result = result.map_err(|mut h| {
-                h.outcome = Outcome::Failed;
                 h.error.message = format!(
                     "this delivery's claim on the disk could not be renewed within the heartbeat timeout ({} s), so it changed nothing more; the next delivery resumes from the ledger. What it was doing: {}: {}",
                     self.settings.heartbeat_timeout.as_secs(),

@@ -54,7 +54,7 @@ pub type Fence = Arc<dyn Fn(&str) -> Result<(), (ErrorKind, String)> + Send + Sy
 
 tokio::task_local! {
     static FENCE: Fence;
-    /// Set for a request that goes ahead of the pace (a claim's renewal: one call per third
+    /// Set for a request that goes ahead of the pace (a claim's renewal: one call per quarter
     /// of the heartbeat timeout, which must not queue behind a drill's polling).
     static URGENT: ();
 }

@@ -18,9 +18,9 @@ const GROWTH: f64 = 1.5;
 /// about 89 successes halve it. Slow on purpose: a rate limit refuses whatever goes past it,
 /// so a gap that snaps back after a few successes (as halving did) finds the limit again at
 /// once, and a drill polling many instances spent a third to half of its calls being refused.
-/// Above one and a half knees the gap falls by a quarter per success, so a refusal that says nothing of a
-/// rate (a single throttled answer while calls were sparse) costs a few slow calls, not a slow
-/// run. The shape of CUBIC's and the AWS SDKs' adaptive rate: fast far from the last limit,
+/// Above one and a half knees (after refusals in a row, or a first one from no gap at all) the
+/// gap falls by a quarter per success, so a refusal that says nothing of a rate (a single
+/// throttled answer while calls were sparse) costs a few slow calls, not a slow run. The shape of CUBIC's and the AWS SDKs' adaptive rate: fast far from the last limit,
 /// slow near it.
 const RECOVERY: u32 = 128;
 
@@ -130,7 +130,6 @@ impl EcsClient {
 
     pub(super) fn pace_ok(&self) {
         if let Ok(mut p) = self.pace.lock() {
-            // Quickly back down to a little above the gap the API last refused, slowly below.
             // Quickly back down to a little above the gap the API last refused, slowly below.
             let less = if p.gap > p.knee + p.knee / 2 {
                 p.gap / 4
