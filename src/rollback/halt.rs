@@ -37,16 +37,6 @@ impl Halt {
 
 pub(super) type Res<T> = Result<T, Halt>;
 
-/// An invocation's deadline as unix seconds (what its claim records), rounded up: never
-/// before the real deadline, so the claim never lapses sooner than the grace says.
-pub(super) fn deadline_unix(deadline: Option<Instant>) -> Option<i64> {
-    deadline.map(|d| {
-        let left = d.saturating_duration_since(Instant::now());
-        let at_ms = Utc::now().timestamp_millis() + left.as_millis() as i64;
-        at_ms.div_euclid(1000) + i64::from(at_ms.rem_euclid(1000) > 0)
-    })
-}
-
 /// The ledger could not be written before anything changed: refuse, saying why.
 pub(super) fn refuse_ledger(e: &EcsError) -> Halt {
     // The 20-tag quota: 400 `OperationDenied.QuotaExceed` or 403 `QuotaExceed.Tags`
@@ -95,8 +85,7 @@ impl Run<'_> {
 
     /// Past the last moment a state-changing call may leave ([`SEND_GUARD`]).
     pub(super) fn past_send_horizon(&self) -> bool {
-        self.deadline
-            .is_some_and(|d| Instant::now() + SEND_GUARD >= d)
+        self.lease.past_send_horizon()
     }
 
     /// Before a state-changing ECS call: refused (retryable, nothing sent) once the deadline is

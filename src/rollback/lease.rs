@@ -31,6 +31,8 @@ pub(super) struct Lease {
     /// Held by a claim write in flight.
     writing: tokio::sync::Mutex<()>,
     stop: tokio::sync::watch::Sender<bool>,
+    /// The key digest the claim names.
+    digest: String,
     /// The heartbeat timeout as readers count it: whole seconds (`ledger::Claim::live`).
     beat: Duration,
     settle: Duration,
@@ -49,8 +51,9 @@ struct State {
 }
 
 impl Lease {
-    pub(super) fn new(s: &Settings, deadline: Option<Instant>) -> Self {
+    pub(super) fn new(s: &Settings, digest: &str, deadline: Option<Instant>) -> Self {
         Self {
+            digest: digest.to_owned(),
             state: Mutex::new(State::default()),
             writing: tokio::sync::Mutex::new(()),
             stop: tokio::sync::watch::channel(false).0,
@@ -59,6 +62,25 @@ impl Lease {
             guard: SEND_GUARD.min(Duration::from_secs(s.heartbeat_timeout.as_secs().max(1)) / 8),
             deadline,
         }
+    }
+
+    /// The claim's value now: the time, the key digest, the invocation's deadline as unix
+    /// seconds, rounded up (never before the real deadline, so the claim never lapses sooner
+    /// than the grace says).
+    pub(super) fn claim_value(&self) -> String {
+        let deadline = self.deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            let at_ms = Utc::now().timestamp_millis() + left.as_millis() as i64;
+            at_ms.div_euclid(1000) + i64::from(at_ms.rem_euclid(1000) > 0)
+        });
+        ledger::claim_value(unix(Utc::now()), &self.digest, deadline)
+    }
+
+    /// Past the last moment a state-changing request may leave before the invocation's
+    /// deadline ([`SEND_GUARD`]).
+    pub(super) fn past_send_horizon(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| Instant::now() + SEND_GUARD >= d)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -133,13 +155,13 @@ impl Lease {
 
     /// Checked right before a state-changing request leaves.
     pub(super) fn fence(&self, action: &str) -> Result<(), (ErrorKind, String)> {
-        let now = Instant::now();
-        if self.deadline.is_some_and(|d| now + SEND_GUARD >= d) {
+        if self.past_send_horizon() {
             return Err((
                 ErrorKind::PastDeadline,
                 format!("{action}: the invocation's deadline is too close"),
             ));
         }
+        let now = Instant::now();
         let mut st = self.state();
         if !st.lost {
             match &st.held {
@@ -164,15 +186,8 @@ impl Lease {
         ))
     }
 
-    /// Renews the claim every quarter of the heartbeat timeout until [`Lease::stop`]. `value`
-    /// makes the claim's value (its time, key and deadline) at the moment of writing.
-    pub(super) async fn keep(
-        &self,
-        ecs: &EcsClient,
-        region: &str,
-        tag: &str,
-        value: impl Fn() -> String,
-    ) {
+    /// Renews the claim (`tag`) every quarter of the heartbeat timeout until [`Lease::stop`].
+    pub(super) async fn keep(&self, ecs: &EcsClient, region: &str, tag: &str) {
         let mut stopped = self.stop.subscribe();
         // After a failed renewal, or near the deadline: when to look again.
         let mut again: Option<Instant> = None;
@@ -204,16 +219,13 @@ impl Lease {
                     _ => continue,
                 }
             };
-            if self
-                .deadline
-                .is_some_and(|d| Instant::now() + SEND_GUARD >= d)
-            {
+            if self.past_send_horizon() {
                 // The claim lapses with the deadline anyway; nothing is sent any more.
                 again = Some(Instant::now() + self.beat);
                 continue;
             }
             let written = Instant::now();
-            let tags = [(tag.to_owned(), value())];
+            let tags = [(tag.to_owned(), self.claim_value())];
             let disks = [disk];
             match crate::ecs::client::urgent(ecs.tag_resources(region, "disk", &disks, &tags)).await
             {
@@ -239,6 +251,7 @@ mod tests {
                 tag_settle: Duration::from_millis(500),
                 ..Settings::default()
             },
+            "0123456789abcdef",
             deadline,
         )
     }
@@ -290,7 +303,7 @@ mod tests {
             crate::ecs::CredentialSource::FromRuntime,
             crate::ecs::RetryConfig::fast(),
         );
-        let kept = l.keep(&client, "cn-hangzhou", "t", String::new);
+        let kept = l.keep(&client, "cn-hangzhou", "t");
         assert!(
             tokio::time::timeout(Duration::from_secs(5), kept)
                 .await
@@ -308,6 +321,7 @@ mod tests {
                 tag_settle: Duration::from_millis(10),
                 ..Settings::default()
             },
+            "0123456789abcdef",
             None,
         );
         assert_eq!(l.every(), Duration::from_millis(250));

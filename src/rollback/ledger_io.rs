@@ -172,7 +172,7 @@ impl Run<'_> {
     pub(super) fn claim_tags(&self) -> (String, String) {
         (
             ledger::claim_tag(&self.invocation),
-            ledger::claim_value(unix(Utc::now()), &self.digest, deadline_unix(self.deadline)),
+            self.lease.claim_value(),
         )
     }
 

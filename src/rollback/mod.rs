@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
-use halt::{deadline_unix, refuse_ledger, Halt, Res};
+use halt::{refuse_ledger, Halt, Res};
 use lease::Lease;
 pub use preserve::undo_client_token;
 
@@ -97,7 +97,7 @@ impl<'a> Rollback<'a> {
 
     /// Runs one request to its end and reports. `deadline` bounds the run (Lambda).
     pub async fn run(&self, req: &RollbackRequest, deadline: Option<Instant>) -> Report {
-        let lease = Arc::new(Lease::new(self.settings, deadline));
+        let lease = Arc::new(Lease::new(self.settings, &req.key.digest(), deadline));
         let mut run = Run {
             ecs: self.ecs,
             s: self.settings,
@@ -144,11 +144,7 @@ impl<'a> Rollback<'a> {
         // to whatever else the thread polls meanwhile (another target of a drill).
         // The run, and beside it the keeper of its claim; every state-changing request of either
         // passes the lease's fence first (`lease.rs`).
-        let (tag, region, digest) = (
-            ledger::claim_tag(&run.invocation),
-            run.region.clone(),
-            run.digest.clone(),
-        );
+        let (tag, region) = (ledger::claim_tag(&run.invocation), run.region.clone());
         let fence: crate::ecs::client::Fence = {
             let lease = lease.clone();
             Arc::new(move |action: &str| lease.fence(action))
@@ -159,9 +155,7 @@ impl<'a> Rollback<'a> {
             lease.stop();
             result
         });
-        let keeper = lease.keep(self.ecs, &region, &tag, || {
-            ledger::claim_value(unix(Utc::now()), &digest, deadline_unix(deadline))
-        });
+        let keeper = lease.keep(self.ecs, &region, &tag);
         let ((mut result, ()), ecs_calls) = crate::ecs::client::counting(
             crate::ecs::client::fenced(fence, futures_util::future::join(body, keeper))
                 .instrument(span.clone()),

@@ -160,6 +160,19 @@ mod tests {
         throttled: AtomicU32,
     }
 
+    impl Limited {
+        fn new(limit: u32) -> Self {
+            Self {
+                limit,
+                latency: Duration::from_millis(30),
+                start: Instant::now(),
+                window: Mutex::new((0, 0)),
+                calls: AtomicU32::new(0),
+                throttled: AtomicU32::new(0),
+            }
+        }
+    }
+
     #[async_trait::async_trait]
     impl Transport for Limited {
         async fn send(&self, _: HttpRequest) -> Result<HttpResponse, TransportError> {
@@ -193,23 +206,20 @@ mod tests {
         }
     }
 
+    fn client_over(api: Arc<dyn Transport>, retry: RetryConfig) -> EcsClient {
+        EcsClient::new(
+            api,
+            Endpoint::Fixed(Url::parse("https://ecs.example.test/").expect("url")),
+            CredentialSource::Static(Credentials::new("id", "secret")),
+            retry,
+        )
+    }
+
     /// `workers` loops that each ask as fast as answers come (a drill's polling), against 20
     /// calls per second: (share of the calls refused, accepted calls per second).
     async fn drive(workers: usize, per_worker: usize) -> (f64, f64) {
-        let api = Arc::new(Limited {
-            limit: 20,
-            latency: Duration::from_millis(30),
-            start: Instant::now(),
-            window: Mutex::new((0, 0)),
-            calls: AtomicU32::new(0),
-            throttled: AtomicU32::new(0),
-        });
-        let client = EcsClient::new(
-            api.clone(),
-            Endpoint::Fixed(Url::parse("https://ecs.example.test/").expect("url")),
-            CredentialSource::Static(Credentials::new("id", "secret")),
-            RetryConfig::default(),
-        );
+        let api = Arc::new(Limited::new(20));
+        let client = client_over(api.clone(), RetryConfig::default());
         let started = Instant::now();
         let accepted = AtomicU32::new(0);
         let loops = (0..workers).map(|_| async {
@@ -287,10 +297,8 @@ mod tests {
                 })
             }
         }
-        let client = EcsClient::new(
+        let client = client_over(
             Arc::new(Random(Mutex::new(fastrand::Rng::with_seed(7)))),
-            Endpoint::Fixed(Url::parse("https://ecs.example.test/").expect("url")),
-            CredentialSource::Static(Credentials::new("id", "secret")),
             RetryConfig::fast(),
         );
         let started = Instant::now();
@@ -315,19 +323,7 @@ mod tests {
     /// the calls after it for a few calls only.
     #[tokio::test(start_paused = true)]
     async fn a_lone_refusal_costs_a_few_slow_calls() {
-        let client = EcsClient::new(
-            Arc::new(Limited {
-                limit: 1_000,
-                latency: Duration::from_millis(30),
-                start: Instant::now(),
-                window: Mutex::new((0, 0)),
-                calls: AtomicU32::new(0),
-                throttled: AtomicU32::new(0),
-            }),
-            Endpoint::Fixed(Url::parse("https://ecs.example.test/").expect("url")),
-            CredentialSource::Static(Credentials::new("id", "secret")),
-            RetryConfig::default(),
-        );
+        let client = client_over(Arc::new(Limited::new(1_000)), RetryConfig::default());
         tokio::time::advance(Duration::from_secs(1)).await;
         client.pace_throttled();
         let gap = |c: &EcsClient| c.pace.lock().map(|p| p.gap).unwrap_or_default();
