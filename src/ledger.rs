@@ -13,9 +13,9 @@
 //!   start and the undo snapshot took in the disk's last finished rollback (each when measured):
 //!   what the next run's waits and estimates start from;
 //! - `ecs-rollback:claim:<invocation>`: `<unix>;<16 hex key>[;<unix deadline>]`, written by each
-//!   invocation before it acts, refreshed as a heartbeat while it runs, removed when it ends; the
-//!   deadline is the invocation's own (Lambda, Function Compute), after which it is certainly
-//!   gone (see docs/rollback-protocol.md, "Claiming").
+//!   invocation before it acts, renewed beside the run while it runs (`rollback/lease.rs`),
+//!   removed when it ends; the deadline is the invocation's own (Lambda, Function Compute),
+//!   after which it is certainly gone (see docs/rollback-protocol.md, "Claiming").
 
 use crate::errors::Code;
 use std::collections::BTreeMap;
