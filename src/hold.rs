@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 
+use crate::claim;
 use crate::ledger::{self, History, Ledger, Phase};
 
 /// What `status` prints (`--json`: this, serialized).
@@ -118,7 +119,7 @@ pub struct Observed<'a> {
 pub fn status(o: &Observed<'_>, rules: Rules, now: i64) -> DiskStatus {
     let ledger = Ledger::from_tags(o.tags.iter().copied());
     let has_ledger = o.tags.iter().any(|(k, _)| {
-        k.starts_with(ledger::CLAIM_PREFIX) || *k == ledger::RUN_TAG || *k == ledger::HISTORY_TAG
+        k.starts_with(claim::CLAIM_PREFIX) || *k == ledger::RUN_TAG || *k == ledger::HISTORY_TAG
     });
     let claims: Vec<ClaimView> = ledger
         .claims
@@ -478,7 +479,7 @@ pub fn plan_release(
             .claims
             .iter()
             .filter(|c| c.key == run.key)
-            .map(|c| ledger::claim_tag(&c.invocation)),
+            .map(|c| claim::claim_tag(&c.invocation)),
     );
     let mut history: History = ledger.history.clone();
     if run.phase.reset_issued() {
@@ -574,8 +575,8 @@ mod tests {
     #[test]
     fn a_hold_shows_its_phase_power_state_lease_and_claims() {
         let run = record("incident-1", Phase::Resetting, NOW - 60);
-        let claim_tag = ledger::claim_tag("00000000000000aa");
-        let claim = ledger::claim_value(NOW - 10, &digest("incident-1"), None);
+        let claim_tag = claim::claim_tag("00000000000000aa");
+        let claim = claim::claim_value(NOW - 10, &digest("incident-1"), None);
         let history = "t=".to_owned() + &(NOW - 600).to_string() + ";k=abcdef012345";
         let tags = [
             (ledger::RUN_TAG, run.as_str()),
@@ -640,8 +641,8 @@ mod tests {
         assert!(forced.forced);
         // Past the lease, no live claim: released without force.
         let old = record("incident-1", Phase::Stopped, NOW - 5000);
-        let dead_claim = ledger::claim_value(NOW - 4000, &d, None);
-        let claim_tag = ledger::claim_tag("00000000000000bb");
+        let dead_claim = claim::claim_value(NOW - 4000, &d, None);
+        let claim_tag = claim::claim_tag("00000000000000bb");
         let tags = [
             (ledger::RUN_TAG, old.as_str()),
             (claim_tag.as_str(), dead_claim.as_str()),
@@ -667,7 +668,7 @@ mod tests {
         );
         assert!(p.render("d-x").contains("not touched"));
         // A live claim of the key keeps the hold live, lease or not.
-        let live_claim = ledger::claim_value(NOW - 5, &d, None);
+        let live_claim = claim::claim_value(NOW - 5, &d, None);
         let tags = [
             (ledger::RUN_TAG, old.as_str()),
             (claim_tag.as_str(), live_claim.as_str()),

@@ -13,6 +13,7 @@ const PURE: &[&str] = &[
     "settings",
     "request",
     "ledger",
+    "claim",
     "report",
     "preflight",
     "hold",

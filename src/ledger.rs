@@ -17,13 +17,13 @@
 //!   removed when it ends; the deadline is the invocation's own (Lambda, Function Compute),
 //!   after which it is certainly gone (see docs/rollback-protocol.md, "Claiming").
 
+use crate::claim::{Claim, CLAIM_PREFIX};
 use crate::errors::Code;
 use std::collections::BTreeMap;
 use std::fmt;
 
 pub const RUN_TAG: &str = "ecs-rollback:run";
 pub const HISTORY_TAG: &str = "ecs-rollback:history";
-pub const CLAIM_PREFIX: &str = "ecs-rollback:claim:";
 /// How long each step took in the disk's last finished rollback: `Durations`.
 pub const DURATIONS_TAG: &str = "ecs-rollback:durations";
 /// On a snapshot: the undo snapshot (`preserveCurrent`) of the run whose key digest it holds.
@@ -331,55 +331,6 @@ pub fn run_key(digest: &str) -> String {
     short(digest, 16)
 }
 
-/// The claim tag of one invocation.
-pub fn claim_tag(invocation: &str) -> String {
-    format!("{CLAIM_PREFIX}{invocation}")
-}
-
-/// The claim's value: when it was (re)written, whose key it runs, and when its invocation's
-/// deadline is (none for a run without one: the CLI).
-pub fn claim_value(now: i64, digest: &str, deadline: Option<i64>) -> String {
-    match deadline {
-        Some(d) => format!("{now};{};{d}", run_key(digest)),
-        None => format!("{now};{}", run_key(digest)),
-    }
-}
-
-/// Seconds after a holder's deadline before its claim is taken as dead: a run sends no
-/// state-changing call in the last seconds before its deadline (the orchestrator's margin), so
-/// this covers a request still on the wire and the clocks of two hosts.
-pub const DEADLINE_GRACE_SECS: i64 = 3;
-
-/// One invocation's claim on the disk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claim {
-    pub invocation: String,
-    /// Unix time of its last heartbeat.
-    pub at: i64,
-    /// The 16-hex key it runs.
-    pub key: String,
-    /// Its invocation's deadline (unix), when it has one.
-    pub deadline: Option<i64>,
-}
-
-impl Claim {
-    /// When the claim stops counting: its heartbeat timed out, or its invocation's deadline
-    /// (plus [`DEADLINE_GRACE_SECS`]) passed, whichever comes first. The deadline rule is the
-    /// one AWS Lambda Powertools' idempotency uses: an in-progress record expires with the
-    /// invocation that wrote it.
-    pub fn expires_at(&self, heartbeat_secs: i64) -> i64 {
-        let beat = self.at + heartbeat_secs;
-        match self.deadline {
-            Some(d) => beat.min(d + DEADLINE_GRACE_SECS),
-            None => beat,
-        }
-    }
-
-    pub fn live(&self, now: i64, heartbeat_secs: i64) -> bool {
-        now <= self.expires_at(heartbeat_secs)
-    }
-}
-
 /// What the disk's tags say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
@@ -407,16 +358,7 @@ impl Ledger {
             } else if k == DURATIONS_TAG {
                 l.durations = Durations::decode(v);
             } else if let Some(invocation) = k.strip_prefix(CLAIM_PREFIX) {
-                let mut parts = v.split(';');
-                let at = parts.next().and_then(|a| a.parse().ok()).unwrap_or(0);
-                let key = parts.next().unwrap_or("").to_owned();
-                let deadline = parts.next().and_then(|d| d.parse().ok());
-                l.claims.push(Claim {
-                    invocation: invocation.to_owned(),
-                    at,
-                    key,
-                    deadline,
-                });
+                l.claims.push(Claim::parse(invocation, v));
             }
         }
         l
@@ -610,6 +552,12 @@ pub fn contested(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::claim::{claim_tag, DEADLINE_GRACE_SECS};
+
+    /// A claim's value for a key given by its digest.
+    fn claim_value(now: i64, digest: &str, deadline: Option<i64>) -> String {
+        crate::claim::claim_value(now, &run_key(digest), deadline)
+    }
 
     const NOW: i64 = 1_800_000_000;
     const LEASE: i64 = 1200;
@@ -776,59 +724,6 @@ mod tests {
     }
 
     #[test]
-    fn contest_after_claiming() {
-        const BEAT: i64 = 60;
-        let me = digest("mine");
-        let mine = claim_tag("inv-mine");
-        let now_mine = claim_value(NOW, &me, None);
-        let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str())]);
-        assert_eq!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT), None);
-        // Another key claiming at the same time.
-        let other = claim_tag("inv-other");
-        let now_other = claim_value(NOW, &digest("other"), None);
-        let l = Ledger::from_tags([
-            (mine.as_str(), now_mine.as_str()),
-            (other.as_str(), now_other.as_str()),
-        ]);
-        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
-        // A twin: the same key, another invocation.
-        let twin = claim_tag("inv-twin");
-        let now_twin = claim_value(NOW, &me, None);
-        let l = Ledger::from_tags([
-            (mine.as_str(), now_mine.as_str()),
-            (twin.as_str(), now_twin.as_str()),
-        ]);
-        assert!(
-            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some(),
-            "a live twin is in the way"
-        );
-        // A dead invocation's claim (no heartbeat for longer than the timeout) is not.
-        let old = claim_value(NOW - BEAT - 1, &me, None);
-        let l = Ledger::from_tags([
-            (mine.as_str(), now_mine.as_str()),
-            (twin.as_str(), old.as_str()),
-        ]);
-        assert_eq!(
-            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
-            None,
-            "a stale claim is ignored"
-        );
-        let theirs = run("other", Phase::Claimed, NOW).encode();
-        let l = Ledger::from_tags([
-            (mine.as_str(), now_mine.as_str()),
-            (RUN_TAG, theirs.as_str()),
-        ]);
-        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
-        let ours = run("mine", Phase::Resetting, NOW).encode();
-        let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str()), (RUN_TAG, ours.as_str())]);
-        assert_eq!(
-            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
-            None,
-            "our own run is no rival"
-        );
-    }
-
-    #[test]
     fn durations_round_trip_merge_and_read_leniently() {
         let d = Durations {
             stop: Some(12_300),
@@ -864,61 +759,6 @@ mod tests {
         assert!(all.encode().len() <= TAG_VALUE_MAX);
         let l = Ledger::from_tags([(DURATIONS_TAG, "a=7")]);
         assert_eq!(l.durations.start, Some(7));
-    }
-
-    #[test]
-    fn a_claim_dies_with_its_invocations_deadline() {
-        const BEAT: i64 = 120;
-        let me = digest("mine");
-        let mine = claim_tag("inv-mine");
-        let now_mine = claim_value(NOW, &me, None);
-        // An earlier delivery of this key, its heartbeat fresh, its deadline 10 s ago.
-        let earlier = claim_tag("inv-earlier");
-        let past = claim_value(NOW - 5, &me, Some(NOW - 10));
-        let l = Ledger::from_tags([
-            (mine.as_str(), now_mine.as_str()),
-            (earlier.as_str(), past.as_str()),
-        ]);
-        assert_eq!(
-            l.claims
-                .iter()
-                .find(|c| c.invocation == "inv-earlier")
-                .and_then(|c| c.deadline),
-            Some(NOW - 10)
-        );
-        assert_eq!(
-            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
-            None,
-            "past its deadline (and the grace), the holder is gone"
-        );
-        // Its deadline still ahead: in the way, and said to be this key's, with when it ends.
-        let ahead = claim_value(NOW - 5, &me, Some(NOW + 30));
-        let l = Ledger::from_tags([
-            (mine.as_str(), now_mine.as_str()),
-            (earlier.as_str(), ahead.as_str()),
-        ]);
-        let rival = contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).expect("live");
-        assert!(rival.same_key && rival.by_deadline);
-        assert_eq!(rival.expires_at, NOW + 30 + DEADLINE_GRACE_SECS);
-        // Within the grace after the deadline: still counted (a request may be on the wire).
-        let just = claim_value(NOW - 5, &me, Some(NOW - DEADLINE_GRACE_SECS));
-        let l = Ledger::from_tags([
-            (mine.as_str(), now_mine.as_str()),
-            (earlier.as_str(), just.as_str()),
-        ]);
-        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
-        // Without a deadline (the CLI): the heartbeat timeout alone.
-        let cli = claim_value(NOW - BEAT, &me, None);
-        let l = Ledger::from_tags([
-            (mine.as_str(), now_mine.as_str()),
-            (earlier.as_str(), cli.as_str()),
-        ]);
-        let rival = contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).expect("live");
-        assert!(!rival.by_deadline);
-        // Old claims (no third field) still read.
-        let l = Ledger::from_tags([(earlier.as_str(), "1800000000;0123456789abcdef")]);
-        assert_eq!(l.claims[0].deadline, None);
-        assert!(claim_value(NOW, &me, Some(NOW + 900)).len() <= 128);
     }
 
     #[test]
@@ -992,5 +832,113 @@ mod tests {
             decide_request(&l, &me, NOW, LEASE, 0, Some(NOW - 120)),
             Decision::Resume(part_way)
         );
+    }
+
+    #[test]
+    fn contest_after_claiming() {
+        const BEAT: i64 = 60;
+        let me = digest("mine");
+        let mine = claim_tag("inv-mine");
+        let now_mine = claim_value(NOW, &me, None);
+        let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str())]);
+        assert_eq!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT), None);
+        // Another key claiming at the same time.
+        let other = claim_tag("inv-other");
+        let now_other = claim_value(NOW, &digest("other"), None);
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (other.as_str(), now_other.as_str()),
+        ]);
+        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
+        // A twin: the same key, another invocation.
+        let twin = claim_tag("inv-twin");
+        let now_twin = claim_value(NOW, &me, None);
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (twin.as_str(), now_twin.as_str()),
+        ]);
+        assert!(
+            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some(),
+            "a live twin is in the way"
+        );
+        // A dead invocation's claim (no heartbeat for longer than the timeout) is not.
+        let old = claim_value(NOW - BEAT - 1, &me, None);
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (twin.as_str(), old.as_str()),
+        ]);
+        assert_eq!(
+            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
+            None,
+            "a stale claim is ignored"
+        );
+        let theirs = run("other", Phase::Claimed, NOW).encode();
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (RUN_TAG, theirs.as_str()),
+        ]);
+        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
+        let ours = run("mine", Phase::Resetting, NOW).encode();
+        let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str()), (RUN_TAG, ours.as_str())]);
+        assert_eq!(
+            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
+            None,
+            "our own run is no rival"
+        );
+    }
+
+    #[test]
+    fn a_claim_dies_with_its_invocations_deadline() {
+        const BEAT: i64 = 120;
+        let me = digest("mine");
+        let mine = claim_tag("inv-mine");
+        let now_mine = claim_value(NOW, &me, None);
+        // An earlier delivery of this key, its heartbeat fresh, its deadline 10 s ago.
+        let earlier = claim_tag("inv-earlier");
+        let past = claim_value(NOW - 5, &me, Some(NOW - 10));
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (earlier.as_str(), past.as_str()),
+        ]);
+        assert_eq!(
+            l.claims
+                .iter()
+                .find(|c| c.invocation == "inv-earlier")
+                .and_then(|c| c.deadline),
+            Some(NOW - 10)
+        );
+        assert_eq!(
+            contested(&l, "inv-mine", &me, NOW, LEASE, BEAT),
+            None,
+            "past its deadline (and the grace), the holder is gone"
+        );
+        // Its deadline still ahead: in the way, and said to be this key's, with when it ends.
+        let ahead = claim_value(NOW - 5, &me, Some(NOW + 30));
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (earlier.as_str(), ahead.as_str()),
+        ]);
+        let rival = contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).expect("live");
+        assert!(rival.same_key && rival.by_deadline);
+        assert_eq!(rival.expires_at, NOW + 30 + DEADLINE_GRACE_SECS);
+        // Within the grace after the deadline: still counted (a request may be on the wire).
+        let just = claim_value(NOW - 5, &me, Some(NOW - DEADLINE_GRACE_SECS));
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (earlier.as_str(), just.as_str()),
+        ]);
+        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
+        // Without a deadline (the CLI): the heartbeat timeout alone.
+        let cli = claim_value(NOW - BEAT, &me, None);
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (earlier.as_str(), cli.as_str()),
+        ]);
+        let rival = contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).expect("live");
+        assert!(!rival.by_deadline);
+        // Old claims (no third field) still read.
+        let l = Ledger::from_tags([(earlier.as_str(), "1800000000;0123456789abcdef")]);
+        assert_eq!(l.claims[0].deadline, None);
+        assert!(claim_value(NOW, &me, Some(NOW + 900)).len() <= 128);
     }
 }

@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of modules and how an event flows through them.
 
 pub mod answer;
+pub mod claim;
 pub mod cli;
 pub mod drill;
 pub mod drill_report;

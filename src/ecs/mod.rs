@@ -3,6 +3,7 @@
 //! Only this module builds requests to Alibaba Cloud.
 
 pub mod client;
+pub mod clock;
 pub mod credentials;
 pub mod error;
 pub mod model;

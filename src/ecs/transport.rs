@@ -33,6 +33,8 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
     /// A throttled answer's `x-acs-retry-after`: how long before the API takes the call again.
     pub retry_after: Option<Duration>,
+    /// The answer's `Date`: ECS's clock, in whole seconds (`clock.rs`).
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The official SDK's reading of `x-acs-retry-after`: a positive whole number, and the SDK
@@ -121,11 +123,17 @@ impl Transport for ReqwestTransport {
                 .get("x-acs-retry-after")
                 .and_then(|v| v.to_str().ok()),
         );
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::clock::parse_http_date);
         let body = response.bytes().await.map_err(|e| classify_reqwest(&e))?;
         Ok(HttpResponse {
             status,
             body: body.to_vec(),
             retry_after,
+            date,
         })
     }
 }

@@ -33,7 +33,7 @@ pub(super) struct Lease {
     stop: tokio::sync::watch::Sender<bool>,
     /// The key digest the claim names.
     digest: String,
-    /// The heartbeat timeout as readers count it: whole seconds (`ledger::Claim::live`).
+    /// The heartbeat timeout as readers count it: whole seconds (`claim::Claim::live`).
     beat: Duration,
     settle: Duration,
     /// How long before the lapse the last request may leave: [`SEND_GUARD`], less for a short
@@ -73,7 +73,7 @@ impl Lease {
             let at_ms = Utc::now().timestamp_millis() + left.as_millis() as i64;
             at_ms.div_euclid(1000) + i64::from(at_ms.rem_euclid(1000) > 0)
         });
-        ledger::claim_value(unix(Utc::now()), &self.digest, deadline)
+        claim::claim_value(unix(Utc::now()), &ledger::run_key(&self.digest), deadline)
     }
 
     /// Past the last moment a state-changing request may leave before the invocation's

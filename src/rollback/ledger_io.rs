@@ -111,7 +111,7 @@ impl Run<'_> {
     pub(super) async fn release_claim(&mut self) {
         if self.claimed {
             self.lease.give_back().await;
-            self.remove_tag(&ledger::claim_tag(&self.invocation)).await;
+            self.remove_tag(&claim::claim_tag(&self.invocation)).await;
             self.claimed = false;
         }
     }
@@ -170,10 +170,7 @@ impl Run<'_> {
     }
 
     pub(super) fn claim_tags(&self) -> (String, String) {
-        (
-            ledger::claim_tag(&self.invocation),
-            self.lease.claim_value(),
-        )
+        (claim::claim_tag(&self.invocation), self.lease.claim_value())
     }
 
     /// Writes this invocation's claim tag, reads the tags back, and yields to any other live
@@ -221,7 +218,7 @@ impl Run<'_> {
                 .claims
                 .iter()
                 .filter(|c| c.invocation != self.invocation && !c.live(now, beat))
-                .map(|c| ledger::claim_tag(&c.invocation))
+                .map(|c| claim::claim_tag(&c.invocation))
                 .collect();
             self.remove_tags(&stale).await;
             // An abandoned run being taken over is outside the lease, so it does not count here.

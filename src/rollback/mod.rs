@@ -41,6 +41,7 @@ use halt::{refuse_ledger, Halt, Res};
 use lease::Lease;
 pub use preserve::undo_client_token;
 
+use crate::claim;
 use crate::ecs::model::{Disk, Instance, Snapshot};
 use crate::ecs::{
     DiskQuery, EcsClient, EcsError, InstanceQuery, Retry, SnapshotQuery, StopOptions,
@@ -55,7 +56,7 @@ use crate::settings::Settings;
 
 pub(crate) use crate::settings::DEADLINE_MARGIN;
 /// No state-changing call (ECS, or a ledger tag write) leaves later than this before the
-/// invocation's deadline: a claim lapses at the deadline (plus `ledger::DEADLINE_GRACE_SECS`),
+/// invocation's deadline: a claim lapses at the deadline (plus `claim::DEADLINE_GRACE_SECS`),
 /// and another delivery may take the disk over then, so a run must have stopped changing
 /// anything by that time, whether or not the platform kills it.
 const SEND_GUARD: Duration = Duration::from_millis(500);
@@ -144,7 +145,7 @@ impl<'a> Rollback<'a> {
         // to whatever else the thread polls meanwhile (another target of a drill).
         // The run, and beside it the keeper of its claim; every state-changing request of either
         // passes the lease's fence first (`lease.rs`).
-        let (tag, region) = (ledger::claim_tag(&run.invocation), run.region.clone());
+        let (tag, region) = (claim::claim_tag(&run.invocation), run.region.clone());
         let fence: crate::ecs::client::Fence = {
             let lease = lease.clone();
             Arc::new(move |action: &str| lease.fence(action))
@@ -178,7 +179,7 @@ impl<'a> Rollback<'a> {
         }
         if run.claimed {
             // However the run ended, its claim has done its work.
-            run.remove_tag(&ledger::claim_tag(&run.invocation))
+            run.remove_tag(&claim::claim_tag(&run.invocation))
                 .instrument(span.clone())
                 .await;
         }

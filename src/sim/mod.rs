@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -95,6 +95,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Sent as `x-acs-retry-after` (milliseconds) with a throttled answer.
     pub retry_after_ms: Option<u64>,
+    /// Sent as `Date` (whole seconds): ECS's clock when it answered.
+    pub date: DateTime<Utc>,
 }
 
 struct Inner {
@@ -247,6 +249,7 @@ impl Simulator {
                     drop: false,
                     delay: Duration::ZERO,
                     retry_after_ms: None,
+                    date: Utc::now(),
                 }
             }
             Err(e) => error_reply(&e, &request_id, json, &region),
@@ -359,6 +362,7 @@ fn error_reply(e: &ApiError, request_id: &str, json: bool, region: &str) -> Repl
         drop: false,
         delay: Duration::ZERO,
         retry_after_ms: None,
+        date: Utc::now(),
     }
 }
 
@@ -449,6 +453,7 @@ impl Transport for SimTransport {
             status: reply.status,
             body: reply.body.into_bytes(),
             retry_after: reply.retry_after_ms.map(Duration::from_millis),
+            date: Some(reply.date),
         })
     }
 }

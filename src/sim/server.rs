@@ -61,6 +61,12 @@ async fn api(
         reply.body,
     )
         .into_response();
+    // ECS's clock, as an origin server sends it (IMF-fixdate, RFC 9110 §5.6.7).
+    if let Ok(date) =
+        header::HeaderValue::from_str(&reply.date.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+    {
+        response.headers_mut().insert(header::DATE, date);
+    }
     if let Some(ms) = reply.retry_after_ms {
         response
             .headers_mut()

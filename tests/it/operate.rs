@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::*;
+use ecs_rollback::claim;
 use ecs_rollback::handler::Handler;
 use ecs_rollback::ledger::{self, History, Phase, RunRecord};
 use ecs_rollback::report::Outcome;
@@ -142,7 +143,7 @@ async fn status_shows_a_hold_and_release_clears_it_only_when_told_to() {
     assert!(
         !keys
             .iter()
-            .any(|k| *k == ledger::RUN_TAG || k.starts_with(ledger::CLAIM_PREFIX)),
+            .any(|k| *k == ledger::RUN_TAG || k.starts_with(claim::CLAIM_PREFIX)),
         "{tags}"
     );
     let history = History::decode(tags[ledger::HISTORY_TAG].as_str().expect("history"));
@@ -219,8 +220,8 @@ async fn an_abandoned_hold_is_released_without_force_and_keeps_the_cooldown() {
         &[
             (ledger::RUN_TAG.to_owned(), stale.encode()),
             (
-                ledger::claim_tag("00000000deadbeef"),
-                ledger::claim_value(now - 7000, &digest("incident-1"), None),
+                claim::claim_tag("00000000deadbeef"),
+                claim::claim_value(now - 7000, &ledger::run_key(&digest("incident-1")), None),
             ),
         ],
     )
@@ -243,7 +244,7 @@ async fn an_abandoned_hold_is_released_without_force_and_keeps_the_cooldown() {
     let tags = tags_of(&sim, WEB_SYS);
     assert!(
         tags.get(ledger::RUN_TAG).is_none()
-            && tags.get(ledger::claim_tag("00000000deadbeef")).is_none(),
+            && tags.get(claim::claim_tag("00000000deadbeef")).is_none(),
         "{tags}"
     );
     let history = History::decode(tags[ledger::HISTORY_TAG].as_str().expect("history"));

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use ecs_rollback::claim;
 use ecs_rollback::ledger::{self, Phase, RunRecord};
 use ecs_rollback::report::{Outcome, Report, StepStatus};
 use ecs_rollback::settings::Settings;
@@ -123,7 +124,7 @@ async fn happy_path() {
         tags.as_object()
             .expect("tags")
             .keys()
-            .all(|k| !k.starts_with(ledger::CLAIM_PREFIX)),
+            .all(|k| !k.starts_with(claim::CLAIM_PREFIX)),
         "the claim tag was removed: {tags}"
     );
     assert_eq!(b.sim.state()["instances"][0]["stoppedMode"], "KeepCharging");

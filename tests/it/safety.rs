@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use chrono::{DateTime, Utc};
+use ecs_rollback::claim;
 use ecs_rollback::ledger::{self, Phase};
 use ecs_rollback::report::{Outcome, Report};
 use ecs_rollback::request::{self, Trigger};
@@ -364,7 +365,7 @@ async fn a_twin_after_the_deadline_takes_over_and_the_late_run_changes_nothing()
             "the claim records its invocation's deadline ({recorded} vs {deadline_unix:.3})"
         );
         let lapses = claim.expires_at(60);
-        assert_eq!(lapses, recorded + ledger::DEADLINE_GRACE_SECS);
+        assert_eq!(lapses, recorded + claim::DEADLINE_GRACE_SECS);
         while Utc::now().timestamp() <= lapses {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

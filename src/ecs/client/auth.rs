@@ -41,7 +41,7 @@ impl EcsClient {
             CredentialSource::AssumeRole { base, role } => {
                 let mut cache = self.assumed.lock().await;
                 if let Some(c) = cache.as_ref() {
-                    if c.is_fresh((self.clock)(), CREDENTIAL_MARGIN) {
+                    if c.is_fresh(self.now(), CREDENTIAL_MARGIN) {
                         return Ok(c.credentials.clone());
                     }
                 }
@@ -114,7 +114,7 @@ impl EcsClient {
         params.insert("SignatureNonce".into(), uuid::Uuid::new_v4().to_string());
         params.insert(
             "Timestamp".into(),
-            (self.clock)().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            self.now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         );
         if let Some(token) = &creds.security_token {
             params.insert("SecurityToken".into(), token.expose().to_owned());
@@ -154,7 +154,7 @@ impl EcsClient {
             ("x-acs-version".to_owned(), version.to_owned()),
             (
                 "x-acs-date".to_owned(),
-                (self.clock)().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                self.now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             ),
             (
                 "x-acs-signature-nonce".to_owned(),

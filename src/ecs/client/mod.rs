@@ -14,6 +14,7 @@ use reqwest::Url;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex as AsyncMutex;
 
+use crate::ecs::clock::ServerClock;
 use crate::ecs::credentials::Signing;
 use crate::ecs::credentials::{Cached, CredentialSource, Credentials, Endpoint};
 use crate::ecs::error::{EcsError, ErrorKind, Retry};
@@ -162,6 +163,8 @@ pub struct EcsClient {
     retry: RetryConfig,
     rng: Mutex<fastrand::Rng>,
     clock: fn() -> DateTime<Utc>,
+    /// What ECS's answers said of its clock (`Date`): the one clock of the ledger.
+    server_clock: Mutex<ServerClock>,
     signing: Signing,
     /// For `CredentialSource::FromRuntime`: the credentials the front door last provided.
     runtime_credentials: Mutex<Option<Credentials>>,
@@ -194,6 +197,7 @@ impl EcsClient {
             retry,
             rng: Mutex::new(fastrand::Rng::new()),
             clock: Utc::now,
+            server_clock: Mutex::new(ServerClock::default()),
             signing: Signing::V1,
             runtime_credentials: Mutex::new(None),
         }
@@ -215,10 +219,39 @@ impl EcsClient {
         self
     }
 
-    /// Replaces the clock that stamps `Timestamp` (tests of clock skew).
+    /// Replaces this host's clock (tests of clock skew: a host minutes off).
     pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The time as ECS's clock reads it: this host's clock, corrected by what ECS's answers
+    /// said (`clock.rs`). Every time the ledger stores or compares comes from here, so writers
+    /// whose clocks disagree still agree on it; before any answer, this host's own clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        let host = (self.clock)();
+        match self.server_clock.lock() {
+            Ok(c) => c.ecs_time(host),
+            Err(p) => p.into_inner().ecs_time(host),
+        }
+    }
+
+    /// What the answers so far say of ECS's clock (for the result's warnings and `status`).
+    pub fn server_clock(&self) -> ServerClock {
+        match self.server_clock.lock() {
+            Ok(c) => *c,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    fn observe_date(&self, sent: DateTime<Utc>, date: Option<DateTime<Utc>>) {
+        let Some(date) = date else { return };
+        let received = (self.clock)();
+        let mut c = match self.server_clock.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        c.observe(sent, received, date);
     }
 
     pub fn retry_config(&self) -> &RetryConfig {
@@ -349,6 +382,7 @@ impl EcsClient {
             }
         }
         let sent_at = Instant::now();
+        let sent_wall = (self.clock)();
         let _ = SENT.try_with(|n| n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let response = self.transport.send(request).await.map_err(|e| match e {
             TransportError::Connect(m) => EcsError::transport(action, ErrorKind::Connect, m),
@@ -357,6 +391,7 @@ impl EcsClient {
                 EcsError::transport(action, ErrorKind::ResponseLost, m)
             }
         })?;
+        self.observe_date(sent_wall, response.date);
         let status = response.status;
         if (200..300).contains(&status) {
             self.pace_ok();

@@ -196,12 +196,14 @@ mod tests {
                     status: 400,
                     body: br#"{"Code":"Throttling.User","Message":"Request was denied due to user flow control.","RequestId":"r"}"#.to_vec(),
                     retry_after: None,
+                    date: None,
                 });
             }
             Ok(HttpResponse {
                 status: 200,
                 body: br#"{"RequestId":"r","TotalCount":0,"Instances":{"Instance":[]}}"#.to_vec(),
                 retry_after: None,
+                date: None,
             })
         }
     }
@@ -287,12 +289,14 @@ mod tests {
                         body: br#"{"Code":"Throttling.User","Message":"x","RequestId":"r"}"#
                             .to_vec(),
                         retry_after: None,
+                        date: None,
                     }
                 } else {
                     HttpResponse {
                         status: 200,
                         body: br#"{"RequestId":"r"}"#.to_vec(),
                         retry_after: None,
+                        date: None,
                     }
                 })
             }
