@@ -576,7 +576,7 @@ mod tests {
     fn a_hold_shows_its_phase_power_state_lease_and_claims() {
         let run = record("incident-1", Phase::Resetting, NOW - 60);
         let claim_tag = claim::claim_tag("00000000000000aa");
-        let claim = claim::claim_value(NOW - 10, &digest("incident-1"), None);
+        let claim = claim::claim_value(NOW - 10, &ledger::run_key(&digest("incident-1")), None);
         let history = "t=".to_owned() + &(NOW - 600).to_string() + ";k=abcdef012345";
         let tags = [
             (ledger::RUN_TAG, run.as_str()),
@@ -641,7 +641,7 @@ mod tests {
         assert!(forced.forced);
         // Past the lease, no live claim: released without force.
         let old = record("incident-1", Phase::Stopped, NOW - 5000);
-        let dead_claim = claim::claim_value(NOW - 4000, &d, None);
+        let dead_claim = claim::claim_value(NOW - 4000, &ledger::run_key(&d), None);
         let claim_tag = claim::claim_tag("00000000000000bb");
         let tags = [
             (ledger::RUN_TAG, old.as_str()),
@@ -668,7 +668,7 @@ mod tests {
         );
         assert!(p.render("d-x").contains("not touched"));
         // A live claim of the key keeps the hold live, lease or not.
-        let live_claim = claim::claim_value(NOW - 5, &d, None);
+        let live_claim = claim::claim_value(NOW - 5, &ledger::run_key(&d), None);
         let tags = [
             (ledger::RUN_TAG, old.as_str()),
             (claim_tag.as_str(), live_claim.as_str()),

@@ -39,10 +39,12 @@ impl ServerClock {
     }
 
     /// The correction to add to this host's clock: 0 while the host's clock is consistent
-    /// with ECS's, else the nearest offset that is (unknown: 0).
+    /// with ECS's (so hosts that agree with ECS agree with each other to the millisecond), else
+    /// the middle of what the answers allow (unknown: 0).
     pub fn offset(&self) -> TimeDelta {
         match self.bounds {
-            Some((lo, hi)) => TimeDelta::milliseconds(0i64.clamp(lo, hi)),
+            Some((lo, hi)) if lo <= 0 && 0 <= hi => TimeDelta::zero(),
+            Some((lo, hi)) => TimeDelta::milliseconds(lo + (hi - lo) / 2),
             None => TimeDelta::zero(),
         }
     }
@@ -110,14 +112,20 @@ mod tests {
         );
         let err = (c.ecs_time(t + fast) - t).num_milliseconds().abs();
         assert!(err <= 1000, "{err} ms");
-        // A second answer just past the next second tick narrows it.
+        // Answers just past a second tick and just before the next narrow it.
         let t2 = at("2026-12-05T12:00:01.010Z");
         c.observe(
             t2 + fast,
             t2 + fast + TimeDelta::milliseconds(20),
             at("2026-12-05T12:00:01Z"),
         );
-        let err = (c.ecs_time(t2 + fast) - t2).num_milliseconds().abs();
+        let t3 = at("2026-12-05T12:00:01.985Z");
+        c.observe(
+            t3 + fast,
+            t3 + fast + TimeDelta::milliseconds(10),
+            at("2026-12-05T12:00:01Z"),
+        );
+        let err = (c.ecs_time(t3 + fast) - t3).num_milliseconds().abs();
         assert!(err <= 50, "{err} ms");
         assert!(c.uncertainty().expect("known") <= TimeDelta::milliseconds(50));
     }
