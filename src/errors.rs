@@ -43,10 +43,16 @@ pub enum Code {
     /// This delivery's claim could not be renewed in time, so it stopped changing anything;
     /// the next delivery resumes from the ledger.
     ClaimLapsed,
+    /// A request without a time whose key the disk's history may have forgotten: nothing was
+    /// touched (send `requestedAt`).
+    KeyBeyondHorizon,
+    /// ResetDisk was accepted, and no sign that the reset ended was seen in time (the instance
+    /// stays stopped, as asked); the disk may still be being reset.
+    ResetEndUnconfirmed,
 }
 
 impl Code {
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 20] = [
         Code::InvalidRequest,
         Code::NotOptedIn,
         Code::CooldownActive,
@@ -65,6 +71,8 @@ impl Code {
         Code::Failed,
         Code::Internal,
         Code::ClaimLapsed,
+        Code::KeyBeyondHorizon,
+        Code::ResetEndUnconfirmed,
     ];
 
     /// The code as the result event carries it.
@@ -88,6 +96,8 @@ impl Code {
             Code::Failed => "Failed",
             Code::Internal => "Internal",
             Code::ClaimLapsed => "ClaimLapsed",
+            Code::KeyBeyondHorizon => "KeyBeyondHorizon",
+            Code::ResetEndUnconfirmed => "ResetEndUnconfirmed",
         }
     }
 }

@@ -28,6 +28,29 @@ pub const HISTORY_TAG: &str = "ecs-rollback:history";
 pub const DURATIONS_TAG: &str = "ecs-rollback:durations";
 /// On a snapshot: the undo snapshot (`preserveCurrent`) of the run whose key digest it holds.
 pub const UNDO_TAG: &str = "ecs-rollback:undo-of";
+/// Tags a resource may carry (TagResources: "up to 20"; ecs-evidence.md §2, C1).
+pub const MAX_TAGS: usize = 20;
+/// The most tags the ledger holds on a disk at once, counted before anything changes: the run
+/// record, the history, the durations, this run's claim, and the claim of one concurrent
+/// delivery (a twin, or another key's contender, which writes its claim before it yields).
+pub const LEDGER_TAGS: usize = 5;
+
+/// `Err(n)`: the disk's own tags (`n`, the ledger's aside) leave no room for the ledger to the
+/// end of a rollback.
+pub fn tag_room<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<(), usize> {
+    let own = keys.into_iter().filter(|k| !is_ledger_tag(k)).count();
+    if own + LEDGER_TAGS > MAX_TAGS {
+        Err(own)
+    } else {
+        Ok(())
+    }
+}
+
+/// A tag of the ledger (what `tag_room` does not count as the disk's own).
+pub fn is_ledger_tag(key: &str) -> bool {
+    [RUN_TAG, HISTORY_TAG, DURATIONS_TAG].contains(&key) || key.starts_with(CLAIM_PREFIX)
+}
+
 /// Finished keys remembered in the history tag.
 pub const HISTORY_KEYS: usize = 7;
 const TAG_VALUE_MAX: usize = 128;
@@ -136,8 +159,9 @@ impl RunRecord {
         // Then, each only if it still fits a tag value, in order of need: the instance to bring
         // back (an ECS ID is at most 22 characters), the failure code (its presence marks a
         // restart after a failure: a crash then resumes the restart, never a reset; the code is
-        // cut to the room left), the undo snapshot (also found by its own tags), the stop time
-        // (a figure, and the guard against stopping again; `t` of phase stopping stands in).
+        // cut to the room left), the stop time (every resume's proof that the instance has not
+        // run since this key stopped it, before any reset), the undo snapshot (also found by its
+        // own `undo-of` tag, so it gives way first).
         let fits = |v: &String, part: &str| v.len() + part.len() <= TAG_VALUE_MAX;
         if let Some(i) = &self.instance {
             let part = format!(";i={i}");
@@ -155,8 +179,13 @@ impl RunRecord {
             v.push_str(&format!(";f={code}"));
         }
         for part in [
+            // As seconds before `t` (`D`, a few characters) rather than a unix time (`d`), so
+            // it fits beside the undo snapshot's ID; `d` is still read.
+            self.stop_at.map(|d| match self.since - d {
+                ago if ago >= 0 => format!(";D={ago}"),
+                _ => format!(";d={d}"),
+            }),
             self.undo.as_ref().map(|u| format!(";u={u}")),
-            self.stop_at.map(|d| format!(";d={d}")),
         ]
         .into_iter()
         .flatten()
@@ -178,14 +207,18 @@ impl RunRecord {
             Some(&"s") => Some(false),
             _ => None,
         };
+        let since: i64 = fields.get("t")?.parse().ok()?;
         Some(RunRecord {
             key: fields.get("k")?.to_string(),
             phase: Phase::parse(fields.get("p")?)?,
-            since: fields.get("t")?.parse().ok()?,
+            since,
             snapshot: fields.get("s")?.to_string(),
             was_running: flag("w")?,
             end_running: flag("e")?,
-            stop_at: fields.get("d").and_then(|d| d.parse().ok()),
+            stop_at: match (fields.get("D"), fields.get("d")) {
+                (Some(ago), _) => ago.parse::<i64>().ok().and_then(|a| since.checked_sub(a)),
+                (None, d) => d.and_then(|d| d.parse().ok()),
+            },
             failure: fields.get("f").map(|f| f.to_string()),
             undo: fields.get("u").map(|u| u.to_string()),
             instance: fields.get("i").map(|i| i.to_string()),
@@ -391,8 +424,29 @@ pub enum Decision {
     /// days later, a key the history no longer holds): rolling back now would undo that later
     /// rollback. Touch nothing.
     Superseded { completed_at: i64 },
+    /// The request carries no time (a direct invoke, an HTTP body with a key) and the history
+    /// has filled up, so it may have forgotten this very key: nobody can tell a new key from a
+    /// redelivery of a forgotten one. Touch nothing; a request that says when it was made
+    /// (`requestedAt`, or a trigger with a time) is decided by that time instead.
+    BeyondHorizon { remembered: usize },
     /// Nobody holds the disk.
     Claim,
+}
+
+/// How far a stored time may lie ahead of the reader's clock before it is taken as written by
+/// a clock that ran ahead. Every writer keeps ECS's clock (`ecs::clock`) to within about a
+/// second; a time further ahead came from a writer that did not (an older version, or one whose
+/// answers carried no `Date`).
+pub const CLOCK_TOLERANCE_SECS: i64 = 5;
+
+/// A stored time from the future, as a reader may count it: at most `now` (the writer's clock
+/// ran ahead; the event happened, but not later than now).
+fn not_after(t: i64, now: i64) -> i64 {
+    if t > now + CLOCK_TOLERANCE_SECS {
+        now
+    } else {
+        t
+    }
 }
 
 /// When the disk's last rollback completed: the history's last success, or a run record that
@@ -424,8 +478,17 @@ pub fn decide_request(
         Decision::Claim | Decision::TakeOver(_) | Decision::Cooldown { .. }
     );
     match (requested_at, last_completed(ledger)) {
-        (Some(at), Some(completed_at)) if fresh && at < completed_at => {
+        // A completion stamped in the future came from a writer whose clock ran ahead: when it
+        // really happened is unknown, so it supersedes nothing (the cooldown counts it as now).
+        (Some(at), Some(completed_at))
+            if fresh && at < completed_at && completed_at <= now + CLOCK_TOLERANCE_SECS =>
+        {
             Decision::Superseded { completed_at }
+        }
+        (None, _) if fresh && ledger.history.keys.len() >= HISTORY_KEYS => {
+            Decision::BeyondHorizon {
+                remembered: ledger.history.keys.len(),
+            }
         }
         _ => d,
     }
@@ -479,7 +542,7 @@ pub fn decide(
             }
         }
     }
-    if let Some(t) = last {
+    if let Some(t) = last.map(|t| not_after(t, now)) {
         let remaining = cooldown_secs - (now - t);
         if cooldown_secs > 0 && remaining > 0 {
             return Decision::Cooldown {
@@ -605,17 +668,15 @@ mod tests {
         assert_eq!(RunRecord::decode(&plain.encode()), Some(plain));
         let mut undo = run(&"k".repeat(40), Phase::Preserving, NOW);
         undo.undo = Some("s-bp1undo00000000001".into());
-        let back = RunRecord::decode(&undo.encode()).expect("decodes");
-        // With the instance and the undo snapshot, the stop time (a figure) gives way.
-        assert_eq!(back.undo, undo.undo);
-        assert_eq!(back.instance, undo.instance);
-        assert_eq!(
-            back,
-            RunRecord {
-                stop_at: None,
-                ..undo.clone()
-            }
-        );
+        undo.stop_at = Some(NOW - 40);
+        let v = undo.encode();
+        let back = RunRecord::decode(&v).expect("decodes");
+        // The instance, the stop time and the undo snapshot all fit with ECS's usual IDs.
+        assert_eq!(back, undo, "{v}");
+        assert!(v.len() <= TAG_VALUE_MAX, "{} chars: {v}", v.len());
+        // A stop time written as a unix time (older records) still reads.
+        let old = "k=0123456789abcdef;p=stopped;t=100;s=s-x;w=r;e=r;d=60";
+        assert_eq!(RunRecord::decode(old).and_then(|r| r.stop_at), Some(60));
         // Long IDs: the record still fits, the optional parts give way.
         undo.snapshot = format!("s-{}", "a".repeat(40));
         undo.undo = Some(format!("s-{}", "b".repeat(40)));
@@ -797,10 +858,47 @@ mod tests {
             decide_request(&l, &me, NOW, LEASE, COOL, Some(completed + 1)),
             Decision::Claim
         );
+        // Without a time, with the history full: it may be a forgotten key.
         assert_eq!(
             decide_request(&l, &me, NOW, LEASE, COOL, None),
+            Decision::BeyondHorizon {
+                remembered: HISTORY_KEYS
+            }
+        );
+        // With room left in the history, a timeless key is known or new.
+        let mut short = l.clone();
+        short.history.keys.pop();
+        assert_eq!(
+            decide_request(&short, &me, NOW, LEASE, COOL, None),
             Decision::Claim
         );
+        // A completion stamped in the future (a writer's clock ran ahead) supersedes nothing,
+        // and the cooldown counts it as now.
+        let ahead = ledger(None, {
+            let mut h = History::default();
+            h.push(&digest("fast-writer"), false, NOW + 600);
+            h
+        });
+        assert_eq!(
+            decide_request(&ahead, &me, NOW, LEASE, 0, Some(NOW - 1)),
+            Decision::Claim
+        );
+        assert_eq!(
+            decide_request(&ahead, &me, NOW, LEASE, COOL, Some(NOW - 1)),
+            Decision::Cooldown {
+                remaining_secs: COOL
+            }
+        );
+        // Within the tolerance, an ordinary completion.
+        let close = ledger(None, {
+            let mut h = History::default();
+            h.push(&digest("close"), false, NOW + CLOCK_TOLERANCE_SECS);
+            h
+        });
+        assert!(matches!(
+            decide_request(&close, &me, NOW, LEASE, 0, Some(NOW)),
+            Decision::Superseded { .. }
+        ));
         // Within the cooldown, an older request is superseded rather than cooled down.
         assert_eq!(
             decide_request(&l, &me, completed + 10, LEASE, COOL, Some(completed - 5)),

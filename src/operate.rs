@@ -156,7 +156,7 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool) -> Ex
     let status = crate::hold::status(
         &observed,
         rules(&read.handler.settings),
-        chrono::Utc::now().timestamp(),
+        read.handler.ecs.now().timestamp(),
     );
     if json {
         match serde_json::to_string_pretty(&status) {
@@ -199,7 +199,7 @@ pub async fn release_cmd(
         .map(|t| (t.tag_key.as_str(), t.tag_value.as_str()))
         .collect();
     let rules = rules(&read.handler.settings);
-    let now = chrono::Utc::now().timestamp();
+    let now = read.handler.ecs.now().timestamp();
     let plan = match crate::hold::plan_release(
         &tags,
         &key.digest(),

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ecs::model::{Disk, Instance, Snapshot};
 use crate::errors::Code;
+use crate::ledger;
 use crate::report::ErrorInfo;
 use crate::request::{RollbackRequest, SnapshotChoice};
 
@@ -169,6 +170,20 @@ pub fn check(
         check_locks("instance", &i.lock_reasons())?;
     }
     check_locks("disk", &disk.lock_reasons())?;
+    let tags = disk.tags.tag.iter().map(|t| t.tag_key.as_str());
+    if let Err(own) = ledger::tag_room(tags) {
+        return Err(ErrorInfo::new(
+            Code::LedgerUnavailable,
+            format!(
+                "{} carries {own} tags of its own; its ledger needs up to {} more of the {} a disk may carry (the run record, the history, the durations, this run's claim and one for a concurrent delivery), so the rollback could not record its end: nothing was touched. Remove {} of its tags",
+                disk.disk_id,
+                ledger::LEDGER_TAGS,
+                ledger::MAX_TAGS,
+                own + ledger::LEDGER_TAGS - ledger::MAX_TAGS
+            ),
+            false,
+        ));
+    }
     if disk.status != "In_use" && disk.status != "Available" {
         return Err(ErrorInfo::new(
             "IncorrectDiskStatus",

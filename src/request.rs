@@ -53,6 +53,10 @@ struct RawRequest {
     preserve_current: Option<bool>,
     #[serde(default)]
     reason: Option<String>,
+    /// When the request was made (RFC 3339), for a request whose trigger carries no time (a
+    /// direct invoke, an HTTP body): what a redelivery is told apart by (`superseded`).
+    #[serde(default)]
+    requested_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +288,14 @@ pub fn parse(
                 format!("at most {MAX_REASON} characters"),
             ));
         }
+    }
+    let mut trigger = trigger;
+    if let Some(at) = &raw.requested_at {
+        let at = DateTime::parse_from_rfc3339(at)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| InvalidRequest::new("requestedAt", format!("not RFC 3339: {e}")))?;
+        // The event's own time, when it has one, is the better witness.
+        trigger.time.get_or_insert(at);
     }
     let key = match raw.idempotency_key {
         Some(k) => {

@@ -4,16 +4,32 @@
 use super::*;
 
 impl Run<'_> {
+    /// The rollback happened (the reset's end seen, the instance in the power state asked):
+    /// `succeeded`, whether or not the ledger can record it. A final write that fails is a
+    /// warning, never a `failed` for what happened: the record stays at `starting` (or, if
+    /// even that could not be written, earlier, where every resume proves the instance has not
+    /// run since this key stopped it before any reset: `stop.rs`), so no delivery of this key
+    /// resets again.
     pub(super) async fn finish(&mut self) -> Res<Outcome> {
-        let t = Utc::now();
-        self.write_final(Phase::Done, None).await?;
-        self.step(
-            "finish",
-            StepStatus::Done,
-            t,
-            None,
-            Some("ledger: phase done, key added to the history".into()),
-        );
+        let t = self.now();
+        let (status, detail) = match self.write_final(Phase::Done, None).await {
+            Ok(()) => (
+                StepStatus::Done,
+                "ledger: phase done, key added to the history".to_owned(),
+            ),
+            Err(h) if self.lease.is_lost() => return Err(h),
+            Err(h) => {
+                let w = format!(
+                    "the rollback is done, but the ledger could not record it ({}): the record stays at phase {}, so a redelivery of this key does not reset again; the disk's history lacks this key and the cooldown does not count this rollback",
+                    h.error.message,
+                    self.phase()
+                );
+                tracing::warn!("{w}");
+                self.warnings.push(w.clone());
+                (StepStatus::Failed, w)
+            }
+        };
+        self.step("finish", status, t, None, Some(detail));
         Ok(Outcome::Succeeded)
     }
 
@@ -23,7 +39,7 @@ impl Run<'_> {
     /// ledger write here is best effort: none of them keeps the instance stopped.
     pub(super) async fn restore_after_failure(&mut self, error: ErrorInfo) -> Res<Outcome> {
         let record = self.record()?;
-        let t = Utc::now();
+        let t = self.now();
         if let (Some(iid), true) = (self.instance_id(), record.was_running) {
             // `starting` with a failure code: a crash from here resumes the restart, never a
             // reset (written by `start`, best effort).

@@ -56,6 +56,12 @@ pub(super) fn refuse_ledger(e: &EcsError) -> Halt {
 }
 
 impl Run<'_> {
+    /// The time as ECS's clock reads it (`ecs::clock`): every time the ledger stores or
+    /// compares, and the report's step times, come from it.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.ecs.now()
+    }
+
     pub(super) fn step(
         &mut self,
         name: &str,
@@ -69,7 +75,7 @@ impl Run<'_> {
             name: name.into(),
             status,
             started_at,
-            finished_at: Utc::now(),
+            finished_at: self.now(),
             request_id: request_id.filter(|r| !r.is_empty()),
             detail,
         });
@@ -116,7 +122,7 @@ impl Run<'_> {
         };
         ledger::Durations {
             stop: took("stop"),
-            reset: took("reset"),
+            reset: took("reset").filter(|_| self.reset_end_seen),
             start: took("start"),
             snapshot: took("preserve"),
         }

@@ -67,13 +67,14 @@ impl Lease {
     /// The claim's value now: the time, the key digest, the invocation's deadline as unix
     /// seconds, rounded up (never before the real deadline, so the claim never lapses sooner
     /// than the grace says).
-    pub(super) fn claim_value(&self) -> String {
+    /// `now` is ECS's clock (`EcsClient::now`), as every time of the ledger.
+    pub(super) fn claim_value(&self, now: DateTime<Utc>) -> String {
         let deadline = self.deadline.map(|d| {
             let left = d.saturating_duration_since(Instant::now());
-            let at_ms = Utc::now().timestamp_millis() + left.as_millis() as i64;
+            let at_ms = now.timestamp_millis() + left.as_millis() as i64;
             at_ms.div_euclid(1000) + i64::from(at_ms.rem_euclid(1000) > 0)
         });
-        claim::claim_value(unix(Utc::now()), &ledger::run_key(&self.digest), deadline)
+        claim::claim_value(unix(now), &ledger::run_key(&self.digest), deadline)
     }
 
     /// Past the last moment a state-changing request may leave before the invocation's
@@ -161,21 +162,8 @@ impl Lease {
                 format!("{action}: the invocation's deadline is too close"),
             ));
         }
-        let now = Instant::now();
-        let mut st = self.state();
-        if !st.lost {
-            match &st.held {
-                Some((_, written)) if now + self.guard >= self.lapses(*written) => {
-                    tracing::error!(
-                        action,
-                        renewed_ms_ago = now.duration_since(*written).as_millis() as u64,
-                        heartbeat_timeout_ms = self.beat.as_millis() as u64,
-                        "this delivery's claim may have lapsed: it changes nothing more"
-                    );
-                    st.lost = true;
-                }
-                _ => return Ok(()),
-            }
+        if !self.lapsed(action) {
+            return Ok(());
         }
         Err((
             ErrorKind::Fenced,
@@ -184,6 +172,44 @@ impl Lease {
                 self.beat.as_secs()
             ),
         ))
+    }
+
+    /// Whether the lease is lost: it was, or it may have lapsed by now (then it is marked lost,
+    /// for good). `what` names who asks, for the log. Checked by the fence before every
+    /// state-changing request, and by every wait of the run, so a run whose claim lapsed while
+    /// it waited ends then, not at its next call.
+    pub(super) fn lapsed(&self, what: &str) -> bool {
+        let now = Instant::now();
+        let mut st = self.state();
+        if st.lost {
+            return true;
+        }
+        match &st.held {
+            Some((_, written)) if now + self.guard >= self.lapses(*written) => {
+                tracing::error!(
+                    what,
+                    renewed_ms_ago = now.duration_since(*written).as_millis() as u64,
+                    heartbeat_timeout_ms = self.beat.as_millis() as u64,
+                    "this delivery's claim may have lapsed: it changes nothing more"
+                );
+                st.lost = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// When the lease lapses unless it is renewed first (the fence trips then): a wait wakes
+    /// no later. `None` while no claim is held.
+    pub(super) fn lapses_at(&self) -> Option<Instant> {
+        let st = self.state();
+        match (&st.held, st.lost) {
+            (Some((_, written)), false) => {
+                Some(self.lapses(*written).checked_sub(self.guard).unwrap_or(*written))
+            }
+            (_, true) => Some(Instant::now()),
+            _ => None,
+        }
     }
 
     /// Renews the claim (`tag`) every quarter of the heartbeat timeout until [`Lease::stop`].
@@ -225,7 +251,7 @@ impl Lease {
                 continue;
             }
             let written = Instant::now();
-            let tags = [(tag.to_owned(), self.claim_value())];
+            let tags = [(tag.to_owned(), self.claim_value(ecs.now()))];
             let disks = [disk];
             match crate::ecs::client::urgent(ecs.tag_resources(region, "disk", &disks, &tags)).await
             {

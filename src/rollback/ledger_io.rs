@@ -75,7 +75,7 @@ impl Run<'_> {
     pub(super) async fn set_phase(&mut self, phase: Phase) -> Res<()> {
         let mut record = self.record()?;
         record.phase = phase;
-        record.since = unix(Utc::now());
+        record.since = unix(self.now());
         // The phase write doubles as the claim's renewal (serialized with the keeper's).
         let lease = self.lease.clone();
         let writing = lease.writing().await;
@@ -170,7 +170,7 @@ impl Run<'_> {
     }
 
     pub(super) fn claim_tags(&self) -> (String, String) {
-        (claim::claim_tag(&self.invocation), self.lease.claim_value())
+        (claim::claim_tag(&self.invocation), self.lease.claim_value(self.now()))
     }
 
     /// Writes this invocation's claim tag, reads the tags back, and yields to any other live
@@ -213,7 +213,7 @@ impl Run<'_> {
             let seen = self.read_after_own_claim(&tag).await?;
             // Claims of invocations that died (or could not remove theirs) are cleared away,
             // so they never fill the disk's 20 tags.
-            let now = unix(Utc::now());
+            let now = unix(self.now());
             let stale: Vec<String> = seen
                 .claims
                 .iter()
@@ -226,7 +226,7 @@ impl Run<'_> {
                 &seen,
                 &self.invocation,
                 &self.digest,
-                unix(Utc::now()),
+                unix(self.now()),
                 lease,
                 beat,
             ) else {
@@ -264,7 +264,7 @@ impl Run<'_> {
             let first = seen
                 .claims
                 .iter()
-                .filter(|c| c.invocation != self.invocation && c.live(unix(Utc::now()), beat))
+                .filter(|c| c.invocation != self.invocation && c.live(unix(self.now()), beat))
                 .all(|c| self.invocation < c.invocation);
             let share = if first {
                 0.1 + 0.2 * fastrand::f64()
@@ -321,13 +321,13 @@ impl Run<'_> {
         instance: Option<String>,
         planned: &Decision,
     ) -> Res<()> {
-        let t = Utc::now();
+        let t = self.now();
         let fresh = self.take_claim().await?;
         self.same_plan(&fresh, planned)?;
         let record = RunRecord {
             key: ledger::run_key(&self.digest),
             phase: Phase::Claimed,
-            since: unix(Utc::now()),
+            since: unix(self.now()),
             snapshot: plan.snapshot_id.clone(),
             was_running: plan.was_running,
             end_running: plan.end_running,
@@ -357,7 +357,7 @@ impl Run<'_> {
 
     pub(super) async fn write_final(&mut self, phase: Phase, failure: Option<&str>) -> Res<()> {
         let mut record = self.record()?;
-        let now = unix(Utc::now());
+        let now = unix(self.now());
         record.phase = phase;
         record.since = now;
         record.failure = failure.map(str::to_owned);
@@ -396,7 +396,16 @@ impl Run<'_> {
         if phase == Phase::Done && !learned.is_empty() {
             tags.push((ledger::DURATIONS_TAG.to_owned(), learned.encode()));
         }
-        self.write_tags(&tags).await.map_err(|e| {
+        let mut written = self.write_tags(&tags).await;
+        if matches!(&written, Err(e) if e.is_code("OperationDenied.QuotaExceed") || e.is_code("QuotaExceed.Tags"))
+            && tags.len() > 2
+        {
+            // No room for a new tag (the durations): the record and the history matter more.
+            tags.truncate(2);
+            self.warnings.push("the step durations could not be recorded: the disk has no room for the tag".into());
+            written = self.write_tags(&tags).await;
+        }
+        written.map_err(|e| {
             let mut h = Halt::ecs(Outcome::Failed, &e);
             h.error.code = Code::LedgerWriteFailed.into();
             h.error.retryable = true;

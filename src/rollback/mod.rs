@@ -129,6 +129,7 @@ impl<'a> Rollback<'a> {
             resumed_from: None,
             before: None,
             reset_unclear: false,
+            reset_end_seen: false,
             learned: ledger::Durations::default(),
             stop_asked: None,
         };
@@ -251,6 +252,11 @@ struct Run<'a> {
     before: Option<RunRecord>,
     /// This delivery issued a ResetDisk whose answer did not say whether it was applied.
     reset_unclear: bool,
+    /// Positive evidence that the reset ended was seen, and when (the reset step's end): a
+    /// status that left `In_use` and came back, a DryRun that passed after saying a reset runs,
+    /// or StartInstance accepted after refusing while it ran. The ledger learns a reset's
+    /// duration only from such an end.
+    reset_end_seen: bool,
     /// How long the steps took in the disk's last finished rollback (its ledger): where the
     /// waits and the estimates start from.
     learned: ledger::Durations,

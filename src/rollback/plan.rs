@@ -36,7 +36,7 @@ impl Run<'_> {
     }
 
     pub(super) async fn execute_once(&mut self) -> Res<Outcome> {
-        let t0 = Utc::now();
+        let t0 = self.now();
         let mut seen = self.observe().await?;
         let ledger = Ledger::from_tags(
             seen.disk
@@ -45,7 +45,7 @@ impl Run<'_> {
                 .iter()
                 .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
         );
-        let now = Utc::now();
+        let now = self.now();
         self.learned = ledger.durations;
         let decision = self.decide(&ledger);
         tracing::info!(decision = ?decision, "ledger read");
@@ -175,7 +175,7 @@ impl Run<'_> {
                 name: "preflight".into(),
                 status: StepStatus::Failed,
                 started_at: t0,
-                finished_at: Utc::now(),
+                finished_at: self.now(),
                 request_id: h.error.request_id.clone(),
                 detail: Some(h.error.message.clone()),
             });
@@ -269,7 +269,7 @@ impl Run<'_> {
         ledger::decide_request(
             ledger,
             &self.digest,
-            unix(Utc::now()),
+            unix(self.now()),
             self.s.lease.as_secs() as i64,
             self.s.cooldown.as_secs() as i64,
             self.req.trigger.time.map(|t| t.timestamp()),
@@ -438,6 +438,11 @@ fn refusal(decision: Decision) -> Halt {
         Decision::Cooldown { remaining_secs } => Halt::reject(
             Code::CooldownActive,
             format!("the disk was rolled back recently; the cooldown has {remaining_secs}s left (ECS_ROLLBACK_COOLDOWN_SECONDS)"),
+            false,
+        ),
+        Decision::BeyondHorizon { remembered } => Halt::reject(
+            Code::KeyBeyondHorizon,
+            format!("this request says nothing of when it was made, and the disk's history holds only its last {remembered} keys: a redelivery of a forgotten key cannot be told from a new one, so nothing was touched; send the request again with requestedAt (when it was made, RFC 3339), and it is decided by that time"),
             false,
         ),
         Decision::Unreadable(v) => Halt::reject(

@@ -71,7 +71,7 @@ impl Run<'_> {
     /// the ledger, then waited for until usable. Failures that a retry cannot fix, or that
     /// outlast `snapshot_timeout`, end the run before the reset (the caller restores).
     pub(super) async fn preserve_current(&mut self) -> Res<()> {
-        let t = Utc::now();
+        let t = self.now();
         let record = self.record()?;
         if self.phase() < Phase::Preserving {
             let mut need = self.estimate(self.s.estimate_snapshot, self.learned.snapshot)
@@ -175,7 +175,7 @@ impl Run<'_> {
                     return Err(self.failed("preserve", t, e.request_id.clone(), h));
                 }
             }
-            self.wait_a_little(&mut pause).await;
+            self.wait_a_little(&mut pause).await?;
         }
     }
 
@@ -213,7 +213,7 @@ impl Run<'_> {
                     }
                     Some(s) => {
                         // Timed from the snapshot's own creation, across deliveries.
-                        let age = s.creation_time.map(|c| Utc::now() - c).unwrap_or_default();
+                        let age = s.creation_time.map(|c| self.now() - c).unwrap_or_default();
                         if age.to_std().is_ok_and(|a| a > self.s.snapshot_timeout) {
                             let h = give_up(
                                 Code::UndoSnapshotTimeout,
@@ -245,7 +245,7 @@ impl Run<'_> {
                 self.set_phase(Phase::Preserving).await?;
                 last_write = Instant::now();
             }
-            tokio::time::sleep(cadence.pause(since.elapsed())).await;
+            self.sleep(cadence.pause(since.elapsed())).await?;
         }
     }
 }

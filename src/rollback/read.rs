@@ -85,8 +85,7 @@ impl Run<'_> {
             Ok(i) => Ok(Some(i)),
             Err(h) if h.error.retryable && Instant::now() < until => {
                 tracing::warn!(error = %h.error.message, "reading the instance failed; waiting, then reading again");
-                tokio::time::sleep(*pause).await;
-                *pause = self.s.poll.next(*pause);
+                self.wait_a_little(pause).await?;
                 Ok(None)
             }
             Err(h) => Err(h),
@@ -104,14 +103,49 @@ impl Run<'_> {
 
     /// Between two reads of a wait that began at `since`: sleeps as long as `cadence` says for
     /// that point of the step (the claim is renewed beside the run: `lease.rs`).
-    pub(super) async fn wait_on(&mut self, cadence: &cadence::Cadence, since: Instant) {
-        tokio::time::sleep(cadence.pause(since.elapsed())).await;
+    pub(super) async fn wait_on(&mut self, cadence: &cadence::Cadence, since: Instant) -> Res<()> {
+        self.sleep(cadence.pause(since.elapsed())).await
     }
 
     /// Between two polls: sleep `pause`, then grow it.
-    pub(super) async fn wait_a_little(&mut self, pause: &mut Duration) {
-        tokio::time::sleep(*pause).await;
+    pub(super) async fn wait_a_little(&mut self, pause: &mut Duration) -> Res<()> {
+        self.sleep(*pause).await?;
         *pause = self.s.poll.next(*pause);
+        Ok(())
+    }
+
+    /// Every wait of a run that holds the disk: sleeps `pause`, and ends the run at once
+    /// (`ClaimLapsed`, retryable) when its lease lapses meanwhile (renewals refused or throttled
+    /// past the heartbeat timeout): another delivery may hold the disk by then, so this one
+    /// changes nothing more and says so, rather than waiting on until its deadline.
+    pub(super) async fn sleep(&self, pause: Duration) -> Res<()> {
+        let end = Instant::now() + pause;
+        loop {
+            self.lease_held()?;
+            let wake = self.lease.lapses_at().map_or(end, |l| l.max(Instant::now()).min(end));
+            tokio::time::sleep_until(wake.into()).await;
+            if Instant::now() >= end {
+                return self.lease_held();
+            }
+        }
+    }
+
+    /// `Err(ClaimLapsed)` once this delivery's lease is lost.
+    pub(super) fn lease_held(&self) -> Res<()> {
+        if !self.lease.lapsed("wait") {
+            return Ok(());
+        }
+        Err(Halt {
+            outcome: self.failed_or_rejected(),
+            error: ErrorInfo::new(
+                Code::ClaimLapsed,
+                format!(
+                    "this delivery's claim on the disk could not be renewed within the heartbeat timeout ({} s), so it changed nothing more and stopped waiting; the next delivery resumes from the ledger",
+                    self.s.heartbeat_timeout.as_secs()
+                ),
+                true,
+            ),
+        })
     }
 
     /// Right before a state-changing call: a fresh read when the poll may have been served from

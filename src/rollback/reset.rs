@@ -6,7 +6,7 @@ use super::*;
 
 impl Run<'_> {
     pub(super) async fn reset(&mut self) -> Res<()> {
-        let t = Utc::now();
+        let t = self.now();
         let record = self.record()?;
         let mut need = self.estimate(self.s.estimate_reset, self.learned.reset);
         if record.end_running || record.was_running {
@@ -48,7 +48,7 @@ impl Run<'_> {
                 h.error.message = format!("ResetDisk was not accepted after {issued} tries: {e}");
                 return Err(self.failed("reset", t, e.request_id.clone(), h));
             }
-            self.wait_a_little(&mut pause).await;
+            self.wait_a_little(&mut pause).await?;
         };
         self.step(
             "reset",
@@ -84,9 +84,16 @@ impl Run<'_> {
             return Ok(false);
         }
         match inst.status.as_str() {
+            "Stopped" if self.resumed_from.is_some_and(|p| p >= Phase::Stopping) => {
+                // An earlier delivery stopped it. Whatever phase it recorded last, the instance
+                // may have run since (its start not recorded: a ledger write refused, then an
+                // operator or a schedule stopped it again): ECS's StartTime decides.
+                self.refuse_if_started_again(&inst)?;
+                Ok(true)
+            }
             "Stopped" => Ok(true),
             "Stopping" => {
-                self.wait_a_little(pause).await;
+                self.wait_a_little(pause).await?;
                 Ok(false)
             }
             other => {
@@ -166,18 +173,22 @@ impl Run<'_> {
         }
     }
 
-    /// After ResetDisk is accepted, waits for its end the way Alibaba's own automation does:
-    /// DescribeDisks until the disk's `Status` is `In_use` again (OOS `ACS::ECS::ResetDisk`
-    /// `untilDiskIdReady`, added in 2019 between ResetDisk and StartInstance: ecs-evidence.md
-    /// §1, High). No status during a reset is documented, so a disk that never leaves `In_use`
-    /// cannot say the reset ended; then the fallback: ResetDisk's DryRun answers
-    /// `InvalidOperation.DiskResetInProgress` while a reset runs (inferred: DryRun checks
-    /// "resource state limits", ecs-api.md §3.1; ecs-evidence.md §7), and once it did, only the
-    /// DryRun is asked. Any other answer ends the wait with a warning: the StartInstance that
-    /// follows takes every "not yet" answer as retry-later, so an unclear end costs a retry,
-    /// never a start that is given up.
+    /// After ResetDisk is accepted, waits for positive evidence that the reset ended, the way
+    /// Alibaba's own automation waits for it: DescribeDisks until the disk's `Status` is
+    /// `In_use` again after it left it (OOS `ACS::ECS::ResetDisk` `untilDiskIdReady`, added in
+    /// 2019 between ResetDisk and StartInstance: ecs-evidence.md §1, High). No status during a
+    /// reset is documented, so a disk that never leaves `In_use` cannot say the reset ended;
+    /// then ResetDisk's DryRun: `InvalidOperation.DiskResetInProgress` while a reset runs
+    /// (inferred: DryRun checks "resource state limits", ecs-api.md §3.1; ecs-evidence.md §7),
+    /// and its passing *after it said so* is the end. What is not evidence: a DryRun that
+    /// passes without ever having said a reset runs (a view that lags the reset, or an ECS whose
+    /// DryRun does not check resets), a code nobody foresaw, a status that never moved (a
+    /// DescribeDisks that lags). Those are read again until the reset's budget ends; then
+    /// `Err`, and the caller decides: StartInstance, whose acceptance is evidence too, or, for
+    /// an instance that stays stopped, `ResetEndUnconfirmed` (never `succeeded`). The end seen
+    /// here is the reset's measured end, the only one the ledger learns a duration from.
     pub(super) async fn wait_reset_done(&mut self) -> Res<()> {
-        let t = Utc::now();
+        let t = self.now();
         let record = self.record()?;
         let disk = self.disk_id();
         let budget = self.wait_budget(self.s.reset_timeout);
@@ -185,34 +196,28 @@ impl Run<'_> {
         let cadence = self.cadence(self.learned.reset);
         let since = Instant::now();
         // What this ECS shows during a reset: `Some(true)` the disk left `In_use` (its return is
-        // the end), `Some(false)` it stayed `In_use` while a reset ran (the DryRun tells).
+        // the end), `Some(false)` the DryRun said a reset runs (its passing is the end).
         let mut status_moves: Option<bool> = None;
+        // The last answer that said nothing (for the message when no end is seen).
+        let mut unclear: Option<String> = None;
         let seen_end = loop {
-            let mut ask_dry_run = status_moves != Some(true);
+            let ask_dry_run = status_moves != Some(true);
             if status_moves != Some(false) {
                 match self.read_disk(&disk).await {
                     Ok(d) if !matches!(d.status.as_str(), "In_use" | "Available") => {
                         status_moves = Some(true);
-                        ask_dry_run = false;
                     }
                     Ok(d) if status_moves == Some(true) => {
                         break format!("DescribeDisks shows it {} again", d.status);
                     }
                     Ok(_) => {}
-                    Err(h) if h.error.retryable => {
-                        tracing::warn!(error = %h.error.message, "reading the disk failed; reading again");
-                        ask_dry_run = false;
-                    }
                     Err(h) => {
-                        self.warnings.push(format!(
-                            "the end of the reset could not be confirmed: {}",
-                            h.error.message
-                        ));
-                        break "unconfirmed".into();
+                        tracing::warn!(error = %h.error.message, "reading the disk failed; reading again");
+                        unclear = Some(format!("reading the disk: {}", h.error.message));
                     }
                 }
             }
-            if ask_dry_run {
+            if ask_dry_run && status_moves != Some(true) {
                 match self
                     .ecs
                     .reset_disk(&self.region, &disk, &record.snapshot, true)
@@ -221,22 +226,41 @@ impl Run<'_> {
                     Err(e) if e.is_code("InvalidOperation.DiskResetInProgress") => {
                         status_moves = Some(false);
                     }
-                    Err(e) if e.is_retryable() => {}
-                    Ok(_) => break "its DryRun shows no reset running".into(),
+                    Ok(_) if status_moves == Some(false) => {
+                        break "its DryRun, which had said the reset runs, passes".into();
+                    }
+                    Ok(_) => {
+                        unclear = Some("ResetDisk's DryRun passes, but never said a reset runs (a view that lags the reset?)".into());
+                    }
                     Err(e) => {
-                        self.warnings
-                            .push(format!("the end of the reset could not be confirmed: {e}"));
-                        break "unconfirmed".into();
+                        tracing::warn!(error = %e, "ResetDisk's DryRun answered something that says nothing of the reset; asking again");
+                        unclear = Some(format!("ResetDisk's DryRun: {e}"));
                     }
                 }
             }
             if Instant::now() >= until {
-                return Err(self.timed_out("the reset did not finish in time", budget));
+                return Err(self.timed_out(
+                    &format!(
+                        "no evidence that the reset ended was seen in {} s{}",
+                        budget.as_secs(),
+                        unclear
+                            .map(|u| format!(" (last: {u})"))
+                            .unwrap_or_default()
+                    ),
+                    budget,
+                ));
             }
-            self.wait_on(&cadence, since).await;
+            self.wait_on(&cadence, since).await?;
         };
-        // The reset step lasts until its end was seen: the timeline shows its real length.
-        let end = Utc::now();
+        self.reset_ended(t, seen_end);
+        Ok(())
+    }
+
+    /// Positive evidence that the reset ended, seen now: the reset step lasts until then (the
+    /// timeline shows its real length, and the ledger learns it).
+    pub(super) fn reset_ended(&mut self, t: DateTime<Utc>, how: String) {
+        let end = self.now();
+        self.reset_end_seen = true;
         match self
             .steps
             .iter_mut()
@@ -246,18 +270,20 @@ impl Run<'_> {
             Some(reset) => {
                 reset.finished_at = end;
                 if let Some(d) = reset.detail.as_mut() {
-                    d.push_str(&format!("; ended: {seen_end}"));
+                    d.push_str(&format!("; ended: {how}"));
                 }
             }
-            None => self.step(
-                "wait-reset",
-                StepStatus::Done,
-                t,
-                None,
-                Some(format!("reset of {disk} ended: {seen_end}")),
-            ),
+            None => {
+                let disk = self.disk_id();
+                self.step(
+                    "wait-reset",
+                    StepStatus::Done,
+                    t,
+                    None,
+                    Some(format!("reset of {disk} ended: {how}")),
+                )
+            }
         }
-        Ok(())
     }
 }
 

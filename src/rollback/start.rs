@@ -29,12 +29,12 @@ impl Run<'_> {
     /// time: StartInstance itself waits through every "not yet" answer.
     pub(super) async fn finish_reset_and_start(&mut self) -> Res<()> {
         let record = self.record()?;
-        let t = Utc::now();
+        let t = self.now();
         match self.instance_id() {
             // From `starting` on (a resumed run) the instance may be Running already, where a
             // ResetDisk DryRun says nothing of the reset: StartInstance's own waiting suffices.
             Some(iid) if record.end_running && self.phase() >= Phase::Starting => {
-                self.start(&iid, Utc::now()).await?;
+                self.start(&iid, self.now()).await?;
             }
             Some(iid) if record.end_running => {
                 if let Err(h) = self.wait_reset_done().await {
@@ -44,10 +44,16 @@ impl Run<'_> {
                         h.error.message
                     ));
                 }
-                self.start(&iid, Utc::now()).await?;
+                self.start(&iid, self.now()).await?;
             }
             _ => {
-                self.wait_reset_done().await?;
+                if let Err(h) = self.wait_reset_done().await {
+                    if h.error.retryable && h.error.code != Code::WaitTimeout.as_str() {
+                        // The deadline, or a lapsed claim: the next delivery waits on.
+                        return Err(h);
+                    }
+                    return Err(self.reset_end_unconfirmed(t, h).await);
+                }
                 self.step(
                     "start",
                     StepStatus::Skipped,
@@ -140,7 +146,7 @@ impl Run<'_> {
             if Instant::now() >= until {
                 return Err(self.left_stopped(iid, t, calls, unexpected, budget));
             }
-            self.wait_on(&cadence, since).await;
+            self.wait_on(&cadence, since).await?;
         }
         // From this delivery's own StopInstance, to the millisecond; a resumed run has only
         // the ledger's whole second of an earlier delivery's.
@@ -153,13 +159,14 @@ impl Run<'_> {
                 .map(|s| s * 1000),
         };
         if let Some(from) = stopped_at_ms {
-            let ms = (Utc::now().timestamp_millis() - from).max(0);
+            let ms = (self.now().timestamp_millis() - from).max(0);
             self.downtime_ms = Some(ms as u64);
         }
         let mut t = t;
-        if let (true, Some(at)) = (waited_for_reset, accepted_at) {
-            // The reset step lasts until the reset ended (StartInstance accepted), and the start
-            // step from then: the timeline shows the reset's real length.
+        if let (true, Some(at), false) = (waited_for_reset, accepted_at, self.reset_end_seen) {
+            // StartInstance, refused while the reset ran, was accepted: the reset's measured end;
+            // the reset step lasts until then, and the start step from then.
+            self.reset_ended(at, "StartInstance, refused while it ran, was accepted".into());
             if let Some(reset) = self
                 .steps
                 .iter_mut()
@@ -167,9 +174,6 @@ impl Run<'_> {
                 .find(|s| s.name == "reset" && s.status == StepStatus::Done)
             {
                 reset.finished_at = at;
-                if let Some(d) = reset.detail.as_mut() {
-                    d.push_str("; finished when StartInstance was accepted");
-                }
             }
             t = at;
         }
@@ -181,6 +185,30 @@ impl Run<'_> {
             Some("Running".into()),
         );
         Ok(())
+    }
+
+    /// ResetDisk was accepted and no evidence of its end came within the reset's budget, for an
+    /// instance that stays stopped: the disk may still be being reset, so the result is not
+    /// `succeeded`. Nothing more is done (starting it would be against the request, and ECS
+    /// refuses a start while a reset runs); the ledger records the failure, so no delivery of
+    /// this key resets again.
+    async fn reset_end_unconfirmed(&mut self, t: DateTime<Utc>, h: Halt) -> Halt {
+        let disk = self.disk_id();
+        let mut error = ErrorInfo::new(
+            Code::ResetEndUnconfirmed,
+            format!(
+                "ResetDisk of {disk} was accepted, but {}: the disk may still be being reset and may not hold the snapshot yet; the instance stays stopped, as asked. Check the disk (DescribeDisks, or ResetDisk with DryRun=true answering InvalidOperation.DiskResetInProgress) before starting the instance",
+                h.error.message
+            ),
+            false,
+        );
+        if let Err(w) = self.write_final(Phase::Failed, Some(&error.code)).await {
+            error.message = format!(
+                "{}; the failure could not be recorded in the ledger ({})",
+                error.message, w.error.message
+            );
+        }
+        self.failed("wait-reset", t, None, Halt::fail(error))
     }
 
     /// The instance is not Running at the end of `start`. Retryable: the ledger says `starting`

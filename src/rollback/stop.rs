@@ -6,7 +6,7 @@ use super::*;
 
 impl Run<'_> {
     pub(super) async fn stop(&mut self) -> Res<()> {
-        let t = Utc::now();
+        let t = self.now();
         let Some(iid) = self.instance_id() else {
             self.step(
                 "stop",
@@ -79,7 +79,15 @@ impl Run<'_> {
             if Instant::now() >= until {
                 return Err(self.timed_out("the instance did not reach Stopped in time", budget));
             }
-            self.wait_on(&cadence, since).await;
+            self.wait_on(&cadence, since).await?;
+        }
+        if request_id.is_none() {
+            // Found Stopped: from now on, a start is someone else's, and every resume checks
+            // for one (StartTime) before it resets.
+            let now = unix(self.now());
+            if let Some(r) = self.record.as_mut() {
+                r.stop_at.get_or_insert(now);
+            }
         }
         let (status, detail) = match request_id {
             Some(_) => (StepStatus::Done, "Stopped (StoppedMode=KeepCharging)"),
@@ -101,18 +109,20 @@ impl Run<'_> {
                 self.estimate(self.s.estimate_stop, self.learned.stop),
             )?;
         }
+        let now = unix(self.now());
         if let Some(r) = self.record.as_mut() {
-            r.stop_at.get_or_insert(unix(Utc::now()));
+            r.stop_at.get_or_insert(now);
         }
         self.set_phase(Phase::Stopping).await?;
         self.confirm_holder("StopInstance").await
     }
 
-    /// A resumed run at phase `stopping` that reads the instance Running: either its stop
-    /// never took, or the instance was stopped and started again since (by a person, or by a
-    /// delivery that brought it back and could not record so). Stopping it again and resetting
-    /// would destroy what it wrote since that start, so ECS's own `StartTime` (to the minute)
-    /// decides: a start in or after the minute the stop was asked counts as "started again".
+    /// A resumed run that reads the instance (at phase `stopping`: Running; past it, before any
+    /// reset: Stopped): either nothing happened since this key stopped it, or the instance was
+    /// started again since (by a person, or by a delivery that brought it back and could not
+    /// record so) and maybe stopped again. Stopping it again or resetting would destroy what it
+    /// wrote since that start, so ECS's own `StartTime` (to the minute) decides: a start in or
+    /// after the minute the stop was asked (ECS's clock, as `d` is) counts as "started again".
     pub(super) fn refuse_if_started_again(&self, inst: &Instance) -> Res<()> {
         let Some(record) = &self.record else {
             return Ok(());
