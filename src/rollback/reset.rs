@@ -187,7 +187,11 @@ impl Run<'_> {
     /// `Err`, and the caller decides: StartInstance, whose acceptance is evidence too, or, for
     /// an instance that stays stopped, `ResetEndUnconfirmed` (never `succeeded`). The end seen
     /// here is the reset's measured end, the only one the ledger learns a duration from.
-    pub(super) async fn wait_reset_done(&mut self) -> Res<()> {
+    ///
+    /// `strict` (an instance that stays stopped): only evidence ends the wait. Otherwise (a
+    /// start follows) a passing DryRun also ends it, without counting as evidence: the start
+    /// is tried, and only its acceptance says the reset ended.
+    pub(super) async fn wait_reset_done(&mut self, strict: bool) -> Res<()> {
         let t = self.now();
         let record = self.record()?;
         let disk = self.disk_id();
@@ -228,6 +232,15 @@ impl Run<'_> {
                     }
                     Ok(_) if status_moves == Some(false) => {
                         break "its DryRun, which had said the reset runs, passes".into();
+                    }
+                    Ok(_) if !strict => return Ok(()),
+                    Ok(_) if self.resumed_from >= Some(Phase::Resetting) && !self.reset_unclear => {
+                        // An earlier delivery's reset: if it ran, it ended before this delivery
+                        // looked, and no evidence of its end can come any more.
+                        return Err(self.timed_out(
+                            "an earlier delivery's reset was not seen to run or to end (ResetDisk's DryRun passes)",
+                            Duration::ZERO,
+                        ));
                     }
                     Ok(_) => {
                         unclear = Some("ResetDisk's DryRun passes, but never said a reset runs (a view that lags the reset?)".into());

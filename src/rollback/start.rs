@@ -37,7 +37,7 @@ impl Run<'_> {
                 self.start(&iid, self.now()).await?;
             }
             Some(iid) if record.end_running => {
-                if let Err(h) = self.wait_reset_done().await {
+                if let Err(h) = self.wait_reset_done(false).await {
                     tracing::warn!(error = %h.error.message, "the reset's end was not seen; StartInstance waits for it");
                     self.warnings.push(format!(
                         "the end of the reset was not seen ({}); StartInstance waited for it",
@@ -47,7 +47,7 @@ impl Run<'_> {
                 self.start(&iid, self.now()).await?;
             }
             _ => {
-                if let Err(h) = self.wait_reset_done().await {
+                if let Err(h) = self.wait_reset_done(true).await {
                     if h.error.retryable && h.error.code != Code::WaitTimeout.as_str() {
                         // The deadline, or a lapsed claim: the next delivery waits on.
                         return Err(h);
@@ -155,6 +155,9 @@ impl Run<'_> {
             None => self
                 .record
                 .as_ref()
+                // An instance found Stopped has its `d` too (the resume checks' reference),
+                // but no downtime of this rollback's.
+                .filter(|r| r.was_running)
                 .and_then(|r| r.stop_at)
                 .map(|s| s * 1000),
         };

@@ -44,6 +44,23 @@ pub struct Faults {
     /// How a throttled call is answered (ecs-evidence.md §5): `Throttling` (403, the ECS API
     /// tables), `Throttling.User` or `Throttling.Api` (400, the API gateway's common errors).
     pub throttle_code: ThrottleCode,
+    /// Windows in which some actions are refused (a brownout of the tag service, a permission
+    /// lost for a while), each opened by a call of another action (the ledger's writes refused
+    /// right after a reset, say).
+    pub brownouts: Vec<Brownout>,
+}
+
+/// A window of refusals: from the moment the `nth` call of `after` is let through, for
+/// `for_ms`, every call of `actions` is refused with `status` and `code`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Brownout {
+    pub after: String,
+    pub nth: u32,
+    pub for_ms: u64,
+    pub actions: Vec<String>,
+    pub status: u16,
+    pub code: String,
 }
 
 impl Default for Faults {
@@ -61,6 +78,7 @@ impl Default for Faults {
             rate_limits: published_rate_limits(),
             rate_window_ms: 60_000,
             throttle_code: ThrottleCode::default(),
+            brownouts: Vec::new(),
         }
     }
 }
@@ -192,6 +210,8 @@ pub struct Injector {
     window: (std::time::Instant, u32),
     /// Per (region, action): the clock-aligned window it counts in, and calls seen in it.
     per_action: HashMap<(String, String), (u64, u32)>,
+    /// When each brownout opened (by its index in `faults.brownouts`).
+    brownouts_open: HashMap<usize, std::time::Instant>,
 }
 
 impl Injector {
@@ -205,6 +225,7 @@ impl Injector {
             stats: FaultStats::default(),
             window: (std::time::Instant::now(), 0),
             per_action: HashMap::new(),
+            brownouts_open: HashMap::new(),
         }
     }
 
@@ -290,6 +311,29 @@ impl Injector {
         if self.over_rate() {
             fate.refuse = Some(throttled(code));
             return fate;
+        }
+        let now = std::time::Instant::now();
+        if let Some(b) = self.faults.brownouts.iter().enumerate().find(|(i, b)| {
+            b.actions.iter().any(|a| a == action)
+                && self
+                    .brownouts_open
+                    .get(i)
+                    .is_some_and(|at| now < *at + Duration::from_millis(b.for_ms))
+        }) {
+            // Source: the scenario (a brownout is the test's own answer).
+            fate.refuse = Some(ApiError::new(
+                b.1.status,
+                &b.1.code,
+                "Injected by the simulator (brownout).",
+            ));
+            return fate;
+        }
+        let opened: Vec<usize> = (self.faults.brownouts.iter().enumerate())
+            .filter(|(_, b)| b.after == action && b.nth == n)
+            .map(|(i, _)| i)
+            .collect();
+        for i in opened {
+            self.brownouts_open.insert(i, now);
         }
         if let Some(s) = self.faults.scripted.iter().find(|s| {
             s.action == action

@@ -66,6 +66,11 @@ pub struct Scenario {
     /// The account has economical mode on: StopInstance without `StoppedMode` stops with
     /// `StopCharging` (ecs-evidence.md §4, PY-SDK `StopInstanceRequest`).
     pub economical_mode: bool,
+    /// How far each caller's own clock (by access key) runs ahead of ECS's, in ms (behind, if
+    /// negative): a laptop, a VM after suspend. ECS cannot set a caller's clock; the clients a
+    /// test builds for that key take it (`EcsClient::with_clock_offset`), and the gateway
+    /// refuses a `Timestamp` more than 15 minutes off, as ECS does.
+    pub clock_offsets_ms: BTreeMap<String, i64>,
 }
 
 impl Default for Scenario {
@@ -80,6 +85,7 @@ impl Default for Scenario {
             max_tags: 20,
             extra_access_keys: BTreeMap::new(),
             economical_mode: false,
+            clock_offsets_ms: BTreeMap::new(),
         }
     }
 }
@@ -330,6 +336,28 @@ impl Simulator {
         self.lock()
             .world
             .set_snapshot_progressing(id, Instant::now())
+    }
+
+    /// Someone else (an operator, a schedule) stops or starts an instance between two
+    /// deliveries, through the API's own rules (`StopInstance`/`StartInstance` as the caller
+    /// `operator`): `Err` is ECS's refusal.
+    pub fn operate(&self, instance: &str, start: bool) -> Result<(), String> {
+        let mut inner = self.lock();
+        let params: BTreeMap<String, String> = [
+            ("RegionId", "cn-hangzhou"),
+            ("InstanceId", instance),
+            ("StoppedMode", "KeepCharging"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let action = if start { "StartInstance" } else { "StopInstance" };
+        let from = inner.world.events().len();
+        let applied = inner
+            .world
+            .apply(action, &world::Req { params: &params }, Instant::now());
+        inner.world.set_caller(from, "operator");
+        applied.map(|_| ()).map_err(|e| format!("{}: {}", e.code, e.message))
     }
 
     /// Lets a test move the gateway's tolerance for clock skew.

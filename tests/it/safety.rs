@@ -608,8 +608,13 @@ async fn a_key_redelivered_after_seven_other_rollbacks_is_superseded() {
     let rollback = Rollback::new(&b.handler.ecs, &b.handler.settings);
     let first = sqs("incident-4711");
     assert_eq!(rollback.run(&first, None).await.outcome, Outcome::Succeeded);
+    // Requests that say when they were made (a timeless one past the history's horizon is
+    // refused: `a_timeless_key_past_the_horizon_is_refused_not_rolled_back_again`).
+    let now = || json!(Utc::now().to_rfc3339());
     for i in 0..ledger::HISTORY_KEYS {
-        let r = b.run(&web(&format!("later-{i}"))).await;
+        let mut later = web(&format!("later-{i}"));
+        later["requestedAt"] = now();
+        let r = b.run(&later).await;
         assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
     }
     assert_eq!(b.resets(WEB_SYS), 1 + ledger::HISTORY_KEYS as u64);
@@ -626,7 +631,9 @@ async fn a_key_redelivered_after_seven_other_rollbacks_is_superseded() {
     assert!(r.warnings.iter().any(|w| w.contains("superseded")), "{r:?}");
     assert_eq!(b.sim.events().len(), changes, "nothing touched");
     // A new request (made now) still rolls back.
-    let r = b.run(&web("incident-4712")).await;
+    let mut new = web("incident-4712");
+    new["requestedAt"] = now();
+    let r = b.run(&new).await;
     assert_eq!(r.outcome, Outcome::Succeeded);
 }
 

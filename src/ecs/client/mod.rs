@@ -162,7 +162,7 @@ pub struct EcsClient {
     assumed: AsyncMutex<Option<Cached>>,
     retry: RetryConfig,
     rng: Mutex<fastrand::Rng>,
-    clock: fn() -> DateTime<Utc>,
+    clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     /// What ECS's answers said of its clock (`Date`): the one clock of the ledger.
     server_clock: Mutex<ServerClock>,
     signing: Signing,
@@ -196,7 +196,7 @@ impl EcsClient {
             assumed: AsyncMutex::new(None),
             retry,
             rng: Mutex::new(fastrand::Rng::new()),
-            clock: Utc::now,
+            clock: Arc::new(Utc::now),
             server_clock: Mutex::new(ServerClock::default()),
             signing: Signing::V1,
             runtime_credentials: Mutex::new(None),
@@ -220,9 +220,15 @@ impl EcsClient {
     }
 
     /// Replaces this host's clock (tests of clock skew: a host minutes off).
-    pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
-        self.clock = clock;
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
+    }
+
+    /// This host's clock runs `offset` ahead of the true time (behind, if negative): the
+    /// simulator's per-caller clock offsets (`Scenario::clock_offsets_ms`).
+    pub fn with_clock_offset(self, offset: chrono::TimeDelta) -> Self {
+        self.with_clock(move || Utc::now() + offset)
     }
 
     /// The time as ECS's clock reads it: this host's clock, corrected by what ECS's answers

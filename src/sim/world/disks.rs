@@ -17,6 +17,24 @@ impl World {
         }
     }
 
+    /// The status DescribeDisks shows: as it was `reset_status_lag_ms` ago.
+    fn disk_status_seen(&self, d: &SimDisk) -> String {
+        let lag = Duration::from_millis(self.timings.reset_status_lag_ms);
+        if lag.is_zero() {
+            return self.disk_status(d);
+        }
+        let then = self.now.checked_sub(lag);
+        let resetting_then = match (d.reset_window, then) {
+            (Some((from, to)), Some(then)) => from <= then && then < to,
+            _ => false,
+        };
+        match &self.timings.reset_disk_status {
+            Some(s) if resetting_then => s.clone(),
+            _ if d.spec.instance_id.is_some() => "In_use".into(),
+            _ => "Available".into(),
+        }
+    }
+
     pub(super) fn disk_json(&self, d: &SimDisk) -> Value {
         let attached = d.spec.instance_id.clone().unwrap_or_default();
         let device = if d.spec.disk_type == "system" {
@@ -41,7 +59,7 @@ impl World {
             "DiskName": d.spec.name,
             "RegionId": d.spec.region,
             "ZoneId": format!("{}-g", d.spec.region),
-            "Status": self.disk_status(d),
+            "Status": self.disk_status_seen(d),
             "Type": d.spec.disk_type,
             "Category": d.spec.category.clone().unwrap_or_else(|| "cloud_essd".into()),
             "PerformanceLevel": "PL1",
@@ -65,9 +83,19 @@ impl World {
         })
     }
 
-    /// A disk's tags as a read sees them now: `tag_read_lag_ms` ago.
+    /// How far the tag reads of the action being applied lag.
+    fn tag_lag(&self) -> Duration {
+        let t = &self.timings;
+        Duration::from_millis(
+            *t.tag_read_lag_by_action
+                .get(&self.action)
+                .unwrap_or(&t.tag_read_lag_ms),
+        )
+    }
+
+    /// A disk's tags as a read sees them now: its action's lag ago.
     pub(super) fn disk_tags_seen<'d>(&self, d: &'d SimDisk) -> &'d BTreeMap<String, String> {
-        let lag = Duration::from_millis(self.timings.tag_read_lag_ms);
+        let lag = self.tag_lag();
         let Some(seen_at) = self.now.checked_sub(lag).filter(|_| !lag.is_zero()) else {
             return &d.spec.tags;
         };
@@ -82,7 +110,9 @@ impl World {
     /// Called after a disk's tags changed: keeps the state they replaced while a lagging read
     /// can still show it.
     pub(super) fn disk_tags_changed(&mut self, id: &str, before: BTreeMap<String, String>) {
-        let lag = Duration::from_millis(self.timings.tag_read_lag_ms);
+        let t = &self.timings;
+        let most = t.tag_read_lag_by_action.values().copied().max().unwrap_or(0);
+        let lag = Duration::from_millis(t.tag_read_lag_ms.max(most));
         if lag.is_zero() {
             return;
         }
@@ -169,12 +199,23 @@ impl World {
             ));
         }
         if disk.reset.is_some() {
-            // Source: ecs-evidence.md §1 (DOC-RESET: 403 InvalidOperation.DiskResetInProgress).
-            return Err(ApiError::new(
-                403,
-                "InvalidOperation.DiskResetInProgress",
-                "The operation is not allowed because the disk has an ongoing reset task, please try again later.",
-            ));
+            match self.timings.reset_dry_run.as_deref() {
+                // The scenario's: a DryRun that does not look at resets passes on to the
+                // other checks (and the call itself is refused below, as ever).
+                Some("pass") if dry_run => {}
+                Some(code) if dry_run && code != "pass" => {
+                    // Source: the scenario (an answer nobody foresaw, for the DryRun only).
+                    return Err(ApiError::new(403, code, "Injected by the simulator."));
+                }
+                _ => {
+                    // Source: ecs-evidence.md §1 (DOC-RESET: 403 InvalidOperation.DiskResetInProgress).
+                    return Err(ApiError::new(
+                        403,
+                        "InvalidOperation.DiskResetInProgress",
+                        "The operation is not allowed because the disk has an ongoing reset task, please try again later.",
+                    ));
+                }
+            }
         }
         // "No new snapshot is being created for the disk" (ecs-evidence.md §3), except the
         // target itself when instant access makes it usable: the IA doc says such a snapshot
@@ -199,6 +240,7 @@ impl World {
         let done = now + Duration::from_millis(self.timings.reset_ms);
         if let Some(d) = self.disks.get_mut(&disk_id) {
             d.reset = Some((snap_id.clone(), done));
+            d.reset_window = Some((now, done));
             d.resets += 1;
         }
         self.record(

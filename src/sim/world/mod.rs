@@ -53,6 +53,16 @@ pub struct Timings {
     /// `IdempotentProcessing` ("The previous idempotent request(s) is still processing.",
     /// ecs-evidence.md §3). The code is documented; this length is UNCONFIRMED.
     pub client_token_processing_ms: u64,
+    /// Tag reads' lag per API (`DescribeDisks`, `ListTagResources`), over `tag_read_lag_ms`:
+    /// the two reads need not lag alike.
+    pub tag_read_lag_by_action: BTreeMap<String, u64>,
+    /// How far DescribeDisks' `Status` lags a reset: it shows the status as it was this long
+    /// ago (with `reset_disk_status`), so a short reset may never show, or show late.
+    pub reset_status_lag_ms: u64,
+    /// What ResetDisk's DryRun answers while a reset runs. `None`: 403
+    /// `InvalidOperation.DiskResetInProgress` (inferred, ecs-evidence.md §7); `"pass"`: it
+    /// passes (a DryRun that does not check resets); any other: that code, with 403.
+    pub reset_dry_run: Option<String>,
 }
 
 impl Default for Timings {
@@ -65,6 +75,9 @@ impl Default for Timings {
             reset_disk_status: None,
             tag_read_lag_ms: 0,
             client_token_processing_ms: 300,
+            tag_read_lag_by_action: BTreeMap::new(),
+            reset_status_lag_ms: 0,
+            reset_dry_run: None,
         }
     }
 }
@@ -80,6 +93,9 @@ impl Timings {
             reset_disk_status: None,
             tag_read_lag_ms: 0,
             client_token_processing_ms: 20,
+            tag_read_lag_by_action: BTreeMap::new(),
+            reset_status_lag_ms: 0,
+            reset_dry_run: None,
         }
     }
 }
@@ -113,6 +129,8 @@ struct SimDisk {
     spec: DiskSpec,
     /// (snapshot, done at) of a reset in progress.
     reset: Option<(String, Instant)>,
+    /// When the last reset began and ends (kept after it ended, for a status read that lags).
+    reset_window: Option<(Instant, Instant)>,
     /// What the disk holds: `original`, or the snapshot it was last reset to.
     content: String,
     resets: u32,
@@ -163,6 +181,8 @@ pub struct World {
     created_snapshots: u64,
     /// When the call being applied arrived (what a lagging tag read is measured from).
     now: Instant,
+    /// The action being applied (whose tag-read lag applies).
+    action: String,
 }
 
 /// Manual snapshots a disk may have (CreateSnapshot doc: "has reached 256").
@@ -183,6 +203,7 @@ impl World {
             economical_mode: false,
             created_snapshots: 0,
             now: Instant::now(),
+            action: String::new(),
         };
         for i in &fleet.instances {
             if !matches!(i.status.as_str(), "Running" | "Stopped") {
@@ -218,6 +239,7 @@ impl World {
                 SimDisk {
                     spec: d.clone(),
                     reset: None,
+                    reset_window: None,
                     content: "original".into(),
                     resets: 0,
                     created: now - chrono::Duration::days(30),
@@ -336,6 +358,7 @@ impl World {
     pub fn apply(&mut self, action: &str, req: &Req, now: Instant) -> Result<Value, ApiError> {
         self.tick(now);
         self.now = now;
+        self.action = action.to_owned();
         match action {
             "DescribeInstances" => self.describe_instances(req),
             "DescribeDisks" => self.describe_disks(req),
