@@ -40,7 +40,11 @@ impl Run<'_> {
     pub(super) async fn restore_after_failure(&mut self, error: ErrorInfo) -> Res<Outcome> {
         let record = self.record()?;
         let t = self.now();
-        if let (Some(iid), true) = (self.instance_id(), record.was_running) {
+        // An instance started again since this key stopped it has had its power state given
+        // back (by whoever started it); if it is stopped now, someone stopped it after that,
+        // and starting it would overrule them.
+        let restore = record.was_running && error.code != Code::InstanceStartedAgain.as_str();
+        if let (Some(iid), true) = (self.instance_id(), restore) {
             // `starting` with a failure code: a crash from here resumes the restart, never a
             // reset (written by `start`, best effort).
             if let Some(r) = self.record.as_mut() {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::ecs::{HttpRequest, HttpResponse, Transport, TransportError};
-pub use faults::{FaultKind, FaultStats, Faults, ScriptedFault, ThrottleCode};
+pub use faults::{Brownout, FaultKind, FaultStats, Faults, ScriptedFault, ThrottleCode};
 pub use world::{default_fleet, Event, FleetSpec, Timings};
 
 /// The access key the simulator accepts unless a scenario names another.

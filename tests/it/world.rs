@@ -1,0 +1,424 @@
+//! Safety in the world ECS really is (issue 21): ledger writes refused after a state change,
+//! writers whose clocks disagree, a reset's end that cannot be seen, a disk with no room left
+//! for its ledger, a lease lost while the run waits, a key the history forgot. Each over
+//! loopback HTTP against the simulator with the knob that models it; each once broke a promise.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use chrono::Utc;
+use ecs_rollback::ecs::credentials::{CredentialSource, Credentials};
+use ecs_rollback::handler::Handler;
+use ecs_rollback::ledger::{self, Phase};
+use ecs_rollback::report::{Outcome, Report};
+use ecs_rollback::settings::Settings;
+use ecs_rollback::sim::{Brownout, Faults, FleetSpec, Scenario, Timings};
+use serde_json::{json, Value};
+
+fn code(r: &Report) -> &str {
+    r.error.as_ref().map_or("", |e| e.code.as_str())
+}
+
+fn retryable(r: &Report) -> bool {
+    r.error.as_ref().is_some_and(|e| e.retryable)
+}
+
+fn web(key: &str) -> Value {
+    json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": key})
+}
+
+/// `web(key)`, saying it was made now.
+fn web_now(key: &str) -> Value {
+    let mut v = web(key);
+    v["requestedAt"] = json!(Utc::now().to_rfc3339());
+    v
+}
+
+fn brownout(after: &str, nth: u32, for_ms: u64, actions: &[&str], status: u16, code: &str) -> Brownout {
+    Brownout {
+        after: after.into(),
+        nth,
+        for_ms,
+        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+        status,
+        code: code.into(),
+    }
+}
+
+/// A handler on `b`'s simulator whose host clock runs `offset` off ECS's, signing with the
+/// second access key.
+fn skewed(b: &Bench, offset: chrono::TimeDelta, settings: Settings) -> Handler {
+    Handler::new(
+        http_client(
+            &b.base,
+            CredentialSource::Static(Credentials::new(OTHER_KEY, OTHER_SECRET)),
+            Duration::from_secs(5),
+        )
+        .with_clock_offset(offset),
+        settings,
+        Some(REGION.into()),
+    )
+}
+
+// ---- 1. a ledger write refused after the reset ----------------------------------------------
+
+#[tokio::test]
+async fn a_ledger_refused_after_the_reset_never_leads_to_a_second_reset() {
+    // The tag service browns out from the reset on: `reset`, `starting` and `done` are refused
+    // (a permission lost for a while). The instance is started all the same (its power state
+    // comes first); later an operator stops it, and the message is redelivered.
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            faults: Faults {
+                brownouts: vec![brownout(
+                    "ResetDisk",
+                    1,
+                    3000,
+                    &["TagResources", "UntagResources"],
+                    403,
+                    "Forbidden.RAM",
+                )],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await;
+    let event = web("brownout-after-reset");
+    let first = b.run(&event).await;
+    assert_eq!(first.outcome, Outcome::Succeeded, "{first:#?}");
+    assert!(
+        first.warnings.iter().any(|w| w.contains("could not record")),
+        "the ledger's loss is a warning: {first:#?}"
+    );
+    assert_eq!(b.settled_status(WEB).await, "Running");
+    assert_eq!(b.resets(WEB_SYS), 1);
+    let record = b.run_record(WEB_SYS).expect("a record");
+    assert!(record.phase < Phase::Starting, "{record:?}");
+    // The brownout passes; an operator stops the instance; the message comes back.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    b.sim.operate(WEB, false).expect("stop");
+    assert_eq!(b.settled_status(WEB).await, "Stopped");
+    let again = b.redeliver_until_done(&event).await;
+    assert_eq!(b.resets(WEB_SYS), 1, "reset again after the instance ran: {again:#?}");
+    assert_eq!(code(&again), "InstanceStartedAgain", "{again:#?}");
+    assert!(!retryable(&again));
+    assert_eq!(
+        b.settled_status(WEB).await,
+        "Stopped",
+        "the operator's stop stands"
+    );
+    assert_eq!(assert_safe(&b.sim.events(), WEB_SYS), 0);
+}
+
+// ---- 2. writers whose clocks disagree -------------------------------------------------------
+
+/// The default fleet with `tags` on web-01's system disk.
+fn fleet_with_disk_tags(tags: &[(String, String)]) -> FleetSpec {
+    let mut f = ecs_rollback::sim::default_fleet();
+    let disk = f
+        .disks
+        .iter_mut()
+        .find(|d| d.id == WEB_SYS)
+        .expect("web-01's disk");
+    for (k, v) in tags {
+        disk.tags.insert(k.clone(), v.clone());
+    }
+    f
+}
+
+#[tokio::test]
+async fn a_completion_stamped_in_the_future_does_not_drop_a_genuine_request() {
+    // What a writer ten minutes fast left: its completion, ten minutes ahead of ECS.
+    let ahead = Utc::now().timestamp() + 600;
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            fleet: Some(fleet_with_disk_tags(&[(
+                ledger::HISTORY_TAG.to_owned(),
+                format!("t={ahead};k=abcdef012345"),
+            )])),
+            ..Default::default()
+        },
+        Settings {
+            cooldown: Duration::ZERO,
+            ..Settings::fast()
+        },
+    )
+    .await;
+    let r = b.run(web_now("genuine-after-a-fast-writer")).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    assert_eq!(b.resets(WEB_SYS), 1);
+}
+
+#[tokio::test]
+async fn writers_whose_clocks_are_off_record_ecs_time() {
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        Settings {
+            cooldown: Duration::ZERO,
+            ..Settings::fast()
+        },
+    )
+    .await;
+    // Ten minutes fast: its completion is recorded at ECS's time, not ten minutes ahead.
+    let fast = skewed(&b, chrono::TimeDelta::minutes(10), b.handler.settings.clone());
+    let r = run_on(&fast, &web_now("from-a-fast-laptop")).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    let done = b.history(WEB_SYS).last_success.expect("recorded");
+    assert!(
+        (done - Utc::now().timestamp()).abs() <= 3,
+        "recorded {done}, ECS says {}",
+        Utc::now().timestamp()
+    );
+    // So a genuine request a moment later is not superseded by it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = b.run(web_now("a-minute-later")).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    // Ten minutes slow, with a cooldown: its completion counts from ECS's time, so the next
+    // request within the cooldown is refused.
+    let cool = Settings {
+        cooldown: Duration::from_secs(300),
+        ..Settings::fast()
+    };
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        cool.clone(),
+    )
+    .await;
+    let slow = skewed(&b, -chrono::TimeDelta::minutes(10), cool);
+    let r = run_on(&slow, &web_now("from-a-slow-vm")).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    let r = b.run(web_now("within-the-cooldown")).await;
+    assert_eq!(code(&r), "CooldownActive", "{r:#?}");
+    assert_eq!(b.resets(WEB_SYS), 1);
+}
+
+// ---- 3. the reset's end read too early --------------------------------------------------------
+
+/// web-01 rolled back and left stopped (`startAfterReset: false`), its reset taking 800 ms,
+/// in a world where `timings` says how the reset shows.
+async fn stay_stopped(timings: Timings) -> (Bench, Report) {
+    let b = bench_with(
+        Scenario {
+            timings: Timings {
+                reset_ms: 800,
+                ..timings
+            },
+            ..Default::default()
+        },
+        Settings {
+            reset_timeout: Duration::from_secs(3),
+            ..Settings::fast()
+        },
+    )
+    .await;
+    let mut event = web("stay-stopped");
+    event["startAfterReset"] = json!(false);
+    let r = b.run(&event).await;
+    (b, r)
+}
+
+#[tokio::test]
+async fn a_reset_whose_end_cannot_be_seen_is_never_reported_succeeded() {
+    // A DryRun that does not look at resets, and one that answers a code nobody foresaw: the
+    // run cannot see the end, so the result is not `succeeded` (the disk may still be resetting).
+    for dry_run in ["pass", "IncorrectDiskStatus.Initializing"] {
+        let (b, r) = stay_stopped(Timings {
+            reset_dry_run: Some(dry_run.into()),
+            ..Timings::fast()
+        })
+        .await;
+        assert_eq!(r.outcome, Outcome::Failed, "{dry_run}: {r:#?}");
+        assert_eq!(code(&r), "ResetEndUnconfirmed", "{dry_run}: {r:#?}");
+        assert!(!retryable(&r));
+        assert_eq!(b.resets(WEB_SYS), 1);
+        assert_eq!(b.settled_status(WEB).await, "Stopped");
+        // Redelivered: the failure again, no second reset.
+        let again = b.run(&{
+            let mut e = web("stay-stopped");
+            e["startAfterReset"] = json!(false);
+            e
+        })
+        .await;
+        assert_eq!(code(&again), "ResetEndUnconfirmed", "{again:#?}");
+        assert_eq!(b.resets(WEB_SYS), 1);
+        let learned = b.disk(WEB_SYS)["tags"][ledger::DURATIONS_TAG].clone();
+        assert!(learned.is_null(), "no duration learned without an end: {learned}");
+    }
+}
+
+#[tokio::test]
+async fn a_reset_seen_to_end_late_is_succeeded_and_learned_at_its_real_length() {
+    // DescribeDisks shows the reset's status 1.5 s late (after the reset ended); the DryRun
+    // tells. Or the DryRun answers nothing useful and the status, however late, does.
+    for timings in [
+        Timings {
+            reset_disk_status: Some("ReIniting".into()),
+            reset_status_lag_ms: 1500,
+            ..Timings::fast()
+        },
+        Timings {
+            reset_disk_status: Some("ReIniting".into()),
+            reset_status_lag_ms: 300,
+            reset_dry_run: Some("pass".into()),
+            ..Timings::fast()
+        },
+    ] {
+        let (b, r) = stay_stopped(timings.clone()).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{timings:?}: {r:#?}");
+        assert_eq!(
+            b.disk(WEB_SYS)["content"],
+            WEB_SNAP_TAGGED,
+            "succeeded while the disk was still being reset: {r:#?}"
+        );
+        let learned = ledger::Durations::decode(
+            b.disk(WEB_SYS)["tags"][ledger::DURATIONS_TAG]
+                .as_str()
+                .unwrap_or_default(),
+        );
+        assert!(
+            learned.reset.is_some_and(|ms| ms >= 750),
+            "learned {learned:?} for an 800 ms reset"
+        );
+    }
+}
+
+// ---- 4. tags that run out at the end ------------------------------------------------------------
+
+fn own_tags(n: usize) -> Vec<(String, String)> {
+    // The opt-in tag is on the instance; the disk carries `n` of its own.
+    (0..n).map(|i| (format!("team-{i}"), format!("v{i}"))).collect()
+}
+
+#[tokio::test]
+async fn a_disk_without_room_for_its_ledger_is_refused_before_anything_changes() {
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            fleet: Some(fleet_with_disk_tags(&own_tags(
+                ledger::MAX_TAGS - ledger::LEDGER_TAGS + 1,
+            ))),
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await;
+    let r = b.run(web("no-room")).await;
+    assert_eq!(r.outcome, Outcome::Rejected, "{r:#?}");
+    assert_eq!(code(&r), "LedgerUnavailable");
+    assert!(
+        r.error.as_ref().is_some_and(|e| e.message.contains("Remove 1")),
+        "{r:#?}"
+    );
+    assert!(b.changes().is_empty(), "{:#?}", b.changes());
+    // One fewer: the whole rollback, its end recorded (history and durations included).
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            fleet: Some(fleet_with_disk_tags(&own_tags(
+                ledger::MAX_TAGS - ledger::LEDGER_TAGS,
+            ))),
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await;
+    let r = b.run(web("just-enough")).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(b.run_record(WEB_SYS).map(|r| r.phase), Some(Phase::Done));
+    assert!(b.disk(WEB_SYS)["tags"][ledger::DURATIONS_TAG].is_string());
+}
+
+// ---- 5. a lease lost while the run waits ---------------------------------------------------------
+
+#[tokio::test]
+async fn a_lease_lost_while_waiting_ends_the_run_within_seconds() {
+    // The start takes 25 s; from the StartInstance on, every tag write is throttled, so the
+    // claim cannot be renewed and lapses about 1.5 s later. The run must stop waiting then.
+    let b = bench_with(
+        Scenario {
+            timings: Timings {
+                start_ms: 25_000,
+                ..Timings::fast()
+            },
+            faults: Faults {
+                brownouts: vec![brownout(
+                    "StartInstance",
+                    1,
+                    60_000,
+                    &["TagResources", "UntagResources"],
+                    400,
+                    "Throttling.User",
+                )],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        Settings {
+            heartbeat_timeout: Duration::from_secs(2),
+            start_timeout: Duration::from_secs(40),
+            ..Settings::fast()
+        },
+    )
+    .await;
+    let t0 = Instant::now();
+    let r = b.run(web("lease-lost-while-waiting")).await;
+    let took = t0.elapsed();
+    assert_eq!(code(&r), "ClaimLapsed", "{r:#?}");
+    assert!(retryable(&r));
+    assert!(
+        took < Duration::from_secs(12),
+        "the run waited on {took:?} with its lease lost"
+    );
+    assert_eq!(b.resets(WEB_SYS), 1);
+}
+
+// ---- 6. a key the history forgot ------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_timeless_key_past_the_horizon_is_refused_not_rolled_back_again() {
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            ..Default::default()
+        },
+        Settings {
+            cooldown: Duration::ZERO,
+            ..Settings::fast()
+        },
+    )
+    .await;
+    // A direct request with a key and no time (an HTTP body, a person's invoke).
+    let first = web("incident-direct");
+    assert_eq!(b.run(&first).await.outcome, Outcome::Succeeded);
+    for i in 0..ledger::HISTORY_KEYS {
+        let r = b.run(web_now(&format!("later-{i}"))).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    }
+    let resets = b.resets(WEB_SYS);
+    let changes = b.changes().len();
+    // The same request again, days later: never a second rollback for its key.
+    let r = b.run(&first).await;
+    assert_eq!(r.outcome, Outcome::Rejected, "{r:#?}");
+    assert_eq!(code(&r), "KeyBeyondHorizon");
+    assert!(
+        r.error.as_ref().is_some_and(|e| e.message.contains("requestedAt")),
+        "{r:#?}"
+    );
+    assert_eq!(b.resets(WEB_SYS), resets);
+    assert_eq!(b.changes().len(), changes, "nothing touched");
+    // Said with its time, it is placed: made before the last rollback, superseded.
+    let mut dated = first.clone();
+    dated["requestedAt"] = json!((Utc::now() - chrono::TimeDelta::hours(1)).to_rfc3339());
+    assert_eq!(b.run(&dated).await.outcome, Outcome::Superseded);
+}
