@@ -23,8 +23,12 @@ use std::sync::Mutex;
 use super::*;
 use crate::ecs::ErrorKind;
 
-/// Clocks of two invocations a little apart: a reader's may run ahead of the holder's.
-const SKEW: Duration = Duration::from_millis(250);
+/// Clocks of two invocations a little apart: a reader's may run ahead of the holder's. Every
+/// writer keeps ECS's clock (`ecs::clock`): hosts that agree with ECS keep their own (NTP: ms
+/// apart), a host minutes off is corrected to within the `Date` header's second (less as answers
+/// accumulate); so two writers are at most about a second apart. At most an eighth of the
+/// heartbeat timeout (the tests' short ones).
+const SKEW: Duration = Duration::from_millis(1500);
 
 pub(super) struct Lease {
     state: Mutex<State>,
@@ -39,6 +43,8 @@ pub(super) struct Lease {
     /// How long before the lapse the last request may leave: [`SEND_GUARD`], less for a short
     /// heartbeat timeout (the tests').
     guard: Duration,
+    /// [`SKEW`], less for a short heartbeat timeout.
+    skew: Duration,
     deadline: Option<Instant>,
 }
 
@@ -60,6 +66,7 @@ impl Lease {
             beat: Duration::from_secs(s.heartbeat_timeout.as_secs().max(1)),
             settle: s.tag_settle,
             guard: SEND_GUARD.min(Duration::from_secs(s.heartbeat_timeout.as_secs().max(1)) / 8),
+            skew: SKEW.min(Duration::from_secs(s.heartbeat_timeout.as_secs().max(1)) / 8),
             deadline,
         }
     }
@@ -94,7 +101,7 @@ impl Lease {
     /// clock's whole second is at most `at` + the timeout: until `written` + the timeout at
     /// least. Less the settle time (a read that lags shows the value before) and [`SKEW`].
     fn lapses(&self, written: Instant) -> Instant {
-        written + self.beat.saturating_sub(self.settle + SKEW)
+        written + self.beat.saturating_sub(self.settle + self.skew)
     }
 
     /// How often the claim is renewed: four times per timeout, so a renewal refused or lost
@@ -204,9 +211,11 @@ impl Lease {
     pub(super) fn lapses_at(&self) -> Option<Instant> {
         let st = self.state();
         match (&st.held, st.lost) {
-            (Some((_, written)), false) => {
-                Some(self.lapses(*written).checked_sub(self.guard).unwrap_or(*written))
-            }
+            (Some((_, written)), false) => Some(
+                self.lapses(*written)
+                    .checked_sub(self.guard)
+                    .unwrap_or(*written),
+            ),
             (_, true) => Some(Instant::now()),
             _ => None,
         }
@@ -299,10 +308,10 @@ mod tests {
     #[test]
     fn a_claim_fences_from_the_moment_it_may_have_lapsed_and_for_good() {
         let l = lease(None);
-        // 30 s timeout, less 0.5 s settle, 0.25 s for clocks and the 0.5 s send guard: 28.75 s.
-        l.taken("d-1", ago(28));
+        // 30 s timeout, less 0.5 s settle, 1.5 s for clocks and the 0.5 s send guard: 27.5 s.
+        l.taken("d-1", ago(27));
         assert!(l.fence("ResetDisk").is_ok());
-        l.taken("d-1", ago(29));
+        l.taken("d-1", ago(28));
         let (kind, why) = l.fence("ResetDisk").unwrap_err();
         assert_eq!(kind, ErrorKind::Fenced);
         assert!(why.contains("30 s"), "{why}");
@@ -340,7 +349,8 @@ mod tests {
 
     #[test]
     fn a_short_heartbeat_still_leaves_room_between_renewals() {
-        // The tests' 1.5 s: readers count 1 s; renewed every 250 ms; sends until 615 ms.
+        // The tests' 1.5 s: readers count 1 s; renewed every 250 ms; sends until 740 ms (less
+        // the settle, an eighth for clocks and an eighth for the send guard).
         let l = Lease::new(
             &Settings {
                 heartbeat_timeout: Duration::from_millis(1500),
@@ -353,7 +363,7 @@ mod tests {
         assert_eq!(l.every(), Duration::from_millis(250));
         l.taken("d-1", Instant::now() - Duration::from_millis(500));
         assert!(l.fence("StopInstance").is_ok());
-        l.taken("d-1", Instant::now() - Duration::from_millis(700));
+        l.taken("d-1", Instant::now() - Duration::from_millis(800));
         assert!(l.fence("StopInstance").is_err());
     }
 

@@ -170,7 +170,10 @@ impl Run<'_> {
     }
 
     pub(super) fn claim_tags(&self) -> (String, String) {
-        (claim::claim_tag(&self.invocation), self.lease.claim_value(self.now()))
+        (
+            claim::claim_tag(&self.invocation),
+            self.lease.claim_value(self.now()),
+        )
     }
 
     /// Writes this invocation's claim tag, reads the tags back, and yields to any other live
@@ -402,7 +405,9 @@ impl Run<'_> {
         {
             // No room for a new tag (the durations): the record and the history matter more.
             tags.truncate(2);
-            self.warnings.push("the step durations could not be recorded: the disk has no room for the tag".into());
+            self.warnings.push(
+                "the step durations could not be recorded: the disk has no room for the tag".into(),
+            );
             written = self.write_tags(&tags).await;
         }
         written.map_err(|e| {

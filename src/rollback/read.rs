@@ -122,7 +122,10 @@ impl Run<'_> {
         let end = Instant::now() + pause;
         loop {
             self.lease_held()?;
-            let wake = self.lease.lapses_at().map_or(end, |l| l.max(Instant::now()).min(end));
+            let wake = self
+                .lease
+                .lapses_at()
+                .map_or(end, |l| l.max(Instant::now()).min(end));
             tokio::time::sleep_until(wake.into()).await;
             if Instant::now() >= end {
                 return self.lease_held();

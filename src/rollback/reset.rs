@@ -256,9 +256,7 @@ impl Run<'_> {
                     &format!(
                         "no evidence that the reset ended was seen in {} s{}",
                         budget.as_secs(),
-                        unclear
-                            .map(|u| format!(" (last: {u})"))
-                            .unwrap_or_default()
+                        unclear.map(|u| format!(" (last: {u})")).unwrap_or_default()
                     ),
                     budget,
                 ));

@@ -169,7 +169,10 @@ impl Run<'_> {
         if let (true, Some(at), false) = (waited_for_reset, accepted_at, self.reset_end_seen) {
             // StartInstance, refused while the reset ran, was accepted: the reset's measured end;
             // the reset step lasts until then, and the start step from then.
-            self.reset_ended(at, "StartInstance, refused while it ran, was accepted".into());
+            self.reset_ended(
+                at,
+                "StartInstance, refused while it ran, was accepted".into(),
+            );
             if let Some(reset) = self
                 .steps
                 .iter_mut()

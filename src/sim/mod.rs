@@ -351,13 +351,19 @@ impl Simulator {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let action = if start { "StartInstance" } else { "StopInstance" };
+        let action = if start {
+            "StartInstance"
+        } else {
+            "StopInstance"
+        };
         let from = inner.world.events().len();
         let applied = inner
             .world
             .apply(action, &world::Req { params: &params }, Instant::now());
         inner.world.set_caller(from, "operator");
-        applied.map(|_| ()).map_err(|e| format!("{}: {}", e.code, e.message))
+        applied
+            .map(|_| ())
+            .map_err(|e| format!("{}: {}", e.code, e.message))
     }
 
     /// Lets a test move the gateway's tolerance for clock skew.

@@ -111,7 +111,12 @@ impl World {
     /// can still show it.
     pub(super) fn disk_tags_changed(&mut self, id: &str, before: BTreeMap<String, String>) {
         let t = &self.timings;
-        let most = t.tag_read_lag_by_action.values().copied().max().unwrap_or(0);
+        let most = t
+            .tag_read_lag_by_action
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0);
         let lag = Duration::from_millis(t.tag_read_lag_ms.max(most));
         if lag.is_zero() {
             return;
