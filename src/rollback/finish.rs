@@ -12,12 +12,25 @@ impl Run<'_> {
     /// resets again.
     pub(super) async fn finish(&mut self) -> Res<Outcome> {
         let t = self.now();
-        let (status, detail) = match self.write_final(Phase::Done, None).await {
+        // A brownout of the tag service passes: the record is asked again for a while (a
+        // record left unfinished holds the disk against other keys for the whole lease).
+        let until = Instant::now() + self.wait_budget(self.s.heartbeat_timeout);
+        let mut pause = self.s.poll.initial;
+        let mut written = self.write_final(Phase::Done, None).await;
+        while written.is_err() && Instant::now() + pause < until {
+            // A lease lost meanwhile ends the asking (nothing more is written), not the result:
+            // the rollback happened.
+            if self.sleep(pause).await.is_err() {
+                break;
+            }
+            pause = self.s.poll.next(pause);
+            written = self.write_final(Phase::Done, None).await;
+        }
+        let (status, detail) = match written {
             Ok(()) => (
                 StepStatus::Done,
                 "ledger: phase done, key added to the history".to_owned(),
             ),
-            Err(h) if self.lease.is_lost() => return Err(h),
             Err(h) => {
                 let w = format!(
                     "the rollback is done, but the ledger could not record it ({}): the record stays at phase {}, so a redelivery of this key does not reset again; the disk's history lacks this key and the cooldown does not count this rollback",

@@ -81,7 +81,7 @@ async fn a_ledger_refused_after_the_reset_never_leads_to_a_second_reset() {
                 brownouts: vec![brownout(
                     "ResetDisk",
                     1,
-                    3000,
+                    8000,
                     &["TagResources", "UntagResources"],
                     403,
                     "Forbidden.RAM",
@@ -90,9 +90,15 @@ async fn a_ledger_refused_after_the_reset_never_leads_to_a_second_reset() {
             },
             ..Default::default()
         },
-        Settings::fast(),
+        Settings {
+            // The final record is asked again for a heartbeat timeout, and the claim cannot be
+            // renewed either: both end within the brownout.
+            heartbeat_timeout: Duration::from_secs(2),
+            ..Settings::fast()
+        },
     )
     .await;
+    let t0 = Instant::now();
     let event = web("brownout-after-reset");
     let first = b.run(&event).await;
     assert_eq!(first.outcome, Outcome::Succeeded, "{first:#?}");
@@ -108,7 +114,7 @@ async fn a_ledger_refused_after_the_reset_never_leads_to_a_second_reset() {
     let record = b.run_record(WEB_SYS).expect("a record");
     assert!(record.phase < Phase::Starting, "{record:?}");
     // The brownout passes; an operator stops the instance; the message comes back.
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(8100).saturating_sub(t0.elapsed())).await;
     b.sim.operate(WEB, false).expect("stop");
     assert_eq!(b.settled_status(WEB).await, "Stopped");
     let again = b.redeliver_until_done(&event).await;
