@@ -39,9 +39,14 @@ pub enum Command {
     Invoke {
         /// The event file; `-` or nothing reads stdin.
         file: Option<PathBuf>,
-        /// Use the built-in simulator even when credentials are set.
-        #[arg(long)]
+        /// Use the built-in simulator (the default unless --live or ECS_ROLLBACK_ECS_ENDPOINT).
+        #[arg(long, conflicts_with = "live")]
         simulate: bool,
+        /// Call the real ECS API of your account with the credentials the environment gives.
+        /// Without it (and without ECS_ROLLBACK_ECS_ENDPOINT) every call goes to the built-in
+        /// simulator, whatever credentials are set.
+        #[arg(long)]
+        live: bool,
     },
     /// Serve as an Alibaba Cloud Function Compute custom runtime: POST /invoke and
     /// POST /initialize (or, with --http, an HTTP trigger's calls as the webhook) on 0.0.0.0,
@@ -70,6 +75,9 @@ pub enum Command {
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+        /// Read the real ECS API (as `invoke --live`); without it, the built-in simulator.
+        #[arg(long)]
+        live: bool,
     },
     /// Clear a hold that a stuck or abandoned run left on a disk, when its key matches: shows
     /// what it will do, then removes the run and its claims from the ledger and records the
@@ -87,6 +95,9 @@ pub enum Command {
         /// Do not ask (needed when stdin is not a terminal).
         #[arg(long)]
         yes: bool,
+        /// Write to the real ECS API (as `invoke --live`); without it, the built-in simulator.
+        #[arg(long)]
+        live: bool,
     },
     /// Render a drill's result events (the JSON lines `invoke` prints) as a self-contained HTML
     /// page or an SVG image: a timeline per target, recovery against the objective, failures.
@@ -139,20 +150,26 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Invoke { file, simulate } => invoke(file, simulate).await,
+        Command::Invoke {
+            file,
+            simulate,
+            live,
+        } => invoke(file, simulate, live).await,
         Command::ServeFc { port, host, http } => fc_main(port, host, http).await,
         Command::Status {
             disk_id,
             region,
             json,
-        } => status_cmd(&disk_id, region, json).await,
+            live,
+        } => status_cmd(&disk_id, region, json, live).await,
         Command::Release {
             disk_id,
             key,
             region,
             force,
             yes,
-        } => release_cmd(&disk_id, &key, region, force, yes).await,
+            live,
+        } => release_cmd(&disk_id, &key, region, force, yes, live).await,
         Command::Report { file, output } => report_cmd(&file, &output),
         Command::Simulate { port, scenario } => {
             let loaded = load_scenario(scenario.as_ref());
@@ -236,7 +253,7 @@ fn read_input(file: Option<&PathBuf>) -> Result<Result<serde_json::Value, Reply>
     }
 }
 
-async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
+async fn invoke(file: Option<PathBuf>, simulate: bool, live: bool) -> ExitCode {
     let event = match read_input(file.as_ref()) {
         Ok(v) => v,
         Err(e) => {
@@ -247,7 +264,7 @@ async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
     let handler = match build_handler(if simulate {
         Backend::Simulator
     } else {
-        Backend::Auto
+        Backend::Cli { live }
     }) {
         Ok(h) => h,
         Err(e) => {
