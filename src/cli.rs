@@ -435,21 +435,11 @@ pub async fn fc_main(port: Option<u16>, host: std::net::IpAddr, http: bool) -> E
     }
 }
 
-/// Lambda mode: JSON logs on stdout, the handler served through the Runtime API.
+/// Lambda mode: logs on stdout as the function's log settings say (`logging`), the handler
+/// served through the Runtime API.
 pub async fn lambda_main() -> ExitCode {
-    let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .ok()
-        .and_then(|l| tracing_subscriber::EnvFilter::try_new(l.to_ascii_lowercase()).ok())
-        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init();
+    // Lambda's log settings (AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL): `logging`.
+    crate::logging::init_lambda();
     let simulate = std::env::var("ECS_ROLLBACK_SIMULATE").is_ok_and(|v| v == "1");
     let handler = match build_handler(if simulate {
         Backend::Simulator

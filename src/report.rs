@@ -211,7 +211,8 @@ mod tests {
                 continue;
             }
             assert!(
-                name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
                 "{name}"
             );
             assert!(

@@ -23,7 +23,10 @@ fn readme_policy() -> Value {
 fn state_changes_on_instances_and_disks_need_the_opt_in_tag() {
     let policy = readme_policy();
     let settings = ecs_rollback::settings::Settings::default();
-    let (key, value) = settings.require_tag.clone().expect("an opt-in tag by default");
+    let (key, value) = settings
+        .require_tag
+        .clone()
+        .expect("an opt-in tag by default");
     let mut conditioned = 0;
     for statement in policy["Statement"].as_array().expect("statements") {
         let resources: Vec<&str> = match &statement["Resource"] {
@@ -43,7 +46,10 @@ fn state_changes_on_instances_and_disks_need_the_opt_in_tag() {
             conditioned += 1;
         }
     }
-    assert!(conditioned >= 2, "instance and disk statements: {conditioned}");
+    assert!(
+        conditioned >= 2,
+        "instance and disk statements: {conditioned}"
+    );
 }
 
 #[test]
