@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod credentials;
 mod drills;
 mod ecs_api;
 mod events;
