@@ -84,3 +84,59 @@ async fn an_explicit_endpoint_is_live_and_said() {
         "the served simulator got the calls"
     );
 }
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = binary().args(args).output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The help says what a new user needs: examples, the environment, the exit codes; each
+/// subcommand's arguments are explained.
+#[test]
+fn help_has_examples_environment_and_exit_codes() {
+    let (code, help) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for needle in [
+        "Examples:",
+        "ecs-rollback invoke --live",
+        "Environment",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ECS_ROLLBACK_ECS_ENDPOINT",
+        "Exit codes:",
+        "completions",
+        "man",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+    let (_, invoke) = run(&["invoke", "--help"]);
+    assert!(
+        invoke.contains("--live") && invoke.contains("Examples:"),
+        "{invoke}"
+    );
+    for sub in ["status", "release"] {
+        let (_, h) = run(&[sub, "--help"]);
+        assert!(h.contains("The disk") && h.contains("--live"), "{sub}: {h}");
+    }
+}
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}");
+        assert!(
+            out.contains("ecs-rollback") && out.contains("invoke"),
+            "{shell}"
+        );
+    }
+    let (code, man) = run(&["man"]);
+    assert_eq!(code, 0);
+    assert!(man.starts_with(".ie") || man.contains(".TH"), "{man}");
+    assert!(
+        man.contains("ecs\\-rollback") && man.contains("Exit codes"),
+        "roff: {man}"
+    );
+}
