@@ -11,11 +11,53 @@ use crate::operate::{release_cmd, status_cmd};
 use crate::sim::{self, Simulator};
 use crate::startup::{build_handler, load_scenario, Backend};
 
+/// Shown after the top-level help: examples, the environment, the exit codes.
+const AFTER_HELP: &str = "\
+Examples:
+  ecs-rollback invoke events/rollback.json          # against the built-in ECS simulator
+  ecs-rollback invoke --live my-event.json          # against your account (credentials below)
+  ecs-rollback status d-bp1webapp0000sys01 --live   # who holds a disk
+  ecs-rollback report drill.jsonl -o drill.html     # a drill's report
+  ecs-rollback completions bash > /etc/bash_completion.d/ecs-rollback
+  ecs-rollback man > ecs-rollback.1
+
+Environment (README, \"Configuration\" and \"Credentials\"):
+  ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN
+                              credentials (used by invoke/status/release only with --live)
+  ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE
+                              STS AssumeRole, or OIDC (RRSA)
+  ALIBABA_CLOUD_PROFILE       the profile of ~/.aliyun/config.json
+  ALIBABA_CLOUD_ECS_METADATA  the ECS instance RAM role (its name, or auto)
+  ALIBABA_CLOUD_CREDENTIALS_URI
+                              a URL answering temporary credentials
+  ALIBABA_CLOUD_REGION_ID     the default region
+  ECS_ROLLBACK_ECS_ENDPOINT   one base URL for every region; set, the CLI is live
+  ECS_ROLLBACK_REQUIRE_TAG    the opt-in tag (default ecs-rollback=enabled)
+  ECS_ROLLBACK_SIM_SCENARIO   a scenario file for the built-in simulator
+  RUST_LOG                    the log filter (default info)
+
+Exit codes:
+  0  every result succeeded, duplicate, superseded, dry-run or ignored
+  1  a result failed or was rejected (or a command failed)
+  2  the command line or the input is wrong, or the setup is (e.g. --live without credentials)";
+
+/// Shown after `invoke --help`.
+const INVOKE_AFTER_HELP: &str = "\
+Examples:
+  ecs-rollback invoke events/rollback.json
+  ecs-rollback invoke events/dry-run.json
+  echo '{\"instanceId\": \"i-bp1webapp00000001\", \"dryRun\": true}' | ecs-rollback invoke -
+  ecs-rollback invoke --live incident.json
+
+Without --live (and without ECS_ROLLBACK_ECS_ENDPOINT) every call goes to the built-in ECS
+simulator, whatever credentials the environment holds; stderr says which is used.";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ecs-rollback",
     version,
-    about = "Roll an Alibaba Cloud ECS disk back to a snapshot, safely"
+    about = "Roll an Alibaba Cloud ECS disk back to a snapshot, safely",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Log format on stderr.
@@ -34,14 +76,19 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run one event (a rollback request, or {"requests": [...]}) and print one result event
-    /// per request on stdout. Without credentials in the environment, runs against the
-    /// built-in ECS simulator.
+    /// per request on stdout. Runs against the built-in ECS simulator unless --live.
+    #[command(after_help = INVOKE_AFTER_HELP)]
     Invoke {
         /// The event file; `-` or nothing reads stdin.
         file: Option<PathBuf>,
-        /// Use the built-in simulator even when credentials are set.
-        #[arg(long)]
+        /// Use the built-in simulator (the default unless --live or ECS_ROLLBACK_ECS_ENDPOINT).
+        #[arg(long, conflicts_with = "live")]
         simulate: bool,
+        /// Call the real ECS API of your account with the credentials the environment gives.
+        /// Without it (and without ECS_ROLLBACK_ECS_ENDPOINT) every call goes to the built-in
+        /// simulator, whatever credentials are set.
+        #[arg(long)]
+        live: bool,
     },
     /// Serve as an Alibaba Cloud Function Compute custom runtime: POST /invoke and
     /// POST /initialize (or, with --http, an HTTP trigger's calls as the webhook) on 0.0.0.0,
@@ -64,21 +111,28 @@ pub enum Command {
     /// restore, lease), its claims, the cooldown left and the recent keys. Same credentials and
     /// endpoint rules as `invoke` (none: the built-in simulator).
     Status {
+        /// The disk (`d-…`).
         disk_id: String,
+        /// The region (else ALIBABA_CLOUD_REGION_ID).
         #[arg(long)]
         region: Option<String>,
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+        /// Read the real ECS API (as `invoke --live`); without it, the built-in simulator.
+        #[arg(long)]
+        live: bool,
     },
     /// Clear a hold that a stuck or abandoned run left on a disk, when its key matches: shows
     /// what it will do, then removes the run and its claims from the ledger and records the
     /// release in the history. Never touches the instance or the disk contents.
     Release {
+        /// The disk (`d-…`).
         disk_id: String,
         /// The idempotency key of the run that holds the disk.
         #[arg(long)]
         key: String,
+        /// The region (else ALIBABA_CLOUD_REGION_ID).
         #[arg(long)]
         region: Option<String>,
         /// Release even though the hold's lease (or a claim's heartbeat) is live.
@@ -87,6 +141,9 @@ pub enum Command {
         /// Do not ask (needed when stdin is not a terminal).
         #[arg(long)]
         yes: bool,
+        /// Write to the real ECS API (as `invoke --live`); without it, the built-in simulator.
+        #[arg(long)]
+        live: bool,
     },
     /// Render a drill's result events (the JSON lines `invoke` prints) as a self-contained HTML
     /// page or an SVG image: a timeline per target, recovery against the objective, failures.
@@ -97,6 +154,14 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Print a shell completion script on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
     /// Serve the ECS simulator over HTTP on 127.0.0.1 (point ECS_ROLLBACK_ECS_ENDPOINT at it).
     Simulate {
         /// Port to listen on; 0 picks a free one (printed on stdout).
@@ -139,21 +204,44 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Invoke { file, simulate } => invoke(file, simulate).await,
+        Command::Invoke {
+            file,
+            simulate,
+            live,
+        } => invoke(file, simulate, live).await,
         Command::ServeFc { port, host, http } => fc_main(port, host, http).await,
         Command::Status {
             disk_id,
             region,
             json,
-        } => status_cmd(&disk_id, region, json).await,
+            live,
+        } => status_cmd(&disk_id, region, json, live).await,
         Command::Release {
             disk_id,
             key,
             region,
             force,
             yes,
-        } => release_cmd(&disk_id, &key, region, force, yes).await,
+            live,
+        } => release_cmd(&disk_id, &key, region, force, yes, live).await,
         Command::Report { file, output } => report_cmd(&file, &output),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "ecs-rollback", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let man = clap_mangen::Man::new(Cli::command());
+            match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ecs-rollback man: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Simulate { port, scenario } => {
             let loaded = load_scenario(scenario.as_ref());
             let access_key = loaded
@@ -236,7 +324,7 @@ fn read_input(file: Option<&PathBuf>) -> Result<Result<serde_json::Value, Reply>
     }
 }
 
-async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
+async fn invoke(file: Option<PathBuf>, simulate: bool, live: bool) -> ExitCode {
     let event = match read_input(file.as_ref()) {
         Ok(v) => v,
         Err(e) => {
@@ -247,7 +335,7 @@ async fn invoke(file: Option<PathBuf>, simulate: bool) -> ExitCode {
     let handler = match build_handler(if simulate {
         Backend::Simulator
     } else {
-        Backend::Auto
+        Backend::Cli { live }
     }) {
         Ok(h) => h,
         Err(e) => {
@@ -418,21 +506,11 @@ pub async fn fc_main(port: Option<u16>, host: std::net::IpAddr, http: bool) -> E
     }
 }
 
-/// Lambda mode: JSON logs on stdout, the handler served through the Runtime API.
+/// Lambda mode: logs on stdout as the function's log settings say (`logging`), the handler
+/// served through the Runtime API.
 pub async fn lambda_main() -> ExitCode {
-    let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .ok()
-        .and_then(|l| tracing_subscriber::EnvFilter::try_new(l.to_ascii_lowercase()).ok())
-        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init();
+    // Lambda's log settings (AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL): `logging`.
+    crate::logging::init_lambda();
     let simulate = std::env::var("ECS_ROLLBACK_SIMULATE").is_ok_and(|v| v == "1");
     let handler = match build_handler(if simulate {
         Backend::Simulator

@@ -15,6 +15,7 @@ pub mod hold;
 pub mod ids;
 pub mod lambda;
 pub mod ledger;
+pub mod logging;
 pub mod metrics;
 pub mod operate;
 pub mod poller;

@@ -21,10 +21,22 @@
 //! it ("Using the embedded metric format with Lambda",
 //! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Lambda.html>);
 //! with the JSON log format, a line that is already JSON is not encoded again.
+//!
+//! With the JSON log format, Lambda filters application log lines by their `level` member, and a
+//! line whose `level` is missing or invalid, or whose `timestamp` is not RFC 3339, counts as
+//! INFO ("Log-level filtering",
+//! <https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html>):
+//! a function whose application log level is WARN would drop its metrics. So every document
+//! carries `"level": "FATAL"`, the most severe level, which passes every setting, and an RFC 3339
+//! `timestamp`; both are ordinary root members to the extraction.
 
 use serde_json::{json, Map, Value};
 
 use crate::report::Report;
+
+/// The `level` of a metric line: the most severe of Lambda's application log levels, so no
+/// setting filters it out.
+pub const METRIC_LINE_LEVEL: &str = "FATAL";
 
 /// The CloudWatch namespace of every metric this function publishes.
 pub const NAMESPACE: &str = "EcsRollback";
@@ -122,6 +134,14 @@ pub fn emf(report: &Report, event_id: &str, timestamp_ms: i64) -> Value {
         DIM_TRIGGER.into(),
         json!(dimension_value(&report.trigger_kind)),
     );
+    // Not dimensions: for Lambda's log-level filtering (see the module's head).
+    root.insert("level".into(), json!(METRIC_LINE_LEVEL));
+    root.insert(
+        "timestamp".into(),
+        json!(chrono::DateTime::from_timestamp_millis(timestamp_ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    );
     // Not dimensions: for finding the result event the line belongs to.
     root.insert("resultEventId".into(), json!(event_id));
     if let Some(disk) = &report.target.disk_id {
@@ -137,6 +157,35 @@ pub fn emf(report: &Report, event_id: &str, timestamp_ms: i64) -> Value {
 mod tests {
     use super::*;
     use crate::report::{ErrorInfo, Outcome, Target};
+
+    /// Lambda's application log levels, least severe first (the log-level filtering page).
+    const LAMBDA_LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+    /// What Lambda does with a JSON line under an application log level: a missing or invalid
+    /// `level`, or a `timestamp` that is not RFC 3339, makes it INFO; it is kept when its level
+    /// is at least the setting's.
+    fn lambda_keeps(line: &Value, setting: &str) -> bool {
+        let rank = |l: &str| LAMBDA_LEVELS.iter().position(|x| x.eq_ignore_ascii_case(l));
+        let ts_ok = line["timestamp"]
+            .as_str()
+            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok());
+        let level = match (line["level"].as_str().and_then(rank), ts_ok) {
+            (Some(r), true) => r,
+            _ => 2,
+        };
+        rank(setting).is_some_and(|s| level >= s)
+    }
+
+    #[test]
+    fn metric_lines_survive_every_application_log_level() {
+        let doc = emf(&report(Some(1000)), "ev-1", 1_796_025_600_000);
+        for setting in LAMBDA_LEVELS {
+            assert!(lambda_keeps(&doc, setting), "dropped at {setting}: {doc}");
+        }
+        assert_eq!(doc["timestamp"], "2026-11-30T08:00:00.000Z");
+        // The document is still one the specification accepts.
+        check_against_the_spec(&doc);
+    }
 
     fn report(downtime_ms: Option<u64>) -> Report {
         Report {

@@ -19,9 +19,14 @@ struct Read {
     instance_status: Option<String>,
 }
 
-async fn read_disk(what: &str, disk_id: &str, region: Option<String>) -> Result<Read, String> {
+async fn read_disk(
+    what: &str,
+    disk_id: &str,
+    region: Option<String>,
+    live: bool,
+) -> Result<Read, String> {
     let disk_id = crate::ids::DiskId::parse(disk_id).map_err(|e| format!("disk ID: {e}"))?;
-    let handler = build_handler(Backend::Auto)?;
+    let handler = build_handler(Backend::Cli { live })?;
     let region = region
         .or_else(|| handler.default_region.clone())
         .ok_or_else(|| {
@@ -131,8 +136,8 @@ pub fn rules(s: &Settings) -> crate::hold::Rules {
     }
 }
 
-pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool) -> ExitCode {
-    let read = match read_disk("status", disk_id, region).await {
+pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool, live: bool) -> ExitCode {
+    let read = match read_disk("status", disk_id, region, live).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ecs-rollback status: {e}");
@@ -178,6 +183,7 @@ pub async fn release_cmd(
     region: Option<String>,
     force: bool,
     yes: bool,
+    live: bool,
 ) -> ExitCode {
     let fail = |e: String, code: u8| {
         eprintln!("ecs-rollback release: {e}");
@@ -187,7 +193,7 @@ pub async fn release_cmd(
         Ok(k) => k,
         Err(e) => return fail(format!("--key: {e}"), 2),
     };
-    let read = match read_disk("release", disk_id, region).await {
+    let read = match read_disk("release", disk_id, region, live).await {
         Ok(r) => r,
         Err(e) => return fail(e, 2),
     };

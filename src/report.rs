@@ -143,19 +143,23 @@ impl Report {
         self.ecs_calls
     }
 
+    /// The result as a CloudEvents 1.0 event (JSON format). The attributes follow the spec
+    /// (<https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md>): `id`, `source`
+    /// (a URI-reference), `specversion` and `type` are non-empty; `subject`, OPTIONAL, "MUST be
+    /// a non-empty string" when present, so it is left out when there is no disk or instance
+    /// (a request rejected before naming one); `time` is RFC 3339.
     pub fn to_cloud_event(&self) -> Value {
         let subject = self
             .target
             .disk_id
             .clone()
             .or_else(|| self.target.instance_id.clone())
-            .unwrap_or_default();
-        json!({
+            .filter(|s| !s.is_empty());
+        let mut event = json!({
             "specversion": "1.0",
             "id": uuid::Uuid::new_v4().to_string(),
             "source": "ecs-rollback",
             "type": format!("ecs-rollback.{}", self.outcome.as_str()),
-            "subject": subject,
             "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             "datacontenttype": "application/json",
             "data": {
@@ -169,13 +173,58 @@ impl Report {
                 "reason": self.reason,
                 "warnings": self.warnings,
             }
-        })
+        });
+        if let (Some(subject), Some(map)) = (subject, event.as_object_mut()) {
+            map.insert("subject".into(), Value::String(subject));
+        }
+        event
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CloudEvents 1.0: every context attribute present is a non-empty string with a
+    /// lowercase alphanumeric name; `subject` is left out rather than empty.
+    #[test]
+    fn cloud_event_attributes_follow_the_spec() {
+        let r = Report {
+            outcome: Outcome::Rejected,
+            idempotency_key: None,
+            trigger_kind: "direct".into(),
+            trigger_id: String::new(),
+            target: Target::default(),
+            steps: vec![],
+            error: None,
+            total_ms: 0,
+            downtime_ms: None,
+            reason: None,
+            warnings: vec![],
+            ecs_calls: None,
+        };
+        let e = r.to_cloud_event();
+        let attrs = e.as_object().expect("an object");
+        assert!(!attrs.contains_key("subject"), "no empty subject: {e}");
+        for (name, value) in attrs {
+            if name == "data" {
+                continue;
+            }
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{name}"
+            );
+            assert!(
+                value.as_str().is_some_and(|v| !v.is_empty()),
+                "{name} is a non-empty string: {value}"
+            );
+        }
+        for required in ["id", "source", "specversion", "type"] {
+            assert!(attrs.contains_key(required), "{required}");
+        }
+        assert!(chrono::DateTime::parse_from_rfc3339(e["time"].as_str().unwrap_or("")).is_ok());
+    }
 
     #[test]
     fn cloud_event_shape() {

@@ -5,12 +5,26 @@
 use std::path::PathBuf;
 
 use crate::ecs::{
-    ClientConfig, CredentialSource, Credentials, EcsClient, ReqwestTransport, RetryConfig,
+    ClientConfig, CredentialSource, Credentials, EcsClient, Endpoint, ReqwestTransport, RetryConfig,
 };
 use crate::handler::Handler;
 use crate::settings::{Poll, Settings};
 use crate::sim::{self, Scenario, SimTransport, Simulator};
 use crate::triggers::webhook::WebhookAuth;
+
+/// Where a command-line run goes when it is live, said in words (`None`: the simulator).
+/// `--live` with the regional endpoint, or any run with an explicitly set endpoint.
+pub fn cli_target(live: bool, endpoint: &Endpoint) -> Option<String> {
+    match (live, endpoint) {
+        (_, Endpoint::Fixed(url)) => Some(format!(
+            "calling the ECS API at {url} (ECS_ROLLBACK_ECS_ENDPOINT)"
+        )),
+        (true, Endpoint::Regional) => Some(
+            "calling the real ECS API at https://ecs.{region}.aliyuncs.com/ (--live)".to_owned(),
+        ),
+        (false, Endpoint::Regional) => None,
+    }
+}
 
 pub fn load_scenario(path: Option<&PathBuf>) -> Result<Scenario, String> {
     match path {
@@ -25,8 +39,10 @@ pub fn load_scenario(path: Option<&PathBuf>) -> Result<Scenario, String> {
 /// Where the client sends its calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// The real API when credentials are set, else the built-in simulator (`invoke`).
-    Auto,
+    /// The command line (`invoke`, `status`, `release`): the built-in simulator unless asked
+    /// for the real API, by `--live` (`live`) or by an explicitly set `ECS_ROLLBACK_ECS_ENDPOINT`.
+    /// Credentials in the environment alone never reach a real account.
+    Cli { live: bool },
     /// The built-in simulator, whatever the environment says.
     Simulator,
     /// The real API (or `ECS_ROLLBACK_ECS_ENDPOINT`); no credentials is an error (Lambda, unless
@@ -51,16 +67,30 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
         ),
         None => None,
     };
-    let use_sim = match (backend, &config.credentials) {
-        (Backend::Simulator, _) => true,
-        (Backend::Auto, None) => true,
-        (Backend::Auto, Some(_)) => false,
-        (Backend::Api | Backend::ApiOrRuntime, Some(_)) => false,
-        (Backend::ApiOrRuntime, None) => false,
-        (Backend::Api, None) => {
-            return Err("no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (or ECS_ROLLBACK_SIMULATE=1 to use the built-in simulator)".into())
+    let use_sim = match backend {
+        Backend::Simulator => true,
+        Backend::Cli { live } => {
+            let target = cli_target(live, &config.endpoint);
+            if let Some(target) = &target {
+                if config.credentials.is_none() {
+                    return Err(format!(
+                        "{target}, but no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (README, \"Credentials\")"
+                    ));
+                }
+                // Said on stderr whichever log level: a real account is about to be touched.
+                eprintln!("ecs-rollback: LIVE: {target}");
+            } else if config.credentials.is_some() {
+                eprintln!(
+                    "ecs-rollback: credentials are set, but without --live (or ECS_ROLLBACK_ECS_ENDPOINT) this runs against the built-in ECS simulator"
+                );
+            }
+            target.is_none()
         }
+        Backend::Api | Backend::ApiOrRuntime => false,
     };
+    if let (Backend::Api, None, false) = (backend, &config.credentials, use_sim) {
+        return Err("no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (or ECS_ROLLBACK_SIMULATE=1 to use the built-in simulator)".into());
+    }
     let (ecs, default_region) = if use_sim {
         let scenario = load_scenario(
             std::env::var_os("ECS_ROLLBACK_SIM_SCENARIO")
@@ -70,7 +100,7 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
         eprintln!(
             "ecs-rollback: {}: running against the built-in ECS simulator (nothing real is touched)",
             match backend {
-                Backend::Auto => "no credentials in the environment",
+                Backend::Cli { .. } => "no --live",
                 _ => "simulator requested",
             }
         );

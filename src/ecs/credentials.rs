@@ -1,12 +1,34 @@
 //! Credentials and where the client sends its requests.
 //!
-//! Static credentials come from `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`
-//! and `ALIBABA_CLOUD_SECURITY_TOKEN`. With `ALIBABA_CLOUD_ROLE_ARN` set, those are only used to
-//! call STS AssumeRole, and the temporary credentials it returns are cached until shortly before
-//! they expire. No secret or token is ever printed: `Debug` redacts them.
+//! The credential chain, in the order of the official SDKs' default provider chain
+//! (alibabacloud-credentials, "Default credential provider chain":
+//! <https://pypi.org/project/alibabacloud-credentials/>; the variables as the Alibaba Cloud CLI
+//! names them: <https://www.alibabacloud.com/help/en/cli/environment-variables>); the first
+//! source that is configured is the one used, and an error names the source it came from:
+//! 1. environment: `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`,
+//!    `ALIBABA_CLOUD_SECURITY_TOKEN` (Function Compute 3.0 sets these to the role's keys too);
+//!    with `ALIBABA_CLOUD_ROLE_ARN`, those keys only sign STS AssumeRole;
+//! 2. OIDC (RRSA on ACK): `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN`,
+//!    `ALIBABA_CLOUD_OIDC_TOKEN_FILE`: STS AssumeRoleWithOIDC with the token file's contents
+//!    (read again at each refresh; the call is not signed);
+//! 3. the `aliyun` CLI's profile file, `~/.aliyun/config.json` (`ALIBABA_CLOUD_PROFILE`, else
+//!    its `current` profile): modes `AK`, `StsToken`, `RamRoleArn`, `EcsRamRole`, `OIDC`,
+//!    `CredentialsURI`;
+//! 4. the ECS instance's RAM role, when `ALIBABA_CLOUD_ECS_METADATA` names it (or is `auto`,
+//!    asking the metadata server), unless `ALIBABA_CLOUD_ECS_METADATA_DISABLED=true`: the
+//!    metadata server at `http://100.100.100.200` with its session token (PUT
+//!    `/latest/api/token`, then the token in `X-aliyun-ecs-metadata-token`). Unlike the SDKs,
+//!    which probe the metadata server unasked, this needs the variable: a laptop or a CI
+//!    runner never waits on a link-local address;
+//! 5. a credentials URI, `ALIBABA_CLOUD_CREDENTIALS_URI`, answering `Code`, `AccessKeyId`,
+//!    `AccessKeySecret`, `SecurityToken`, `Expiration`.
+//!
+//! Temporary credentials (STS, OIDC, metadata, URI) are cached and fetched again three minutes
+//! before they expire. No secret or token is ever printed: `Debug` redacts them.
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -74,6 +96,33 @@ pub enum CredentialSource {
     /// Given by the runtime with each invocation (Function Compute sends the function role's
     /// temporary credentials as `x-fc-access-key-*` headers): the last ones given sign.
     FromRuntime,
+    /// RRSA / OIDC: STS AssumeRoleWithOIDC with the token in `token_file`.
+    Oidc {
+        role: AssumeRole,
+        provider_arn: String,
+        token_file: PathBuf,
+    },
+    /// The ECS instance's RAM role, from the metadata server (`role_name`: `None` asks it).
+    EcsRamRole {
+        role_name: Option<String>,
+        endpoint: Url,
+    },
+    /// A credentials URI.
+    Uri(Url),
+}
+
+impl CredentialSource {
+    /// The source, as errors and logs name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CredentialSource::Static(_) => "static credentials (environment or profile)",
+            CredentialSource::AssumeRole { .. } => "STS AssumeRole",
+            CredentialSource::FromRuntime => "the runtime's credentials (Function Compute)",
+            CredentialSource::Oidc { .. } => "OIDC (RRSA): STS AssumeRoleWithOIDC",
+            CredentialSource::EcsRamRole { .. } => "the ECS instance RAM role (metadata server)",
+            CredentialSource::Uri(_) => "the credentials URI (ALIBABA_CLOUD_CREDENTIALS_URI)",
+        }
+    }
 }
 
 /// Temporary credentials and when they stop working.
@@ -190,58 +239,7 @@ impl ClientConfig {
             Some(raw) => Endpoint::Fixed(parse_base_url(&raw)?),
             None => Endpoint::Regional,
         };
-        let id = lookup("ALIBABA_CLOUD_ACCESS_KEY_ID");
-        let secret = lookup("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
-        let base =
-            match (id, secret) {
-                (Some(id), Some(secret)) => {
-                    let mut c = Credentials::new(id, secret);
-                    if let Some(token) = lookup("ALIBABA_CLOUD_SECURITY_TOKEN") {
-                        c = c.with_token(token);
-                    }
-                    Some(c)
-                }
-                (None, None) => None,
-                (Some(_), None) => return Err(
-                    "ALIBABA_CLOUD_ACCESS_KEY_ID is set but ALIBABA_CLOUD_ACCESS_KEY_SECRET is not"
-                        .into(),
-                ),
-                (None, Some(_)) => return Err(
-                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not"
-                        .into(),
-                ),
-            };
-        let credentials = match (base, lookup("ALIBABA_CLOUD_ROLE_ARN")) {
-            (None, None) => None,
-            (None, Some(_)) => {
-                return Err("ALIBABA_CLOUD_ROLE_ARN needs ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET to call AssumeRole".into())
-            }
-            (Some(base), None) => Some(CredentialSource::Static(base)),
-            (Some(base), Some(role_arn)) => {
-                let session_name = lookup("ALIBABA_CLOUD_ROLE_SESSION_NAME")
-                    .unwrap_or_else(|| "ecs-rollback".to_owned());
-                let valid = (2..=64).contains(&session_name.len())
-                    && session_name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
-                if !valid {
-                    return Err(format!("ALIBABA_CLOUD_ROLE_SESSION_NAME {session_name:?}: 2 to 64 letters, digits or . @ - _"));
-                }
-                let endpoint = match lookup("ECS_ROLLBACK_STS_ENDPOINT") {
-                    Some(raw) => parse_base_url(&raw)?,
-                    None => Url::parse("https://sts.aliyuncs.com/").map_err(|e| e.to_string())?,
-                };
-                Some(CredentialSource::AssumeRole {
-                    base,
-                    role: AssumeRole {
-                        role_arn,
-                        session_name,
-                        endpoint,
-                        duration_seconds: 3600,
-                    },
-                })
-            }
-        };
+        let credentials = chain(&lookup)?;
         let signing = match lookup("ECS_ROLLBACK_SIGNATURE") {
             Some(raw) => raw.parse()?,
             None => Signing::V1,
@@ -253,6 +251,182 @@ impl ClientConfig {
             signing,
         })
     }
+}
+
+fn sts_endpoint(lookup: &impl Fn(&str) -> Option<String>) -> Result<Url, String> {
+    match lookup("ECS_ROLLBACK_STS_ENDPOINT") {
+        Some(raw) => parse_base_url(&raw),
+        None => Url::parse("https://sts.aliyuncs.com/").map_err(|e| e.to_string()),
+    }
+}
+
+fn role(
+    lookup: &impl Fn(&str) -> Option<String>,
+    role_arn: String,
+    session_name: Option<String>,
+) -> Result<AssumeRole, String> {
+    let session_name = session_name
+        .or_else(|| lookup("ALIBABA_CLOUD_ROLE_SESSION_NAME"))
+        .unwrap_or_else(|| "ecs-rollback".to_owned());
+    let valid = (2..=64).contains(&session_name.len())
+        && session_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+    if !valid {
+        return Err(format!(
+            "ALIBABA_CLOUD_ROLE_SESSION_NAME {session_name:?}: 2 to 64 letters, digits or . @ - _"
+        ));
+    }
+    Ok(AssumeRole {
+        role_arn,
+        session_name,
+        endpoint: sts_endpoint(lookup)?,
+        duration_seconds: 3600,
+    })
+}
+
+fn metadata_endpoint(lookup: &impl Fn(&str) -> Option<String>) -> Result<Url, String> {
+    match lookup("ECS_ROLLBACK_METADATA_ENDPOINT") {
+        // For tests and proxies: https anywhere, plain http to loopback only.
+        Some(raw) => parse_base_url(&raw),
+        None => Url::parse("http://100.100.100.200/").map_err(|e| e.to_string()),
+    }
+}
+
+/// The credential chain (see the module's head): the first configured source, or `None`.
+pub fn chain(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<CredentialSource>, String> {
+    // 1. The environment.
+    let id = lookup("ALIBABA_CLOUD_ACCESS_KEY_ID");
+    let secret = lookup("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+    let role_arn = lookup("ALIBABA_CLOUD_ROLE_ARN");
+    match (id, secret) {
+        (Some(id), Some(secret)) => {
+            let mut c = Credentials::new(id, secret);
+            if let Some(token) = lookup("ALIBABA_CLOUD_SECURITY_TOKEN") {
+                c = c.with_token(token);
+            }
+            return Ok(Some(match role_arn {
+                None => CredentialSource::Static(c),
+                Some(arn) => CredentialSource::AssumeRole {
+                    base: c,
+                    role: role(lookup, arn, None)?,
+                },
+            }));
+        }
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(
+                "environment: ALIBABA_CLOUD_ACCESS_KEY_ID is set but ALIBABA_CLOUD_ACCESS_KEY_SECRET is not"
+                    .into(),
+            )
+        }
+        (None, Some(_)) => {
+            return Err(
+                "environment: ALIBABA_CLOUD_ACCESS_KEY_SECRET is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not"
+                    .into(),
+            )
+        }
+    }
+    // 2. OIDC (RRSA).
+    let provider = lookup("ALIBABA_CLOUD_OIDC_PROVIDER_ARN");
+    let token_file = lookup("ALIBABA_CLOUD_OIDC_TOKEN_FILE");
+    match (&role_arn, provider, token_file) {
+        (Some(arn), Some(provider_arn), Some(file)) => {
+            return Ok(Some(CredentialSource::Oidc {
+                role: role(lookup, arn.clone(), None)?,
+                provider_arn,
+                token_file: PathBuf::from(file),
+            }))
+        }
+        (_, None, None) => {}
+        _ => {
+            return Err("OIDC (RRSA): ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE go together; one or two are set".into())
+        }
+    }
+    // 3. The CLI's profile file.
+    if let Some(source) = profile(lookup)? {
+        return Ok(Some(source));
+    }
+    // 4. The ECS instance's RAM role.
+    let disabled = lookup("ALIBABA_CLOUD_ECS_METADATA_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if let (Some(name), false) = (lookup("ALIBABA_CLOUD_ECS_METADATA"), disabled) {
+        return Ok(Some(CredentialSource::EcsRamRole {
+            role_name: Some(name).filter(|n| !n.eq_ignore_ascii_case("auto")),
+            endpoint: metadata_endpoint(lookup)?,
+        }));
+    }
+    // 5. A credentials URI.
+    if let Some(raw) = lookup("ALIBABA_CLOUD_CREDENTIALS_URI") {
+        let url = Url::parse(raw.trim())
+            .map_err(|e| format!("ALIBABA_CLOUD_CREDENTIALS_URI {raw:?} is not a URL: {e}"))?;
+        return Ok(Some(CredentialSource::Uri(url)));
+    }
+    if role_arn.is_some() {
+        return Err("ALIBABA_CLOUD_ROLE_ARN is set, but neither AccessKey variables (for AssumeRole) nor ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE (for OIDC/RRSA) are".into());
+    }
+    Ok(None)
+}
+
+/// The `aliyun` CLI's profile file (`~/.aliyun/config.json`): the profile named by
+/// `ALIBABA_CLOUD_PROFILE`, else the file's `current` one. `None` when there is no file.
+fn profile(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<CredentialSource>, String> {
+    let Some(home) = lookup("HOME") else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(home).join(".aliyun").join("config.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("profile file {}: {e}", path.display())),
+    };
+    let where_ = format!("profile file {}", path.display());
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{where_}: not JSON: {e}"))?;
+    let wanted = lookup("ALIBABA_CLOUD_PROFILE")
+        .or_else(|| doc["current"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "default".to_owned());
+    let Some(p) = doc["profiles"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == wanted.as_str()))
+    else {
+        return Err(format!("{where_}: no profile {wanted:?}"));
+    };
+    let field = |k: &str| p[k].as_str().filter(|v| !v.is_empty()).map(str::to_owned);
+    let need = |k: &str| field(k).ok_or_else(|| format!("{where_}: profile {wanted:?} has no {k}"));
+    let mode = field("mode").unwrap_or_else(|| "AK".to_owned());
+    let keys = || -> Result<Credentials, String> {
+        Ok(Credentials::new(
+            need("access_key_id")?,
+            need("access_key_secret")?,
+        ))
+    };
+    let source = match mode.as_str() {
+        "AK" => CredentialSource::Static(keys()?),
+        "StsToken" => CredentialSource::Static(keys()?.with_token(need("sts_token")?)),
+        "RamRoleArn" => CredentialSource::AssumeRole {
+            base: keys()?,
+            role: role(lookup, need("ram_role_arn")?, field("ram_session_name"))?,
+        },
+        "EcsRamRole" => CredentialSource::EcsRamRole {
+            role_name: field("ram_role_name"),
+            endpoint: metadata_endpoint(lookup)?,
+        },
+        "OIDC" => CredentialSource::Oidc {
+            role: role(lookup, need("ram_role_arn")?, field("ram_session_name"))?,
+            provider_arn: need("oidc_provider_arn")?,
+            token_file: PathBuf::from(need("oidc_token_file")?),
+        },
+        "CredentialsURI" => CredentialSource::Uri(
+            Url::parse(&need("credentials_uri")?).map_err(|e| format!("{where_}: {e}"))?,
+        ),
+        other => {
+            return Err(format!(
+                "{where_}: profile {wanted:?} has mode {other:?}, which this tool does not read (AK, StsToken, RamRoleArn, EcsRamRole, OIDC, CredentialsURI)"
+            ))
+        }
+    };
+    Ok(Some(source))
 }
 
 #[cfg(test)]

@@ -109,6 +109,8 @@ impl Transport for ReqwestTransport {
         let client = self.client()?;
         let method = match request.method {
             "GET" => reqwest::Method::GET,
+            // The ECS metadata server's session token is asked for with PUT.
+            "PUT" => reqwest::Method::PUT,
             _ => reqwest::Method::POST,
         };
         let mut builder = client.request(method, request.url);

@@ -1,5 +1,16 @@
-//! A dry run: every check plus the DryRun of each call that can be dry-run now; nothing
-//! changes.
+//! A dry run: every check plus the DryRun of every state-changing call ECS lets DryRun
+//! (StopInstance, ResetDisk, StartInstance; CreateSnapshot has none); nothing changes.
+//!
+//! ECS answers a DryRun after the request's checks and, for ResetDisk and StartInstance, the
+//! instance's state (ecs-api.md §6: DryRun checks "whether the RAM user has the required
+//! authorization", ResetDisk's also the "resource state limits"). So a call the state forbids
+//! now (ResetDisk or StartInstance while the instance runs) is dry-run all the same: ECS's
+//! `IncorrectInstanceStatus` says the request got past its parameter and authorization checks
+//! and only the state, which the run will change first, stopped it; the step is `planned`, and
+//! says so. A refusal for anything else (`Forbidden.RAM`, `NoPermission`, a bad snapshot)
+//! rejects the dry run as it would the real one. That authorization comes before the state
+//! check is inferred from those pages (RAM is the gateway's, before the operation runs), not
+//! stated by them.
 
 use super::*;
 
@@ -31,15 +42,17 @@ impl Run<'_> {
                 Some("StopInstance DryRun passed (StoppedMode=KeepCharging)".into()),
             );
             let t = Utc::now();
+            let probe = self
+                .ecs
+                .reset_disk(&self.region, &disk, &plan.snapshot_id, true)
+                .await;
+            let (status, request_id, note) = state_only(probe, "ResetDisk")?;
             self.step(
                 "reset",
-                StepStatus::Planned,
+                status,
                 t,
-                None,
-                Some(format!(
-                    "ResetDisk {disk} to {} once Stopped (cannot be dry-run while Running)",
-                    plan.snapshot_id
-                )),
+                request_id,
+                Some(format!("ResetDisk {disk} to {}: {note}", plan.snapshot_id)),
             );
         } else {
             let t = Utc::now();
@@ -102,13 +115,15 @@ impl Run<'_> {
                     Some("StartInstance DryRun passed".into()),
                 );
             }
-            Some(_) if plan.end_running => {
+            Some(iid) if plan.end_running => {
+                let probe = self.ecs.start_instance(&self.region, &iid, true).await;
+                let (status, request_id, note) = state_only(probe, "StartInstance")?;
                 self.step(
                     "start",
-                    StepStatus::Planned,
+                    status,
                     t,
-                    None,
-                    Some("StartInstance after the reset".into()),
+                    request_id,
+                    Some(format!("StartInstance after the reset: {note}")),
                 );
             }
             _ => self.step(
@@ -120,5 +135,29 @@ impl Run<'_> {
             ),
         }
         Ok(())
+    }
+}
+
+/// A DryRun sent while the instance is in a state the call needs changed first: passed
+/// (`dry-run`), refused for the instance's state alone (`planned`: the request and its
+/// authorization passed), or refused for anything else (the dry run is rejected).
+fn state_only(
+    probe: Result<crate::ecs::model::Ack, crate::ecs::EcsError>,
+    action: &str,
+) -> Res<(StepStatus, Option<String>, String)> {
+    match probe {
+        Ok(ack) => Ok((
+            StepStatus::DryRun,
+            Some(ack.request_id),
+            "DryRun passed".into(),
+        )),
+        Err(e) if e.code.as_deref() == Some("IncorrectInstanceStatus") => Ok((
+            StepStatus::Planned,
+            e.request_id.clone(),
+            format!(
+                "DryRun refused only for the instance's present state ({action} is allowed: its parameters and authorization passed); runs once the state allows"
+            ),
+        )),
+        Err(e) => Err(Halt::ecs(Outcome::Rejected, &e)),
     }
 }

@@ -390,9 +390,16 @@ async fn lambda_mode_end_to_end() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     assert!(!lines.is_empty(), "JSON log lines on stdout: {out}");
-    assert!(lines
-        .iter()
-        .any(|l| l.to_string().contains("\"lambda_request_id\":\"req-0001\"")));
+    // The request ID where Lambda's JSON log format puts it: `requestId`, at the top level
+    // (not nested in a span), with `level` and an RFC 3339 `timestamp` beside it.
+    assert!(
+        lines.iter().any(|l| l["requestId"] == "req-0001"),
+        "a line with requestId req-0001 at the top: {out}"
+    );
+    for l in lines.iter().filter(|l| l.get("message").is_some()) {
+        assert!(l.get("span").is_none() && l.get("spans").is_none(), "{l}");
+        assert!(l["level"].is_string() && l["timestamp"].is_string(), "{l}");
+    }
     assert!(lines
         .iter()
         .any(|l| l.to_string().contains("\"idempotency_key\"")));
@@ -617,7 +624,7 @@ async fn each_result_event_has_its_metric_line_on_stdout() {
         assert!(m["_aws"]["Timestamp"].is_i64(), "{m}");
         assert!(m["RecoverySeconds"].is_number(), "{m}");
         assert!(
-            m.get("lambda_request_id").is_none() && m.get("message").is_none(),
+            m.get("requestId").is_none() && m.get("message").is_none(),
             "a line of its own, not a log line: {m}"
         );
     }

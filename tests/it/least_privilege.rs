@@ -1,5 +1,7 @@
-//! The RAM policy in the README allows exactly the ECS actions the code can call: the client
-//! takes an `Action`, and `Action::ALL` lists every variant (checked in the client's own tests).
+//! The RAM policy (`deploy/ram-policy.json`, which the README points to) allows exactly the ECS
+//! actions the code can call: the client takes an `Action`, and `Action::ALL` lists every
+//! variant (checked in the client's own tests). Every state change on an instance or a disk is
+//! conditioned on the opt-in tag (`tests/flow_check.py` checks the same file from CI).
 
 use std::collections::BTreeSet;
 
@@ -7,17 +9,47 @@ use ecs_rollback::ecs::client::Action;
 use serde_json::Value;
 
 fn readme_policy() -> Value {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
-    let start = readme
-        .find("{\"Version\":\"1\",\"Statement\":[")
-        .expect("a RAM policy in the README");
-    let end = start
-        + readme[start..]
-            .find("]}\n```")
-            .expect("the policy block ends")
-        + 2;
-    serde_json::from_str(&readme[start..end]).expect("the README's policy is JSON")
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/ram-policy.json"
+    ))
+    .expect("deploy/ram-policy.json");
+    serde_json::from_str(&text).expect("the policy is JSON")
+}
+
+/// The opt-in tag the settings require by default is the policy's condition on every state
+/// change of an instance or a disk.
+#[test]
+fn state_changes_on_instances_and_disks_need_the_opt_in_tag() {
+    let policy = readme_policy();
+    let settings = ecs_rollback::settings::Settings::default();
+    let (key, value) = settings
+        .require_tag
+        .clone()
+        .expect("an opt-in tag by default");
+    let mut conditioned = 0;
+    for statement in policy["Statement"].as_array().expect("statements") {
+        let resources: Vec<&str> = match &statement["Resource"] {
+            Value::String(r) => vec![r.as_str()],
+            Value::Array(r) => r.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let on_instance_or_disk = resources
+            .iter()
+            .any(|r| r.ends_with(":instance/*") || r.ends_with(":disk/*"));
+        if on_instance_or_disk {
+            assert_eq!(
+                statement["Condition"]["StringEquals"][format!("acs:ResourceTag/{key}")],
+                Value::String(value.clone()),
+                "{statement}"
+            );
+            conditioned += 1;
+        }
+    }
+    assert!(
+        conditioned >= 2,
+        "instance and disk statements: {conditioned}"
+    );
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! area of the product, driven from outside (the simulator over loopback HTTP, or the built
 //! binary); `common` holds what they share. Unit tests sit beside the code in `src/`.
 
+mod cli;
 mod common;
+mod credentials;
 mod drills;
 mod ecs_api;
 mod events;

@@ -760,6 +760,57 @@ async fn a_run_killed_at_each_step_resumes_safely() {
     }
 }
 
+/// A dry run of a running instance sends every call ECS lets DryRun, ResetDisk and
+/// StartInstance included: a refusal for the state alone says they are authorized (planned); a
+/// policy that does not allow one (`Forbidden.RAM`, refused before the state is looked at)
+/// rejects the dry run. On the main branch of issue 25 only StopInstance was dry-run there.
+#[tokio::test]
+async fn a_dry_run_of_a_running_instance_tries_every_call_ecs_lets_dry_run() {
+    let b = bench().await;
+    let r = b.run(web(json!({"dryRun": true}))).await;
+    assert_eq!(r.outcome, Outcome::DryRun, "{:?}", r.error);
+    for step in ["reset", "start"] {
+        let s = r.steps.iter().find(|s| s.name == step).expect(step);
+        assert_eq!(s.status, StepStatus::Planned, "{step}");
+        assert!(
+            s.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("its parameters and authorization passed")),
+            "{step}: {:?}",
+            s.detail
+        );
+        assert!(s.request_id.is_some(), "{step}: ECS answered the DryRun");
+    }
+    nothing_changed(&b);
+    for action in ["ResetDisk", "StartInstance"] {
+        let b = bench_with(
+            Scenario {
+                timings: Timings::fast(),
+                faults: scripted_fault(
+                    action,
+                    1,
+                    FaultKind::Error {
+                        status: 403,
+                        code: "Forbidden.RAM".into(),
+                        message: "User not authorized to operate on the specified resource.".into(),
+                    },
+                ),
+                ..Default::default()
+            },
+            Settings::fast(),
+        )
+        .await;
+        let r = b.run(web(json!({"dryRun": true}))).await;
+        assert_eq!(r.outcome, Outcome::Rejected, "{action}: {:?}", r.steps);
+        assert_eq!(
+            r.error.as_ref().map(|e| e.code.as_str()),
+            Some("Forbidden.RAM"),
+            "{action}"
+        );
+        nothing_changed(&b);
+    }
+}
+
 #[tokio::test]
 async fn a_dry_run_changes_nothing_and_lists_the_plan() {
     let b = bench().await;

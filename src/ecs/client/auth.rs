@@ -1,4 +1,6 @@
-//! Who signs: the credentials (static, assumed through STS and cached, or the runtime's), and
+//! Who signs: the credentials (static; temporary ones from STS AssumeRole or AssumeRoleWithOIDC,
+//! the ECS metadata server or a credentials URI, cached and fetched again before they expire;
+//! or the runtime's), and
 //! the two signatures (v1.0 in the query, V3 in the `Authorization` header).
 
 use super::*;
@@ -23,6 +25,55 @@ pub fn redact_token(message: &str) -> String {
     out
 }
 
+/// STS's answer as cached credentials.
+fn sts_cached(sts: crate::ecs::model::StsCredentials) -> Result<Cached, (ErrorKind, String)> {
+    let expires_at = parse_time(&sts.expiration).ok_or_else(|| {
+        (
+            ErrorKind::Decode,
+            "Credentials.Expiration is not a time".to_owned(),
+        )
+    })?;
+    let mut credentials = Credentials::new(sts.access_key_id, sts.access_key_secret);
+    if !sts.security_token.is_empty() {
+        credentials = credentials.with_token(sts.security_token);
+    }
+    Ok(Cached {
+        credentials,
+        expires_at,
+    })
+}
+
+/// The metadata server's and a credentials URI's answer: `Code` "Success", the keys, the
+/// token and `Expiration`.
+fn coded_cached(body: &[u8]) -> Result<Cached, (ErrorKind, String)> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Coded {
+        #[serde(default)]
+        code: Option<String>,
+        access_key_id: String,
+        access_key_secret: String,
+        #[serde(default)]
+        security_token: Option<String>,
+        expiration: String,
+    }
+    let c: Coded = serde_json::from_slice(body)
+        .map_err(|e| (ErrorKind::Decode, format!("not credentials: {e}")))?;
+    if let Some(code) = c.code.as_deref().filter(|c| *c != "Success") {
+        return Err((ErrorKind::Credentials, format!("Code {code}")));
+    }
+    let expires_at = parse_time(&c.expiration)
+        .ok_or_else(|| (ErrorKind::Decode, "Expiration is not a time".to_owned()))?;
+    let mut credentials = Credentials::new(c.access_key_id, c.access_key_secret);
+    if let Some(t) = c.security_token.filter(|t| !t.is_empty()) {
+        credentials = credentials.with_token(t);
+    }
+    Ok(Cached {
+        credentials,
+        expires_at,
+    })
+}
+
 impl EcsClient {
     pub(super) async fn credentials(&self) -> Result<Credentials, EcsError> {
         match &self.source {
@@ -38,13 +89,38 @@ impl EcsClient {
                         "no credentials: the runtime sent none (give the function a role) and none are set in the environment",
                     )
                 }),
-            CredentialSource::AssumeRole { base, role } => {
+            source => {
                 let mut cache = self.assumed.lock().await;
                 if let Some(c) = cache.as_ref() {
                     if c.is_fresh(self.now(), CREDENTIAL_MARGIN) {
                         return Ok(c.credentials.clone());
                     }
                 }
+                // Fetched again this long before they expire (or at once when stale).
+                let fresh = self.fetch_temporary(source).await.map_err(|mut e| {
+                    e.kind = ErrorKind::Credentials;
+                    if !e.message.contains(source.name()) {
+                        e.message = format!("{}: {}", source.name(), e.message);
+                    }
+                    e
+                })?;
+                tracing::info!(
+                    source = source.name(),
+                    expires_at = %fresh.expires_at,
+                    "temporary credentials fetched and cached"
+                );
+                let credentials = fresh.credentials.clone();
+                *cache = Some(fresh);
+                Ok(credentials)
+            }
+        }
+    }
+
+    /// Temporary credentials from a source that hands them out: STS (AssumeRole,
+    /// AssumeRoleWithOIDC), the ECS metadata server, a credentials URI.
+    async fn fetch_temporary(&self, source: &CredentialSource) -> Result<Cached, EcsError> {
+        match source {
+            CredentialSource::AssumeRole { base, role } => {
                 let params = vec![
                     p("RoleArn", &role.role_arn),
                     p("RoleSessionName", &role.session_name),
@@ -59,33 +135,135 @@ impl EcsClient {
                         CallKind::Read,
                         base,
                     )
-                    .await
-                    .map_err(|mut e| {
-                        e.kind = ErrorKind::Credentials;
-                        e
-                    })?;
-                let sts = resp.credentials;
-                let expires_at = parse_time(&sts.expiration).ok_or_else(|| {
-                    EcsError::transport(
-                        "AssumeRole",
-                        ErrorKind::Decode,
-                        "Credentials.Expiration is not a time".into(),
+                    .await?;
+                sts_cached(resp.credentials)
+                    .map_err(|(k, m)| EcsError::transport("AssumeRole", k, m))
+            }
+            CredentialSource::Oidc {
+                role,
+                provider_arn,
+                token_file,
+            } => {
+                const ACTION: &str = "AssumeRoleWithOIDC";
+                // Read at every refresh: the platform rotates the file (RRSA: about hourly).
+                let token = std::fs::read_to_string(token_file).map_err(|e| {
+                    EcsError::config(
+                        ACTION,
+                        format!("OIDC token file {}: {e}", token_file.display()),
                     )
                 })?;
-                let credentials = Credentials::new(sts.access_key_id, sts.access_key_secret)
-                    .with_token(sts.security_token);
-                tracing::info!(
-                    role_arn = %role.role_arn,
-                    expires_at = %expires_at,
-                    "assumed role; temporary credentials cached"
-                );
-                *cache = Some(Cached {
-                    credentials: credentials.clone(),
-                    expires_at,
-                });
-                Ok(credentials)
+                // AssumeRoleWithOIDC is called without a signature (the token is the proof):
+                // https://www.alibabacloud.com/help/en/ram/developer-reference/api-sts-2015-04-01-assumerolewithoidc
+                let mut url = role.endpoint.clone();
+                url.query_pairs_mut()
+                    .append_pair("Action", ACTION)
+                    .append_pair("Version", STS_VERSION)
+                    .append_pair("Format", "JSON")
+                    .append_pair(
+                        "Timestamp",
+                        &(self.clock)().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    )
+                    .append_pair("RoleArn", &role.role_arn)
+                    .append_pair("OIDCProviderArn", provider_arn)
+                    .append_pair("OIDCToken", token.trim())
+                    .append_pair("RoleSessionName", &role.session_name)
+                    .append_pair("DurationSeconds", &role.duration_seconds.to_string());
+                let body = self.fetch(ACTION, "POST", url, vec![]).await?;
+                let resp: AssumeRoleResponse = serde_json::from_slice(&body)
+                    .map_err(|e| EcsError::transport(ACTION, ErrorKind::Decode, format!("{e}")))?;
+                sts_cached(resp.credentials).map_err(|(k, m)| EcsError::transport(ACTION, k, m))
             }
+            CredentialSource::EcsRamRole {
+                role_name,
+                endpoint,
+            } => {
+                const ACTION: &str = "ECS metadata";
+                let join = |path: &str| endpoint.join(path).map_err(|e| e.to_string());
+                // The metadata server's session token (its "hardened mode"): asked for with
+                // PUT, then sent with every read.
+                let token = self
+                    .fetch(
+                        ACTION,
+                        "PUT",
+                        join("latest/api/token").map_err(|e| EcsError::config(ACTION, e))?,
+                        vec![(
+                            "X-aliyun-ecs-metadata-token-ttl-seconds".into(),
+                            "21600".into(),
+                        )],
+                    )
+                    .await?;
+                let token = String::from_utf8_lossy(&token).trim().to_owned();
+                let header = || vec![("X-aliyun-ecs-metadata-token".into(), token.clone())];
+                let role_name = match role_name {
+                    Some(r) => r.clone(),
+                    None => {
+                        let body = self
+                            .fetch(
+                                ACTION,
+                                "GET",
+                                join("latest/meta-data/ram/security-credentials/")
+                                    .map_err(|e| EcsError::config(ACTION, e))?,
+                                header(),
+                            )
+                            .await?;
+                        String::from_utf8_lossy(&body).trim().to_owned()
+                    }
+                };
+                let body = self
+                    .fetch(
+                        ACTION,
+                        "GET",
+                        join(&format!(
+                            "latest/meta-data/ram/security-credentials/{role_name}"
+                        ))
+                        .map_err(|e| EcsError::config(ACTION, e))?,
+                        header(),
+                    )
+                    .await?;
+                coded_cached(&body).map_err(|(k, m)| EcsError::transport(ACTION, k, m))
+            }
+            CredentialSource::Uri(url) => {
+                const ACTION: &str = "credentials URI";
+                let body = self.fetch(ACTION, "GET", url.clone(), vec![]).await?;
+                coded_cached(&body).map_err(|(k, m)| EcsError::transport(ACTION, k, m))
+            }
+            CredentialSource::Static(_) | CredentialSource::FromRuntime => Err(EcsError::config(
+                "credentials",
+                "not a source of temporary credentials",
+            )),
         }
+    }
+
+    /// One request to a credentials endpoint: the body of a 2xx answer, or an error that
+    /// quotes the status (never the body: it may hold a secret).
+    async fn fetch(
+        &self,
+        action: &str,
+        method: &'static str,
+        url: Url,
+        headers: Vec<(String, String)>,
+    ) -> Result<Vec<u8>, EcsError> {
+        let resp = self
+            .transport
+            .send(HttpRequest {
+                method,
+                url,
+                headers,
+            })
+            .await
+            .map_err(|e| EcsError::transport(action, ErrorKind::Connect, e.to_string()))?;
+        if !(200..300).contains(&resp.status) {
+            let code = serde_json::from_slice::<serde_json::Value>(&resp.body)
+                .ok()
+                .and_then(|v| v["Code"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(EcsError::transport(
+                action,
+                ErrorKind::Credentials,
+                format!("HTTP {} {code}", resp.status),
+            ));
+        }
+        Ok(resp.body)
     }
 
     pub(super) async fn forget_assumed(&self) {
