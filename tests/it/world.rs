@@ -553,7 +553,7 @@ fn episode() -> impl Strategy<Value = Episode> {
 /// Stopped throughout, no start in between).
 fn broken_promises(events: &[Event]) -> Vec<String> {
     let mut v = Vec::new();
-    for k in 0..KEYS.len() {
+    for (k, key) in KEYS.iter().enumerate() {
         let ak = access_key(k);
         let first_stop = events
             .iter()
@@ -566,8 +566,8 @@ fn broken_promises(events: &[Event]) -> Vec<String> {
         for r in &resets {
             if r.instance_status != "Stopped" {
                 v.push(format!(
-                    "{}: reset #{} while {}",
-                    KEYS[k], r.seq, r.instance_status
+                    "{key}: reset #{} while {}",
+                    r.seq, r.instance_status
                 ));
             }
             if let Some(from) = first_stop {
@@ -576,8 +576,8 @@ fn broken_promises(events: &[Event]) -> Vec<String> {
                     .find(|e| e.action == "StartInstance" && e.seq > from && e.seq < r.seq)
                 {
                     v.push(format!(
-                        "{}: reset #{} after the instance was started (#{} by {})",
-                        KEYS[k], r.seq, s.seq, s.caller
+                        "{key}: reset #{} after the instance was started (#{} by {})",
+                        r.seq, s.seq, s.caller
                     ));
                 }
             }
@@ -588,8 +588,8 @@ fn broken_promises(events: &[Event]) -> Vec<String> {
                 .any(|e| e.action == "StartInstance" && e.seq > w[0].seq && e.seq < w[1].seq);
             if started_between || w[0].detail != w[1].detail {
                 v.push(format!(
-                    "{}: a second reset #{} after #{}",
-                    KEYS[k], w[1].seq, w[0].seq
+                    "{key}: a second reset #{} after #{}",
+                    w[1].seq, w[0].seq
                 ));
             }
         }
