@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::handler::{PayloadError, Reply, Shape};
-use crate::operate::{release_cmd, status_cmd};
+use crate::operate::{approve_cmd, pause_cmd, release_cmd, status_cmd};
 use crate::sim::{self, Simulator};
 use crate::startup::{build_handler, load_scenario, Backend};
 
@@ -88,6 +88,33 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Pause every rollback in a region (drills too): each is refused `Paused` before anything
+    /// changes, until `resume`. Kept as a tag on the region's control key pair
+    /// (`ECS_ROLLBACK_CONTROL_KEY_PAIR`, default `ecs-rollback-control`), which must exist.
+    Pause {
+        #[arg(long)]
+        region: Option<String>,
+        /// Why, shown by `status` and in every refusal.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who pauses (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Lift a region's pause.
+    Resume {
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Approve a proposed rollback: runs exactly the request its token names, once (an
+    /// expired, altered or used token runs nothing), and prints its result event.
+    Approve {
+        /// The token of the `proposed` result.
+        token: String,
+        /// Who approves (default: $USER); recorded in the result and on the disk.
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Render a drill's result events (the JSON lines `invoke` prints) as a self-contained HTML
     /// page or an SVG image: a timeline per target, recovery against the objective, failures.
     Report {
@@ -154,6 +181,9 @@ pub async fn main() -> ExitCode {
             yes,
         } => release_cmd(&disk_id, &key, region, force, yes).await,
         Command::Report { file, output } => report_cmd(&file, &output),
+        Command::Pause { region, reason, by } => pause_cmd(region, true, reason, by).await,
+        Command::Resume { region } => pause_cmd(region, false, None, None).await,
+        Command::Approve { token, by } => approve_cmd(&token, by).await,
         Command::Simulate { port, scenario } => {
             let loaded = load_scenario(scenario.as_ref());
             let access_key = loaded

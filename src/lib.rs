@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of modules and how an event flows through them.
 
 pub mod answer;
+pub mod approval;
 pub mod cli;
 pub mod drill;
 pub mod drill_report;
@@ -15,7 +16,10 @@ pub mod ids;
 pub mod lambda;
 pub mod ledger;
 pub mod metrics;
+pub mod notify;
 pub mod operate;
+pub mod pause;
+pub mod policy;
 pub mod poller;
 pub mod preflight;
 pub mod report;

@@ -23,6 +23,11 @@ fn target_of(request: &Value) -> Target {
     }
 }
 
+/// What the policy sees of a drill's target.
+pub(super) fn drill_signal() -> crate::policy::Signal {
+    crate::policy::Signal::new(crate::policy::Source::Drill, None, None)
+}
+
 /// Runs of one drill target that failed in a way a retry can fix, at most.
 const DRILL_TARGET_ATTEMPTS: u32 = 6;
 
@@ -86,7 +91,9 @@ impl Handler {
                         self.default_region.as_deref(),
                         trigger.clone(),
                     ) {
-                        Ok(req) => {
+                        Ok(req) => match self.admit(&req, &drill_signal()).await {
+                            Err(r) => *r,
+                            Ok(gate_steps) => {
                             // A failure a retry can fix (throttling, a transient error) slows the
                             // target down, it does not fail it: run it again (same key: it resumes).
                             let mut pause =
@@ -104,13 +111,15 @@ impl Handler {
                                     })
                                     && attempt < DRILL_TARGET_ATTEMPTS;
                                 if !again {
+                                    let mut r = r;
+                                    r.steps.splice(0..0, gate_steps);
                                     break r;
                                 }
                                 tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0))
                                     .await;
                                 pause = (pause * 2).min(self.settings.poll.max * 4);
                             }
-                        }
+                        }},
                         Err(e) => {
                             let mut r = rejected(&trigger, &e);
                             r.target = target_of(&value);

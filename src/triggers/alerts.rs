@@ -12,6 +12,7 @@
 
 use serde_json::Value;
 
+use crate::policy::{Signal, Source};
 use super::{parse_when, request_of, Job};
 use crate::ids::InstanceId;
 use crate::request::Trigger;
@@ -100,6 +101,7 @@ pub fn webhook(event: &Value) -> Vec<Job> {
                     ("reason", Some(format!("{kind} alert {name}: {summary}").trim_end_matches(": ").to_owned())),
                 ]),
             )
+            .with_signal(Signal::new(Source::Alarm, Some(name), lookup(alert, event, &["severity"])))
         })
         .collect()
 }
