@@ -41,7 +41,9 @@ pub struct Proposal {
 pub enum ApprovalError {
     #[error("the approval token is malformed: {0}")]
     Malformed(&'static str),
-    #[error("the approval token's signature does not match (altered, or signed with another secret)")]
+    #[error(
+        "the approval token's signature does not match (altered, or signed with another secret)"
+    )]
     BadSignature,
     #[error("the approval expired at {0}")]
     Expired(String),
@@ -154,10 +156,7 @@ mod tests {
             verify(&t, b"s3cret", 1_001),
             Err(ApprovalError::Expired(_))
         ));
-        assert_eq!(
-            verify(&t, b"other", 999),
-            Err(ApprovalError::BadSignature)
-        );
+        assert_eq!(verify(&t, b"other", 999), Err(ApprovalError::BadSignature));
         assert_eq!(verify(&t, b"", 999), Err(ApprovalError::NoSecret));
     }
 

@@ -172,7 +172,9 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool) -> Ex
             m.insert(
                 "paused".into(),
                 match &paused {
-                    Ok(Some(p)) => serde_json::json!({"since": p.since, "by": p.by, "reason": p.reason}),
+                    Ok(Some(p)) => {
+                        serde_json::json!({"since": p.since, "by": p.by, "reason": p.reason})
+                    }
                     Ok(None) => serde_json::Value::Bool(false),
                     Err(e) => serde_json::json!({"unknown": e.to_string()}),
                 },
@@ -273,9 +275,10 @@ pub async fn pause_cmd(
         let now = crate::handler::gate::read_pause(&handler.ecs, &region, &key_pair)
             .await
             .map_err(|e| e.to_string());
-        Ok::<String, String>(pause_line(&region, &now.map_err(|e| {
-            crate::ecs::EcsError::config("ListTagResources", e)
-        })))
+        Ok::<String, String>(pause_line(
+            &region,
+            &now.map_err(|e| crate::ecs::EcsError::config("ListTagResources", e)),
+        ))
     };
     match run.await {
         Ok(line) => {

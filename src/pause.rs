@@ -48,7 +48,11 @@ pub fn tag_safe(raw: &str, max: usize) -> String {
 
 impl Paused {
     pub fn encode(&self) -> String {
-        let mut v = format!("{} {}", self.since, tag_safe(&self.by, 40).replace(' ', "_"));
+        let mut v = format!(
+            "{} {}",
+            self.since,
+            tag_safe(&self.by, 40).replace(' ', "_")
+        );
         if let Some(r) = &self.reason {
             v.push_str(": ");
             v.push_str(&tag_safe(r, 128));
@@ -223,9 +227,18 @@ mod tests {
             cap_check(value.as_deref(), "k9", 1_003_601, max, window),
             CapCheck::Admit(_)
         ));
-        assert_eq!(cap_holds(value.as_deref(), "k2", 1_000_030, 3, window), Some(true));
-        assert_eq!(cap_holds(value.as_deref(), "k2", 1_000_030, 2, window), Some(false));
-        assert_eq!(cap_holds(value.as_deref(), "k7", 1_000_030, 3, window), None);
+        assert_eq!(
+            cap_holds(value.as_deref(), "k2", 1_000_030, 3, window),
+            Some(true)
+        );
+        assert_eq!(
+            cap_holds(value.as_deref(), "k2", 1_000_030, 2, window),
+            Some(false)
+        );
+        assert_eq!(
+            cap_holds(value.as_deref(), "k7", 1_000_030, 3, window),
+            None
+        );
         // Ten fill a tag value exactly.
         let ten: Vec<Admission> = (0..10)
             .map(|i| Admission {

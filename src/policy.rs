@@ -228,8 +228,7 @@ impl Policy {
             let at = |why: String| PolicyError(format!("rules[{i}] {:?}: {why}", r.name));
             let valid_name = !r.name.is_empty()
                 && r.name.len() <= 40
-                && r
-                    .name
+                && r.name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !valid_name {
@@ -271,9 +270,7 @@ impl Policy {
                     return Err(at(format!("cap.max must be 1 to {MAX_CAP}")));
                 }
                 if !(60..=7 * 86_400).contains(&cap.window_seconds) {
-                    return Err(at(
-                        "cap.windowSeconds must be 60 to 604800 (a week)".into()
-                    ));
+                    return Err(at("cap.windowSeconds must be 60 to 604800 (a week)".into()));
                 }
             }
         }
@@ -296,9 +293,11 @@ impl Policy {
         let source = signal.source(trigger_kind);
         for r in &self.rules {
             let m = &r.matches;
-            let ok = m.source.as_ref().is_none_or(|s| s.items().contains(&source))
-                && m
-                    .trigger
+            let ok = m
+                .source
+                .as_ref()
+                .is_none_or(|s| s.items().contains(&source))
+                && m.trigger
                     .as_ref()
                     .is_none_or(|t| t.items().iter().any(|k| k == trigger_kind))
                 && m.name.as_ref().is_none_or(|n| {
@@ -401,23 +400,57 @@ mod tests {
         assert_eq!(p.decide(&alert, "arms", None).rule, "pager");
         assert_eq!(p.decide(&alert, "cloudmonitor", None).rule, DEFAULT_RULE);
         assert!(p.needs_instance_tags());
-        assert_eq!(p.ecs_event_names(), Some(vec!["Disk:*".to_owned()]));
+        // A rule with no source takes ECS events of its names too.
+        assert_eq!(
+            p.ecs_event_names(),
+            Some(vec!["Disk:*".to_owned(), "DiskCorrupt".to_owned()])
+        );
         assert_eq!(Policy::default().ecs_event_names(), None);
     }
 
     #[test]
     fn errors_name_the_rule() {
         let cases = [
-            (r#"{"rules": [{"name": "a", "action": "act"}, {"name": "a", "action": "act"}]}"#, "rules[1] \"a\": a second rule"),
-            (r#"{"rules": [{"name": "x", "action": "act", "cap": {"max": 11, "windowSeconds": 3600}}]}"#, "rules[0] \"x\": cap.max must be 1 to 10"),
-            (r#"{"rules": [{"name": "x", "action": "act", "cap": {"max": 1, "windowSeconds": 5}}]}"#, "rules[0] \"x\": cap.windowSeconds"),
-            (r#"{"rules": [{"name": "x", "action": "ignore", "cap": {"max": 1, "windowSeconds": 60}}]}"#, "a cap on a rule that ignores"),
-            (r#"{"rules": [{"name": "bad name", "action": "act"}]}"#, "rules[0] \"bad name\": the name"),
-            (r#"{"rules": [{"name": "x", "action": "act", "match": {"name": "a*b"}}]}"#, "rules[0] \"x\": name \"a*b\""),
-            (r#"{"rules": [{"name": "x", "action": "act", "match": {"name": []}}]}"#, "an empty list"),
-            (r#"{"rules": [{"name": "x", "action": "maybe"}]}"#, "at rules[0].action"),
-            (r#"{"rules": [{"name": "x", "action": "act", "match": {"sauce": "y"}}]}"#, "at rules[0].match"),
-            (r#"{"rules": [{"name": "x", "action": "act", "match": {"source": "email"}}]}"#, "at rules[0].match.source"),
+            (
+                r#"{"rules": [{"name": "a", "action": "act"}, {"name": "a", "action": "act"}]}"#,
+                "rules[1] \"a\": a second rule",
+            ),
+            (
+                r#"{"rules": [{"name": "x", "action": "act", "cap": {"max": 11, "windowSeconds": 3600}}]}"#,
+                "rules[0] \"x\": cap.max must be 1 to 10",
+            ),
+            (
+                r#"{"rules": [{"name": "x", "action": "act", "cap": {"max": 1, "windowSeconds": 5}}]}"#,
+                "rules[0] \"x\": cap.windowSeconds",
+            ),
+            (
+                r#"{"rules": [{"name": "x", "action": "ignore", "cap": {"max": 1, "windowSeconds": 60}}]}"#,
+                "a cap on a rule that ignores",
+            ),
+            (
+                r#"{"rules": [{"name": "bad name", "action": "act"}]}"#,
+                "rules[0] \"bad name\": the name",
+            ),
+            (
+                r#"{"rules": [{"name": "x", "action": "act", "match": {"name": "a*b"}}]}"#,
+                "rules[0] \"x\": name \"a*b\"",
+            ),
+            (
+                r#"{"rules": [{"name": "x", "action": "act", "match": {"name": []}}]}"#,
+                "an empty list",
+            ),
+            (
+                r#"{"rules": [{"name": "x", "action": "maybe"}]}"#,
+                "at rules[0].action",
+            ),
+            (
+                r#"{"rules": [{"name": "x", "action": "act", "match": {"sauce": "y"}}]}"#,
+                "at rules[0].match",
+            ),
+            (
+                r#"{"rules": [{"name": "x", "action": "act", "match": {"source": "email"}}]}"#,
+                "at rules[0].match.source",
+            ),
         ];
         for (text, want) in cases {
             let e = Policy::parse(text).expect_err(text).to_string();

@@ -168,7 +168,12 @@ fn policy_step(d: &Decision) -> Step {
 }
 
 /// How a control's read or write failed: refuse rather than run blind (retryable).
-fn unavailable(req: &RollbackRequest, what: &str, e: &crate::ecs::EcsError, steps: Vec<Step>) -> Report {
+fn unavailable(
+    req: &RollbackRequest,
+    what: &str,
+    e: &crate::ecs::EcsError,
+    steps: Vec<Step>,
+) -> Report {
     let mut r = refused(
         req,
         OperatorCode::ControlUnavailable,
@@ -235,8 +240,12 @@ impl Handler {
             }
             Action::Propose => Err(Box::new(self.propose(&req, &decision, steps))),
             Action::Act => {
-                self.controlled(&req, decision.cap.map(|c| (decision.rule.as_str(), c)), steps)
-                    .await
+                self.controlled(
+                    &req,
+                    decision.cap.map(|c| (decision.rule.as_str(), c)),
+                    steps,
+                )
+                .await
             }
         }
     }
@@ -364,7 +373,12 @@ impl Handler {
         let tag = pause::cap_tag(rule);
         let key = req.key.as_str();
         let read = |e: crate::ecs::EcsError| {
-            Box::new(unavailable(req, &format!("the cap of rule {rule} could not be read"), &e, vec![]))
+            Box::new(unavailable(
+                req,
+                &format!("the cap of rule {rule} could not be read"),
+                &e,
+                vec![],
+            ))
         };
         for _ in 0..3 {
             let now = Utc::now().timestamp();
@@ -373,7 +387,9 @@ impl Handler {
                 .map_err(read)?;
             match pause::cap_check(value.as_deref(), key, now, cap.max, cap.window_seconds) {
                 CapCheck::AlreadyIn => {
-                    return Ok(format!("rule {rule}: this key is already admitted in the window"))
+                    return Ok(format!(
+                        "rule {rule}: this key is already admitted in the window"
+                    ))
                 }
                 CapCheck::Full { count, frees_at } => {
                     let at = chrono::DateTime::<Utc>::from_timestamp(frees_at, 0)
@@ -404,8 +420,7 @@ impl Handler {
                     let back = read_tag(&self.ecs, &region, &control.key_pair, &tag)
                         .await
                         .map_err(read)?;
-                    match pause::cap_holds(back.as_deref(), key, now, cap.max, cap.window_seconds)
-                    {
+                    match pause::cap_holds(back.as_deref(), key, now, cap.max, cap.window_seconds) {
                         Some(true) => {
                             return Ok(format!(
                                 "rule {rule}: admitted, at most {} per {} s",
@@ -447,7 +462,9 @@ impl Handler {
         Err(Box::new(refused(
             req,
             OperatorCode::ControlUnavailable,
-            format!("the cap of rule {rule} kept changing under this delivery; nothing was changed"),
+            format!(
+                "the cap of rule {rule} kept changing under this delivery; nothing was changed"
+            ),
             true,
             vec![],
         )))
@@ -510,7 +527,12 @@ impl Handler {
         };
         let by = approval::approver(by);
         let now = Utc::now().timestamp();
-        let secret = self.controls.approvals.secret.as_deref().unwrap_or_default();
+        let secret = self
+            .controls
+            .approvals
+            .secret
+            .as_deref()
+            .unwrap_or_default();
         let proposal = match approval::verify(token, secret, now) {
             Ok(p) => p,
             Err(e) => {
@@ -524,7 +546,11 @@ impl Handler {
                     &trigger,
                     Some(ErrorInfo::new(code, format!("{e}; nothing was run"), false)),
                 );
-                r.steps.push(step("approval", StepStatus::Failed, format!("refused: {e}")));
+                r.steps.push(step(
+                    "approval",
+                    StepStatus::Failed,
+                    format!("refused: {e}"),
+                ));
                 return r;
             }
         };
@@ -536,7 +562,11 @@ impl Handler {
                 .time
                 .and_then(|t| chrono::DateTime::<Utc>::from_timestamp(t, 0)),
         };
-        let req = match request::parse(&proposal.request, self.default_region.as_deref(), trigger.clone()) {
+        let req = match request::parse(
+            &proposal.request,
+            self.default_region.as_deref(),
+            trigger.clone(),
+        ) {
             Ok(r) => r,
             Err(e) => return rejected(&trigger, &e),
         };
@@ -564,7 +594,9 @@ impl Handler {
                 steps,
             );
         };
-        if let Some(v) = used.filter(|v| v.split_whitespace().next() == Some(proposal.nonce.as_str())) {
+        if let Some(v) =
+            used.filter(|v| v.split_whitespace().next() == Some(proposal.nonce.as_str()))
+        {
             let mut parts = v.split_whitespace().skip(1);
             let at = parts
                 .next()
@@ -582,13 +614,26 @@ impl Handler {
                 steps,
             );
         }
-        let value = pause::tag_safe(&format!("{} {now} {}", proposal.nonce, by.replace(' ', "_")), 128);
+        let value = pause::tag_safe(
+            &format!("{} {now} {}", proposal.nonce, by.replace(' ', "_")),
+            128,
+        );
         if let Err(e) = self
             .ecs
-            .tag_resources(&region, "disk", &[disk_id], &[(pause::APPROVAL_TAG.into(), value)])
+            .tag_resources(
+                &region,
+                "disk",
+                &[disk_id],
+                &[(pause::APPROVAL_TAG.into(), value)],
+            )
             .await
         {
-            return unavailable(&req, "the approval could not be recorded on the disk", &e, steps);
+            return unavailable(
+                &req,
+                "the approval could not be recorded on the disk",
+                &e,
+                steps,
+            );
         }
         let cap = self
             .controls

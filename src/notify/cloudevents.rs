@@ -33,7 +33,10 @@ pub fn request(url: &url::Url, secret: Option<&str>, events: &[Value], now_s: i6
     )];
     if let Some(secret) = secret {
         headers.push(("x-rollback-timestamp".into(), now_s.to_string()));
-        headers.push(("x-rollback-signature".into(), signature(secret, now_s, &body)));
+        headers.push((
+            "x-rollback-signature".into(),
+            signature(secret, now_s, &body),
+        ));
     }
     Outgoing {
         url: url.clone(),

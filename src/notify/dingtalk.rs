@@ -62,7 +62,8 @@ mod tests {
         // Python of the DingTalk page: base64(hmac(secret, f"{ts}\n{secret}", sha256)), quote_plus.
         let s = sign(1_700_000_000_000, "SECtest");
         assert_eq!(STANDARD.decode(&s).map(|b| b.len()).ok(), Some(32));
-        let url = url::Url::parse("https://oapi.dingtalk.com/robot/send?access_token=t").expect("url");
+        let url =
+            url::Url::parse("https://oapi.dingtalk.com/robot/send?access_token=t").expect("url");
         let out = request(&url, Some("SECtest"), "hi", 1_700_000_000_000);
         let q: Vec<(String, String)> = out.url.query_pairs().into_owned().collect();
         assert_eq!(q[0], ("access_token".into(), "t".into()));

@@ -69,7 +69,11 @@ impl std::fmt::Debug for Endpoint {
 }
 
 /// The codes that are always sent, whatever the outcome filter.
-pub const ALWAYS_CODES: [&str; 3] = ["InstanceLeftStopped", "PartialRollback", "VerificationFailed"];
+pub const ALWAYS_CODES: [&str; 3] = [
+    "InstanceLeftStopped",
+    "PartialRollback",
+    "VerificationFailed",
+];
 
 #[derive(Debug)]
 pub struct Notifier {
@@ -92,7 +96,9 @@ pub fn endpoint_url(name: &str, raw: &str) -> Result<url::Url, String> {
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
-        _ => Err(format!("{name}: must be https:// (http:// only to loopback)")),
+        _ => Err(format!(
+            "{name}: must be https:// (http:// only to loopback)"
+        )),
     }
 }
 
@@ -260,7 +266,8 @@ impl Notifier {
                             Err(why) => (false, format!("refused: {why}")),
                         }
                     } else {
-                        let short: String = String::from_utf8_lossy(&body).chars().take(120).collect();
+                        let short: String =
+                            String::from_utf8_lossy(&body).chars().take(120).collect();
                         (
                             status == 429 || status >= 500,
                             format!("HTTP {status} {short}"),

@@ -12,9 +12,9 @@
 
 use serde_json::Value;
 
-use crate::policy::{Signal, Source};
 use super::{parse_when, request_of, Job};
 use crate::ids::InstanceId;
+use crate::policy::{Signal, Source};
 use crate::request::Trigger;
 
 /// The first non-empty value of `keys`: the alert's annotations, then its labels, then the

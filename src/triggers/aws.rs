@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use crate::policy::{Signal, Source};
 use super::{direct, drill_jobs, parse_when, request_of, str_at, Context, Job};
+use crate::policy::{Signal, Source};
 use crate::request::Trigger;
 
 /// The records of one FIFO message group (or one standard-queue record), in batch order.
