@@ -69,7 +69,11 @@ impl Controls {
     /// `ECS_ROLLBACK_APPROVAL_SECRET`, `ECS_ROLLBACK_APPROVAL_TTL_SECONDS`;
     /// `ECS_ROLLBACK_CONTROL_KEY_PAIR`, `ECS_ROLLBACK_PAUSE_CACHE_SECONDS` (at most 60).
     pub fn from_env() -> Result<Self, String> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let var = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.trim().is_empty() && v.trim() != "none")
+        };
         let policy = match (var("ECS_ROLLBACK_POLICY"), var("ECS_ROLLBACK_POLICY_FILE")) {
             (Some(_), Some(_)) => {
                 return Err("set ECS_ROLLBACK_POLICY or ECS_ROLLBACK_POLICY_FILE, not both".into())

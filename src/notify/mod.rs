@@ -118,7 +118,11 @@ impl Notifier {
 
     /// From `ECS_ROLLBACK_NOTIFY_*`; `None` when no endpoint is set.
     pub fn from_env() -> Result<Option<Self>, String> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let var = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.trim().is_empty() && v.trim() != "none")
+        };
         let mut endpoints = Vec::new();
         for (platform, url_var, secret_var) in [
             (
