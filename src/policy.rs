@@ -249,7 +249,7 @@ impl Policy {
                 m.level.as_ref().map(|l| l.items().len()),
                 m.source.as_ref().map(|l| l.items().len()),
             ];
-            if lists.iter().any(|l| *l == Some(0)) {
+            if lists.contains(&Some(0)) {
                 return Err(at("an empty list matches nothing".into()));
             }
             for pattern in m.name.iter().flat_map(|n| n.items()) {

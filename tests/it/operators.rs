@@ -409,7 +409,7 @@ async fn receivers(seen: Seen) -> String {
         ));
         // `Query` has URL-decoded `sign` already.
         let fresh = (chrono::Utc::now().timestamp_millis() - ts).abs() < 3_600_000;
-        let ok = q.get("sign") == Some(&want) && fresh && q.get("access_token").is_some();
+        let ok = q.get("sign") == Some(&want) && fresh && q.contains_key("access_token");
         let v: Value = serde_json::from_slice(&body).unwrap_or_default();
         seen.lock().expect("lock").push(("dingtalk".into(), ok, v));
         let answer = if ok {
