@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::handler::{PayloadError, Reply, Shape};
-use crate::operate::{release_cmd, status_cmd};
+use crate::operate::{approve_cmd, pause_cmd, release_cmd, status_cmd};
 use crate::sim::{self, Simulator};
 use crate::startup::{build_handler, load_scenario, Backend};
 
@@ -145,6 +145,42 @@ pub enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Pause every rollback in a region (drills too): each is refused `Paused` before anything
+    /// changes, until `resume`. Kept as a tag on the region's control key pair
+    /// (`ECS_ROLLBACK_CONTROL_KEY_PAIR`, default `ecs-rollback-control`), which must exist.
+    Pause {
+        #[arg(long)]
+        region: Option<String>,
+        /// Why, shown by `status` and in every refusal.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who pauses (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Write to the real ECS API (as `invoke --live`); without it, the built-in simulator.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Lift a region's pause.
+    Resume {
+        #[arg(long)]
+        region: Option<String>,
+        /// Write to the real ECS API (as `invoke --live`); without it, the built-in simulator.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Approve a proposed rollback: runs exactly the request its token names, once (an
+    /// expired, altered or used token runs nothing), and prints its result event.
+    Approve {
+        /// The token of the `proposed` result.
+        token: String,
+        /// Who approves (default: $USER); recorded in the result and on the disk.
+        #[arg(long)]
+        by: Option<String>,
+        /// Write to the real ECS API (as `invoke --live`); without it, the built-in simulator.
+        #[arg(long)]
+        live: bool,
+    },
     /// Render a drill's result events (the JSON lines `invoke` prints) as a self-contained HTML
     /// page or an SVG image: a timeline per target, recovery against the objective, failures.
     Report {
@@ -242,6 +278,14 @@ pub async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Pause {
+            region,
+            reason,
+            by,
+            live,
+        } => pause_cmd(region, true, reason, by, live).await,
+        Command::Resume { region, live } => pause_cmd(region, false, None, None, live).await,
+        Command::Approve { token, by, live } => approve_cmd(&token, by, live).await,
         Command::Simulate { port, scenario } => {
             let loaded = load_scenario(scenario.as_ref());
             let access_key = loaded

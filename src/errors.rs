@@ -164,3 +164,49 @@ mod tests {
         }
     }
 }
+
+/// The operator's controls' codes (`policy.rs`, `approval.rs`, `pause.rs`), apart from the
+/// rollback's own: each refuses before anything changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OperatorCode {
+    /// Rollbacks in the region are paused (`ecs-rollback pause`).
+    Paused,
+    /// The policy rule's cap of rollbacks per window is reached.
+    CapReached,
+    /// The pause switch or a cap could not be read or written: refused rather than run blind.
+    ControlUnavailable,
+    /// The approval token expired.
+    ApprovalExpired,
+    /// The approval token is not one this deployment signed, or was altered.
+    ApprovalInvalid,
+    /// The approval token was used already.
+    ApprovalReplayed,
+}
+
+impl OperatorCode {
+    pub const ALL: [OperatorCode; 6] = [
+        OperatorCode::Paused,
+        OperatorCode::CapReached,
+        OperatorCode::ControlUnavailable,
+        OperatorCode::ApprovalExpired,
+        OperatorCode::ApprovalInvalid,
+        OperatorCode::ApprovalReplayed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorCode::Paused => "Paused",
+            OperatorCode::CapReached => "CapReached",
+            OperatorCode::ControlUnavailable => "ControlUnavailable",
+            OperatorCode::ApprovalExpired => "ApprovalExpired",
+            OperatorCode::ApprovalInvalid => "ApprovalInvalid",
+            OperatorCode::ApprovalReplayed => "ApprovalReplayed",
+        }
+    }
+}
+
+impl AsRef<str> for OperatorCode {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}

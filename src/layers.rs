@@ -22,6 +22,9 @@ const PURE: &[&str] = &[
     "workflow",
     "metrics",
     "fit",
+    "policy",
+    "approval",
+    "pause",
 ];
 
 /// Module -> the modules it must not reach (`crate::<name>` paths; `ecs::client` and the like
@@ -29,7 +32,7 @@ const PURE: &[&str] = &[
 fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
     let above_core = [
         "cli", "lambda", "fc", "answer", "handler", "triggers", "rollback", "poller", "sim",
-        "startup", "operate",
+        "startup", "operate", "notify",
     ];
     let io_of_ecs = [
         "ecs::client",
@@ -57,6 +60,12 @@ fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
         ],
     );
     rules.insert("handler", vec!["cli", "lambda", "fc", "answer", "sim"]);
+    rules.insert(
+        "notify",
+        vec![
+            "cli", "lambda", "fc", "answer", "handler", "rollback", "triggers", "sim", "ecs",
+        ],
+    );
     rules.insert(
         "answer",
         vec!["cli", "lambda", "fc", "rollback", "triggers", "sim"],

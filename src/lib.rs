@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of modules and how an event flows through them.
 
 pub mod answer;
+pub mod approval;
 pub mod claim;
 pub mod cli;
 pub mod drill;
@@ -17,7 +18,10 @@ pub mod lambda;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod operate;
+pub mod pause;
+pub mod policy;
 pub mod poller;
 pub mod preflight;
 pub mod report;

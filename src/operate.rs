@@ -1,6 +1,8 @@
 //! The operators' commands `status` and `release`: read the disk and its instance, show the
-//! hold (`hold::status`), clear a dead run's hold (`hold::plan_release`, then the tag writes).
-//! Only tags are ever written here; never the instance or the disk.
+//! hold (`hold::status`), clear a dead run's hold (`hold::plan_release`, then the tag writes);
+//! `pause` and `resume` (the region's switch, a tag on its control key pair, `pause.rs`), and
+//! `approve` (runs a proposed rollback through the handler, `handler/gate.rs`).
+//! Only tags are ever written here, except by `approve`, which runs the rollback it approves.
 
 use std::process::ExitCode;
 
@@ -163,8 +165,27 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool, live:
         rules(&read.handler.settings),
         read.handler.ecs.now().timestamp(),
     );
+    let paused = match &read.handler.controls.control {
+        Some(c) => {
+            crate::handler::gate::read_pause(&read.handler.ecs, &read.region, &c.key_pair).await
+        }
+        None => Ok(None),
+    };
     if json {
-        match serde_json::to_string_pretty(&status) {
+        let mut v = serde_json::to_value(&status).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.insert(
+                "paused".into(),
+                match &paused {
+                    Ok(Some(p)) => {
+                        serde_json::json!({"since": p.since, "by": p.by, "reason": p.reason})
+                    }
+                    Ok(None) => serde_json::Value::Bool(false),
+                    Err(e) => serde_json::json!({"unknown": e.to_string()}),
+                },
+            );
+        }
+        match serde_json::to_string_pretty(&v) {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("ecs-rollback status: {e}");
@@ -172,9 +193,139 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool, live:
             }
         }
     } else {
+        println!("{}", pause_line(&read.region, &paused));
         print!("{}", status.render());
     }
     ExitCode::SUCCESS
+}
+
+fn pause_line(
+    region: &str,
+    paused: &Result<Option<crate::pause::Paused>, crate::ecs::EcsError>,
+) -> String {
+    match paused {
+        Ok(None) => format!("region {region}: rollbacks not paused"),
+        Ok(Some(p)) => format!(
+            "region {region}: rollbacks PAUSED since {} by {}{} (`ecs-rollback resume --region {region}`)",
+            chrono::DateTime::<chrono::Utc>::from_timestamp(p.since, 0)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            p.by,
+            p.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+        ),
+        Err(e) => format!("region {region}: the pause switch could not be read: {e}"),
+    }
+}
+
+fn region_of(what: &str, handler: &Handler, region: Option<String>) -> Result<String, String> {
+    region
+        .or_else(|| handler.default_region.clone())
+        .ok_or_else(|| format!("{what}: no region: pass --region or set ALIBABA_CLOUD_REGION_ID"))
+}
+
+/// `pause --region R [--reason TEXT] [--by NAME]`: every rollback in the region is refused
+/// `Paused` from the next read of the switch (at once in a new process, within
+/// `ECS_ROLLBACK_PAUSE_CACHE_SECONDS` in a warm one); `resume` lifts it.
+pub async fn pause_cmd(
+    region: Option<String>,
+    on: bool,
+    reason: Option<String>,
+    by: Option<String>,
+    live: bool,
+) -> ExitCode {
+    let what = if on { "pause" } else { "resume" };
+    let run = async {
+        let handler = build_handler(Backend::Cli { live })?;
+        let region = region_of(what, &handler, region)?;
+        let key_pair = handler
+            .controls
+            .control
+            .as_ref()
+            .map(|c| c.key_pair.clone())
+            .unwrap_or_else(|| crate::pause::DEFAULT_CONTROL.to_owned());
+        let ids = [key_pair.clone()];
+        let missing = |e: crate::ecs::EcsError| {
+            format!("{e}: the control key pair {key_pair:?} must exist in {region} (create it once: `aliyun ecs CreateKeyPair --RegionId {region} --KeyPairName {key_pair}`; its private key is not needed)")
+        };
+        if on {
+            let who = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "operator".into());
+            let p = crate::pause::Paused {
+                since: chrono::Utc::now().timestamp(),
+                by: who,
+                reason,
+            };
+            handler
+                .ecs
+                .tag_resources(
+                    &region,
+                    crate::pause::CONTROL_TYPE,
+                    &ids,
+                    &[(crate::pause::PAUSED_TAG.into(), p.encode())],
+                )
+                .await
+                .map_err(missing)?;
+        } else {
+            handler
+                .ecs
+                .untag_resources(
+                    &region,
+                    crate::pause::CONTROL_TYPE,
+                    &ids,
+                    &[crate::pause::PAUSED_TAG.into()],
+                )
+                .await
+                .map_err(missing)?;
+        }
+        let now = crate::handler::gate::read_pause(&handler.ecs, &region, &key_pair)
+            .await
+            .map_err(|e| e.to_string());
+        Ok::<String, String>(pause_line(
+            &region,
+            &now.map_err(|e| crate::ecs::EcsError::config("ListTagResources", e)),
+        ))
+    };
+    match run.await {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ecs-rollback {what}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `approve TOKEN [--by NAME]`: runs the proposed rollback the token names, once, and prints
+/// its result event; exit 0 when it succeeded.
+pub async fn approve_cmd(token: &str, by: Option<String>, live: bool) -> ExitCode {
+    let handler = match build_handler(Backend::Cli { live }) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("ecs-rollback approve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let who = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into());
+    let mut reply = crate::handler::Reply {
+        shape: crate::handler::Shape::Results,
+        reports: vec![handler.approve(token, &format!("{who} (cli)"), None).await],
+        summaries: vec![],
+    };
+    handler.announce(&mut reply).await;
+    let ok = reply.reports.iter().all(|r| r.outcome.is_ok());
+    for r in &reply.reports {
+        println!("{}", r.to_cloud_event());
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 pub async fn release_cmd(

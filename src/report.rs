@@ -17,6 +17,8 @@ pub enum Outcome {
     Superseded,
     DryRun,
     Ignored,
+    /// The policy proposes it: nothing changed; approving it (`approval.rs`) runs it once.
+    Proposed,
 }
 
 impl Outcome {
@@ -29,6 +31,7 @@ impl Outcome {
             Outcome::Superseded => "superseded",
             Outcome::DryRun => "dry-run",
             Outcome::Ignored => "ignored",
+            Outcome::Proposed => "proposed",
         }
     }
 
@@ -41,6 +44,7 @@ impl Outcome {
                 | Outcome::Superseded
                 | Outcome::DryRun
                 | Outcome::Ignored
+                | Outcome::Proposed
         )
     }
 }

@@ -155,5 +155,7 @@ pub fn build_handler(backend: Backend) -> Result<Handler, String> {
         webhook: WebhookAuth::from_env(),
         triggers: crate::triggers::Context { drill_fallback },
         concurrency: 10,
+        controls: crate::handler::gate::Controls::from_env()?,
+        notifier: crate::notify::Notifier::from_env()?,
     })
 }

@@ -198,7 +198,10 @@ check("and only starts, describes and stops its own executions",
       and all("ecs-rollback-drill" in text(st["Resource"]) for st in statements), statements)
 check("the state machine's name is the one its policy names", mprops.get("Name") == "ecs-rollback-drill", mprops.get("Name"))
 
-for name in ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN"]:
+NOTIFY_SECRETS = ["ECS_ROLLBACK_APPROVAL_SECRET", "ECS_ROLLBACK_NOTIFY_DINGTALK_URL", "ECS_ROLLBACK_NOTIFY_DINGTALK_SECRET",
+                  "ECS_ROLLBACK_NOTIFY_LARK_URL", "ECS_ROLLBACK_NOTIFY_LARK_SECRET", "ECS_ROLLBACK_NOTIFY_SLACK_URL",
+                  "ECS_ROLLBACK_NOTIFY_CLOUDEVENTS_URL", "ECS_ROLLBACK_NOTIFY_CLOUDEVENTS_SECRET"]
+for name in ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN"] + NOTIFY_SECRETS:
     v = text(env.get(name))
     check(f"{name} comes from Secrets Manager or SSM, not plain text",
           v.startswith("{{resolve:secretsmanager:") or v.startswith("{{resolve:ssm"), env.get(name))
@@ -222,7 +225,7 @@ check("s.yaml: a RAM role, no AccessKey in the environment",
       "role" in fprops and not any(k.startswith("ALIBABA_CLOUD_ACCESS_KEY") for k in fprops.get("environmentVariables", {})),
       fprops.get("environmentVariables"))
 fenv = fprops.get("environmentVariables", {})
-for name in ["ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN"]:
+for name in ["ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN", "ECS_ROLLBACK_POLICY"] + NOTIFY_SECRETS:
     check(f"s.yaml: {name} comes from the deploying environment, not plain text",
           str(fenv.get(name, "")).startswith("${env("), fenv.get(name))
 for name in fenv:
@@ -295,6 +298,13 @@ check("s.yaml: an EventBridge trigger for alerts and requests", len(default_bus)
 if default_bus:
     pattern = json.loads(default_bus[0]["triggerConfig"]["eventRuleFilterPattern"])
     check("s.yaml: the EventBridge rule takes ECS events", "acs.ecs" in pattern.get("source", []), pattern)
+    # Narrowed to the ECS events the remediation policy knows: every acs.ecs event must match
+    # a branch that names its type.
+    branches = pattern.get("$or", [])
+    ecs_branches = [b for b in branches if "acs.cloudmonitor" not in b.get("source", []) ]
+    check("s.yaml: the rule takes only the ECS event types the policy knows (Disk:Stalled)",
+          len(ecs_branches) == 1 and ecs_branches[0].get("type") == [{"prefix": "ecs:Disk:Stalled"}]
+          and "acs.ecs" not in sum((b.get("source", []) for b in branches), []), pattern)
 
 # The webhook: a second function of the same code in HTTP mode, behind an HTTP trigger.
 wh = fc["resources"].get("ecs-rollback-webhook", {}).get("props", {})

@@ -23,6 +23,11 @@ fn target_of(request: &Value) -> Target {
     }
 }
 
+/// What the policy sees of a drill's target.
+pub(super) fn drill_signal() -> crate::policy::Signal {
+    crate::policy::Signal::new(crate::policy::Source::Drill, None, None)
+}
+
 /// Runs of one drill target that failed in a way a retry can fix, at most.
 const DRILL_TARGET_ATTEMPTS: u32 = 6;
 
@@ -86,31 +91,36 @@ impl Handler {
                         self.default_region.as_deref(),
                         trigger.clone(),
                     ) {
-                        Ok(req) => {
-                            // A failure a retry can fix (throttling, a transient error) slows the
-                            // target down, it does not fail it: run it again (same key: it resumes).
-                            let mut pause =
-                                self.settings.poll.initial.max(Duration::from_millis(50));
-                            let mut attempt = 0;
-                            loop {
-                                attempt += 1;
-                                let r = Rollback::new(&self.ecs, &self.settings)
-                                    .with_cache(cache)
-                                    .run(&req, deadline)
-                                    .await;
-                                let again = !r.outcome.is_ok()
-                                    && r.error.as_ref().is_some_and(|e| {
-                                        e.retryable && e.code != Code::DeadlineExceeded
-                                    })
-                                    && attempt < DRILL_TARGET_ATTEMPTS;
-                                if !again {
-                                    break r;
+                        Ok(req) => match self.admit(&req, &drill_signal()).await {
+                            Err(r) => *r,
+                            Ok(gate_steps) => {
+                                // A failure a retry can fix (throttling, a transient error) slows the
+                                // target down, it does not fail it: run it again (same key: it resumes).
+                                let mut pause =
+                                    self.settings.poll.initial.max(Duration::from_millis(50));
+                                let mut attempt = 0;
+                                loop {
+                                    attempt += 1;
+                                    let r = Rollback::new(&self.ecs, &self.settings)
+                                        .with_cache(cache)
+                                        .run(&req, deadline)
+                                        .await;
+                                    let again = !r.outcome.is_ok()
+                                        && r.error.as_ref().is_some_and(|e| {
+                                            e.retryable && e.code != Code::DeadlineExceeded
+                                        })
+                                        && attempt < DRILL_TARGET_ATTEMPTS;
+                                    if !again {
+                                        let mut r = r;
+                                        r.steps.splice(0..0, gate_steps);
+                                        break r;
+                                    }
+                                    tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0))
+                                        .await;
+                                    pause = (pause * 2).min(self.settings.poll.max * 4);
                                 }
-                                tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0))
-                                    .await;
-                                pause = (pause * 2).min(self.settings.poll.max * 4);
                             }
-                        }
+                        },
                         Err(e) => {
                             let mut r = rejected(&trigger, &e);
                             r.target = target_of(&value);

@@ -67,6 +67,12 @@ impl Handler {
     /// is any other event. The status tells a retrying sender what to do: 200 done, 503 retry,
     /// 4xx do not.
     pub async fn http_request(&self, req: HttpRequest, deadline: Option<Instant>) -> Reply {
+        let mut reply = self.http_answer(req, deadline).await;
+        self.announce(&mut reply).await;
+        reply
+    }
+
+    async fn http_answer(&self, req: HttpRequest, deadline: Option<Instant>) -> Reply {
         let trigger = http_trigger(req.request_id.clone());
         if req.body.len() > webhook::MAX_BODY {
             let e = UnwrapError::TooLarge {
@@ -94,6 +100,32 @@ impl Handler {
             Ok(v) => v,
             Err(e) => return refuse(&trigger, 400, Code::InvalidRequest.as_str(), e),
         };
+        // An approval of a proposed rollback: `{"approve": "<token>", "approvedBy": "<who>"}`.
+        if let Some(token) = inner.get("approve").and_then(Value::as_str) {
+            let by = inner
+                .get("approvedBy")
+                .and_then(Value::as_str)
+                .unwrap_or("someone");
+            let via = match auth {
+                Authenticated::Signed { .. } => "webhook, signed",
+                _ => "webhook, bearer token",
+            };
+            let report = self
+                .approve(token, &format!("{by} ({via})"), deadline)
+                .await;
+            let status = if report.outcome.is_ok() {
+                200
+            } else if retryable_failure(&report) {
+                503
+            } else {
+                422
+            };
+            return Reply {
+                shape: Shape::Http { status },
+                reports: vec![report],
+                summaries: vec![],
+            };
+        }
         let jobs = match triggers::detect(&inner) {
             Kind::Http | Kind::Sqs => {
                 return refuse(

@@ -19,6 +19,7 @@ use crate::settings::Settings;
 use crate::triggers::{self, aws, webhook, Item, Job, Kind};
 
 mod drill;
+pub mod gate;
 mod http;
 
 pub use http::too_large as http_too_large;
@@ -35,6 +36,10 @@ pub struct Handler {
     pub triggers: triggers::Context,
     /// Requests of one event (SQS message groups, drill targets, alerts) run at once, at most.
     pub concurrency: usize,
+    /// The operator's controls: the remediation policy, approvals, the pause switch and caps.
+    pub controls: gate::Controls,
+    /// Where results are announced (`crate::notify`); `None`: nowhere.
+    pub notifier: Option<crate::notify::Notifier>,
 }
 
 /// The shape of an invocation's answer.
@@ -189,21 +194,52 @@ impl Handler {
             webhook: webhook::WebhookAuth::default(),
             triggers: triggers::Context::default(),
             concurrency: 10,
+            controls: gate::Controls::default(),
+            notifier: None,
         }
     }
 
     pub async fn handle(&self, event: &Value, deadline: Option<Instant>) -> Reply {
         let kind = triggers::detect(event);
         tracing::info!(source = ?kind, "event received");
-        match kind {
+        let mut reply = match kind {
             Kind::Sqs => self.sqs(event, deadline).await,
-            Kind::Http => self.http(event, deadline).await,
+            // Announced by `http_request` itself (Function Compute's HTTP mode calls it directly).
+            Kind::Http => return self.http(event, deadline).await,
             Kind::Workflow => self.workflow(event, deadline).await,
             _ => {
                 let (reports, summaries) = self
                     .run_jobs(triggers::jobs(event, &self.triggers), deadline)
                     .await;
                 Reply::results(reports, summaries)
+            }
+        };
+        self.announce(&mut reply).await;
+        reply
+    }
+
+    /// Sends the results the notifier wants (`crate::notify`), within its time budget; a
+    /// platform that could not be told is a warning in each result it was to carry.
+    pub(crate) async fn announce(&self, reply: &mut Reply) {
+        let Some(n) = &self.notifier else {
+            return;
+        };
+        let mut carried = Vec::new();
+        let mut events = Vec::new();
+        for (i, r) in reply.reports.iter().enumerate() {
+            let e = r.to_cloud_event();
+            if n.wanted(&e) {
+                carried.push(i);
+                events.push(e);
+            }
+        }
+        events.extend(reply.summaries.iter().filter(|s| n.wanted(s)).cloned());
+        for (platform, why) in n.send(&events).await {
+            for &i in &carried {
+                reply.reports[i].warnings.push(format!(
+                    "the {} notification could not be sent: {why}",
+                    platform.as_str()
+                ));
             }
         }
     }
@@ -219,8 +255,7 @@ impl Handler {
             Item::Request(v) => {
                 match request::parse(&v, self.default_region.as_deref(), job.trigger.clone()) {
                     Ok(req) => {
-                        Rollback::new(&self.ecs, &self.settings)
-                            .run(&req, deadline)
+                        self.gated(req, &job.signal.unwrap_or_default(), deadline)
                             .await
                     }
                     Err(e) => {

@@ -177,8 +177,7 @@ impl Handler {
         };
         let report = match request::parse(&value, self.default_region.as_deref(), trigger.clone()) {
             Ok(req) => {
-                Rollback::new(&self.ecs, &self.settings)
-                    .run(&req, deadline)
+                self.gated(req, &super::drill::drill_signal(), deadline)
                     .await
             }
             Err(e) => rejected(&trigger, &e),

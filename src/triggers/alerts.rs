@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{parse_when, request_of, Job};
 use crate::ids::InstanceId;
+use crate::policy::{Signal, Source};
 use crate::request::Trigger;
 
 /// The first non-empty value of `keys`: the alert's annotations, then its labels, then the
@@ -100,6 +101,7 @@ pub fn webhook(event: &Value) -> Vec<Job> {
                     ("reason", Some(format!("{kind} alert {name}: {summary}").trim_end_matches(": ").to_owned())),
                 ]),
             )
+            .with_signal(Signal::new(Source::Alarm, Some(name), lookup(alert, event, &["severity"])))
         })
         .collect()
 }

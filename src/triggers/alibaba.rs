@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{direct, drill_jobs, jobs, parse_when, request_of, str_at, Context, Job};
 use crate::ids::{DiskId, InstanceId};
+use crate::policy::{Signal, Source};
 use crate::request::Trigger;
 
 /// `{userId=1234567890123456, instanceId=i-bp1…}` (CloudMonitor writes dimensions as text).
@@ -75,6 +76,7 @@ pub fn cms_callback(event: &Value) -> Vec<Job> {
             format!("CloudMonitor alarm {name:?} names no instanceId in its dimensions"),
         )];
     }
+    let signal = Signal::new(Source::Alarm, Some(name.clone()), Some(state.clone()));
     vec![Job::request(
         trigger,
         request_of(&[
@@ -89,7 +91,8 @@ pub fn cms_callback(event: &Value) -> Vec<Job> {
                 )),
             ),
         ]),
-    )]
+    )
+    .with_signal(signal)]
 }
 
 /// A CloudMonitor alarm written to an MNS queue. Acted on unless `curLevel` is `OK`.
@@ -137,7 +140,8 @@ pub fn cms_mns(event: &Value, region: Option<String>) -> Vec<Job> {
                 Some(format!("CloudMonitor alarm {name} ({level})")),
             ),
         ]),
-    )]
+    )
+    .with_signal(Signal::new(Source::Alarm, Some(name), Some(level)))]
 }
 
 /// An ECS event (CloudMonitor event-notification format, or the `data` of an `acs.ecs`
@@ -171,6 +175,11 @@ fn ecs_content(
             ("reason", Some(format!("ECS event {name}"))),
         ]),
     )
+    .with_signal(Signal::new(
+        Source::EcsEvent,
+        Some(name.to_owned()),
+        Some(level.to_owned()),
+    ))
 }
 
 pub fn ecs_event(event: &Value) -> Vec<Job> {

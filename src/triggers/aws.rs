@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::{direct, drill_jobs, parse_when, request_of, str_at, Context, Job};
+use crate::policy::{Signal, Source};
 use crate::request::Trigger;
 
 /// The records of one FIFO message group (or one standard-queue record), in batch order.
@@ -142,7 +143,11 @@ fn cloudwatch_alarm(m: &Value, mut trigger: Trigger) -> Job {
     }
     if let Some(desc) = str_at(m, &["AlarmDescription"]) {
         if let Ok(v @ Value::Object(_)) = crate::strict_json::from_str(desc) {
-            return Job::request(trigger, v);
+            return Job::request(trigger, v).with_signal(Signal::new(
+                Source::Alarm,
+                Some(name.to_owned()),
+                Some(state.to_owned()),
+            ));
         }
     }
     let dims = m
@@ -187,6 +192,11 @@ fn cloudwatch_alarm(m: &Value, mut trigger: Trigger) -> Job {
             ("reason", Some(format!("CloudWatch alarm {name}"))),
         ]),
     )
+    .with_signal(Signal::new(
+        Source::Alarm,
+        Some(name.to_owned()),
+        Some(state.to_owned()),
+    ))
 }
 
 /// EventBridge: a scheduled rule runs the drill in `ECS_ROLLBACK_DRILL` (a rule with an Input

@@ -14,6 +14,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use crate::drill;
+use crate::policy::Signal;
 use crate::request::{InvalidRequest, Trigger};
 
 /// What one event asks for, before validation.
@@ -33,6 +34,9 @@ pub enum Item {
 pub struct Job {
     pub trigger: Trigger,
     pub item: Item,
+    /// What the remediation policy (`crate::policy`) sees of the signal; `None`: what the
+    /// trigger's kind says.
+    pub signal: Option<Signal>,
 }
 
 impl Job {
@@ -40,18 +44,27 @@ impl Job {
         Self {
             trigger,
             item: Item::Request(value),
+            signal: None,
         }
+    }
+
+    /// The same job, with the signal the policy decides on.
+    pub fn with_signal(mut self, signal: Signal) -> Self {
+        self.signal = Some(signal);
+        self
     }
     pub fn ignored(trigger: Trigger, why: impl Into<String>) -> Self {
         Self {
             trigger,
             item: Item::Ignored(why.into()),
+            signal: None,
         }
     }
     pub fn invalid(trigger: Trigger, field: &str, why: impl Into<String>) -> Self {
         Self {
             trigger,
             item: Item::Invalid(InvalidRequest::new(field, why)),
+            signal: None,
         }
     }
 }
@@ -253,6 +266,7 @@ pub fn direct(event: &Value, trigger: Trigger) -> Vec<Job> {
         Err(e) => vec![Job {
             trigger,
             item: Item::Invalid(e),
+            signal: None,
         }],
     }
 }
@@ -267,6 +281,7 @@ pub fn drill_jobs(spec: &Value, scheduled: Option<&str>, via: &str) -> Vec<Job> 
                 time: plan.when,
             },
             item: Item::Drill(Box::new(plan)),
+            signal: None,
         }],
         Err(e) => vec![Job {
             trigger: Trigger {
@@ -276,6 +291,7 @@ pub fn drill_jobs(spec: &Value, scheduled: Option<&str>, via: &str) -> Vec<Job> 
                 time: None,
             },
             item: Item::Invalid(e),
+            signal: None,
         }],
     }
 }

@@ -90,7 +90,7 @@ fn every_sample_event_has_the_stated_outcome() {
         let ok = got.iter().all(|o| {
             matches!(
                 o.as_str(),
-                "succeeded" | "duplicate" | "dry-run" | "ignored"
+                "succeeded" | "duplicate" | "dry-run" | "ignored" | "proposed"
             )
         });
         assert_eq!(code, if ok { 0 } else { 1 }, "{f}: exit code");

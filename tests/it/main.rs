@@ -14,6 +14,7 @@ mod fuzz;
 mod lambda;
 mod least_privilege;
 mod operate;
+mod operators;
 mod report;
 mod rollback;
 mod safety;

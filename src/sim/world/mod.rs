@@ -169,6 +169,9 @@ pub struct World {
     instances: BTreeMap<String, SimInstance>,
     disks: BTreeMap<String, SimDisk>,
     snapshots: BTreeMap<String, SimSnapshot>,
+    /// Key pairs (`<region>/<name>` -> tags): only their tags are served. Every region of the
+    /// fleet has `ecs-rollback-control`, the resource the pause switch and the caps are kept on.
+    key_pairs: BTreeMap<String, BTreeMap<String, String>>,
     pub timings: Timings,
     pub max_tags: usize,
     started: Instant,
@@ -195,6 +198,7 @@ impl World {
             instances: BTreeMap::new(),
             disks: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            key_pairs: BTreeMap::new(),
             timings,
             max_tags: 20,
             started: Instant::now(),
@@ -227,6 +231,11 @@ impl World {
                     started: now - chrono::Duration::days(30),
                 },
             );
+        }
+        for region in fleet.instances.iter().map(|i| i.region.clone()) {
+            w.key_pairs
+                .entry(format!("{region}/ecs-rollback-control"))
+                .or_default();
         }
         for d in &fleet.disks {
             if let Some(i) = &d.instance_id {

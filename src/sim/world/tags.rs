@@ -1,5 +1,7 @@
 //! Tags: TagResources, UntagResources, ListTagResources (ecs-api.md §5, ecs-evidence.md §2),
-//! on instances, disks and snapshots.
+//! on instances, disks, snapshots and key pairs (ResourceType `keypair`, the ID being the key
+//! pair's name: ListTagResources' ResourceType list,
+//! <https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-listtagresources>).
 
 use super::*;
 
@@ -31,6 +33,7 @@ impl World {
                     .filter(|_| region_ok)
                     .map(|s| &mut s.spec.tags)
             }
+            "keypair" => self.key_pairs.get_mut(&format!("{region}/{id}")),
             _ => None,
         }
     }
@@ -38,7 +41,7 @@ impl World {
     pub(super) fn resource_type(req: &Req) -> Result<String, ApiError> {
         let t = req.required("ResourceType")?;
         match t.to_ascii_lowercase().as_str() {
-            t @ ("instance" | "disk" | "snapshot") => Ok(t.to_owned()),
+            t @ ("instance" | "disk" | "snapshot" | "keypair") => Ok(t.to_owned()),
             // Source: ecs-evidence.md §2, C13 (404 InvalidResourceType.NotFound; the message is
             // UNCONFIRMED).
             _ => Err(ApiError::new(
@@ -227,6 +230,11 @@ impl World {
             match rtype.as_str() {
                 "instance" => self.instances.keys().cloned().collect(),
                 "disk" => self.disks.keys().cloned().collect(),
+                "keypair" => self
+                    .key_pairs
+                    .keys()
+                    .filter_map(|k| k.strip_prefix(&format!("{region}/")).map(str::to_owned))
+                    .collect(),
                 _ => self.snapshots.keys().cloned().collect(),
             }
         } else {
