@@ -43,10 +43,18 @@ pub enum Code {
     /// This delivery's claim could not be renewed in time, so it stopped changing anything;
     /// the next delivery resumes from the ledger.
     ClaimLapsed,
+    /// The rollback ran and the service check after it said unhealthy (`verify`).
+    VerificationFailed,
+    /// The rollback ran and the service could not be checked (agent never ready, delivery
+    /// timeout, probe never answered for a reason that is not the service's).
+    Unverified,
+    /// The rollback's check failed and `onVerifyFailure: undo` rolled the disk back to the
+    /// undo snapshot this run took.
+    RolledBackToUndo,
 }
 
 impl Code {
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 21] = [
         Code::InvalidRequest,
         Code::NotOptedIn,
         Code::CooldownActive,
@@ -65,6 +73,9 @@ impl Code {
         Code::Failed,
         Code::Internal,
         Code::ClaimLapsed,
+        Code::VerificationFailed,
+        Code::Unverified,
+        Code::RolledBackToUndo,
     ];
 
     /// The code as the result event carries it.
@@ -88,6 +99,9 @@ impl Code {
             Code::Failed => "Failed",
             Code::Internal => "Internal",
             Code::ClaimLapsed => "ClaimLapsed",
+            Code::VerificationFailed => "VerificationFailed",
+            Code::Unverified => "Unverified",
+            Code::RolledBackToUndo => "RolledBackToUndo",
         }
     }
 }

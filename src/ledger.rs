@@ -28,6 +28,8 @@ pub const CLAIM_PREFIX: &str = "ecs-rollback:claim:";
 pub const DURATIONS_TAG: &str = "ecs-rollback:durations";
 /// On a snapshot: the undo snapshot (`preserveCurrent`) of the run whose key digest it holds.
 pub const UNDO_TAG: &str = "ecs-rollback:undo-of";
+/// The service check's progress (`rollback/verify.rs`): `crate::verify::VerifyMark`.
+pub const VERIFY_TAG: &str = "ecs-rollback:verify";
 /// Finished keys remembered in the history tag.
 pub const HISTORY_KEYS: usize = 7;
 const TAG_VALUE_MAX: usize = 128;
@@ -45,6 +47,9 @@ pub enum Phase {
     Resetting,
     Reset,
     Starting,
+    /// The instance is Running again; the service check (`verify`) runs (`rollback/verify.rs`;
+    /// its invocation in the `ecs-rollback:verify` tag).
+    Verifying,
     Done,
     Failed,
 }
@@ -60,6 +65,7 @@ impl Phase {
             Phase::Resetting => "resetting",
             Phase::Reset => "reset",
             Phase::Starting => "starting",
+            Phase::Verifying => "verifying",
             Phase::Done => "done",
             Phase::Failed => "failed",
         }
@@ -75,6 +81,7 @@ impl Phase {
             "resetting" => Phase::Resetting,
             "reset" => Phase::Reset,
             "starting" => Phase::Starting,
+            "verifying" => Phase::Verifying,
             "done" => Phase::Done,
             "failed" => Phase::Failed,
             _ => return None,

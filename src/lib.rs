@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod operate;
 pub mod poller;
 pub mod preflight;
+pub mod probe;
 pub mod report;
 pub mod request;
 pub mod rollback;
@@ -26,6 +27,7 @@ pub mod sim;
 pub mod startup;
 pub mod strict_json;
 pub mod triggers;
+pub mod verify;
 pub mod workflow;
 
 #[cfg(test)]

@@ -17,6 +17,12 @@ pub enum Outcome {
     Superseded,
     DryRun,
     Ignored,
+    /// The rollback ran; the service check after it said unhealthy (`verify`).
+    VerificationFailed,
+    /// The rollback ran; the service could not be checked.
+    Unverified,
+    /// The check failed and the disk was rolled back to this run's undo snapshot.
+    RolledBackToUndo,
 }
 
 impl Outcome {
@@ -29,7 +35,22 @@ impl Outcome {
             Outcome::Superseded => "superseded",
             Outcome::DryRun => "dry-run",
             Outcome::Ignored => "ignored",
+            Outcome::VerificationFailed => "verification-failed",
+            Outcome::Unverified => "unverified",
+            Outcome::RolledBackToUndo => "rolled-back-to-undo",
         }
+    }
+
+    /// Outcomes of a run that changed the disk and then did not end as asked (counted as
+    /// failures, never as rejections).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed
+                | Outcome::VerificationFailed
+                | Outcome::Unverified
+                | Outcome::RolledBackToUndo
+        )
     }
 
     /// Outcomes that mean "nothing is wrong" (the CLI exits 0 when every result is one).

@@ -298,6 +298,9 @@ fn outcome_of(s: &str) -> Option<Outcome> {
         Outcome::Superseded,
         Outcome::DryRun,
         Outcome::Ignored,
+        Outcome::VerificationFailed,
+        Outcome::Unverified,
+        Outcome::RolledBackToUndo,
     ]
     .into_iter()
     .find(|o| o.as_str() == s)

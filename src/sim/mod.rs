@@ -66,6 +66,9 @@ pub struct Scenario {
     /// The account has economical mode on: StopInstance without `StoppedMode` stops with
     /// `StopCharging` (ecs-evidence.md §4, PY-SDK `StopInstanceRequest`).
     pub economical_mode: bool,
+    /// Cloud Assistant: agents that never come up, snapshots that fail the check after a
+    /// rollback to them, the instances' addresses (`world::AssistantSpec`).
+    pub cloud_assistant: world::AssistantSpec,
 }
 
 impl Default for Scenario {
@@ -80,6 +83,7 @@ impl Default for Scenario {
             max_tags: 20,
             extra_access_keys: BTreeMap::new(),
             economical_mode: false,
+            cloud_assistant: world::AssistantSpec::default(),
         }
     }
 }
@@ -117,6 +121,7 @@ impl Simulator {
         let mut world = world::World::new(&fleet, scenario.timings.clone())?;
         world.max_tags = scenario.max_tags;
         world.economical_mode = scenario.economical_mode;
+        world.set_assistant(scenario.cloud_assistant.clone());
         let mut gateway = auth::Gateway::new(&scenario.access_key_id, &scenario.access_key_secret);
         for (id, secret) in &scenario.extra_access_keys {
             gateway.add_key(id, secret);
@@ -329,6 +334,12 @@ impl Simulator {
             .set_snapshot_progressing(id, Instant::now())
     }
 
+    /// Whether an instance's simulated service answers now (Running, booted, no disk holding
+    /// a snapshot the scenario marks bad): what a test's loopback health server reports.
+    pub fn service_up(&self, instance_id: &str) -> bool {
+        self.lock().world.service_up(instance_id, Instant::now())
+    }
+
     /// Lets a test move the gateway's tolerance for clock skew.
     pub fn set_skew_limit(&self, secs: i64) {
         self.lock().gateway.skew_limit_secs = secs;
@@ -485,6 +496,7 @@ mod tests {
             ("sim/world/snapshots.rs", include_str!("world/snapshots.rs")),
             ("sim/world/tags.rs", include_str!("world/tags.rs")),
             ("sim/world/request.rs", include_str!("world/request.rs")),
+            ("sim/world/assistant.rs", include_str!("world/assistant.rs")),
         ];
         let needle = concat!("ApiError::", "new(");
         let (mut rules, mut unconfirmed, mut missing) = (0, 0, Vec::new());

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use super::ApiError;
 
+mod assistant;
 mod disks;
 mod fleet;
 mod instances;
@@ -27,6 +28,7 @@ mod request;
 mod snapshots;
 mod tags;
 
+pub use assistant::{encode_output, AssistantSpec, MAX_OUTPUT};
 pub use fleet::{default_fleet, DiskSpec, FleetSpec, InstanceSpec, SnapshotSpec};
 pub use request::Req;
 use request::*;
@@ -53,6 +55,14 @@ pub struct Timings {
     /// `IdempotentProcessing` ("The previous idempotent request(s) is still processing.",
     /// ecs-evidence.md §3). The code is documented; this length is UNCONFIRMED.
     pub client_token_processing_ms: u64,
+    /// How long after an instance reads Running its Cloud Assistant agent reports ready (and
+    /// its simulated service answers): "some seconds" (ecs-snapshot-groups-and-cloud-assistant.md §3).
+    pub agent_ready_ms: u64,
+    /// How long a Cloud Assistant command runs once delivered.
+    pub command_ms: u64,
+    /// How long an invocation waits for an agent before `Aborted` / `DeliveryTimeout` (§3: one
+    /// minute).
+    pub delivery_timeout_ms: u64,
 }
 
 impl Default for Timings {
@@ -65,6 +75,9 @@ impl Default for Timings {
             reset_disk_status: None,
             tag_read_lag_ms: 0,
             client_token_processing_ms: 300,
+            agent_ready_ms: 5000,
+            command_ms: 1000,
+            delivery_timeout_ms: 60_000,
         }
     }
 }
@@ -80,6 +93,9 @@ impl Timings {
             reset_disk_status: None,
             tag_read_lag_ms: 0,
             client_token_processing_ms: 20,
+            agent_ready_ms: 100,
+            command_ms: 50,
+            delivery_timeout_ms: 1500,
         }
     }
 }
@@ -106,6 +122,8 @@ struct SimInstance {
     created: DateTime<Utc>,
     /// When StartInstance was last accepted (DescribeInstances `StartTime`, to the minute).
     started: DateTime<Utc>,
+    /// When it last became Running (what its Cloud Assistant agent counts from).
+    up_since: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -163,6 +181,8 @@ pub struct World {
     created_snapshots: u64,
     /// When the call being applied arrived (what a lagging tag read is measured from).
     now: Instant,
+    /// Cloud Assistant: agents, invocations, the scenario's bad snapshots and addresses.
+    assistant: assistant::Assistant,
 }
 
 /// Manual snapshots a disk may have (CreateSnapshot doc: "has reached 256").
@@ -183,6 +203,7 @@ impl World {
             economical_mode: false,
             created_snapshots: 0,
             now: Instant::now(),
+            assistant: assistant::Assistant::default(),
         };
         for i in &fleet.instances {
             if !matches!(i.status.as_str(), "Running" | "Stopped") {
@@ -204,6 +225,11 @@ impl World {
                     transition: None,
                     created: now - chrono::Duration::days(30),
                     started: now - chrono::Duration::days(30),
+                    // Up long before the world began: its agent is ready.
+                    up_since: (i.status == "Running").then(|| {
+                        let now = Instant::now();
+                        now.checked_sub(Duration::from_secs(3600)).unwrap_or(now)
+                    }),
                 },
             );
         }
@@ -254,6 +280,9 @@ impl World {
         for i in self.instances.values_mut() {
             if let Some((to, at)) = &i.transition {
                 if now >= *at {
+                    if to == "Running" {
+                        i.up_since = Some(*at);
+                    }
                     i.status = to.clone();
                     i.transition = None;
                 }
@@ -347,6 +376,10 @@ impl World {
             "TagResources" => self.tag_resources(req),
             "UntagResources" => self.untag_resources(req),
             "ListTagResources" => self.list_tag_resources(req),
+            "DescribeCloudAssistantStatus" => self.describe_cloud_assistant_status(req, now),
+            "RunCommand" => self.run_command(req, now),
+            "DescribeInvocations" => self.describe_invocations(req, now),
+            "DescribeInvocationResults" => self.describe_invocation_results(req, now),
             // UNCONFIRMED: the gateway's answer to an unknown action is not in the reference.
             _ => Err(ApiError::new(
                 404,
@@ -385,6 +418,11 @@ impl World {
             })
             .collect();
         json!({"instances": instances, "disks": disks, "snapshots": snapshots, "events": self.events})
+    }
+
+    /// The scenario's Cloud Assistant (bad snapshots, agents that never come up, addresses).
+    pub fn set_assistant(&mut self, spec: AssistantSpec) {
+        self.assistant = assistant::Assistant::new(spec);
     }
 
     /// Test and scenario hooks.
