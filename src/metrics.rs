@@ -155,6 +155,7 @@ mod tests {
             reason: None,
             warnings: vec![],
             ecs_calls: None,
+            verification: None,
         }
     }
 

@@ -135,6 +135,42 @@ pub struct Target {
     pub undo_snapshot_id: Option<String>,
 }
 
+/// What the service check after the start found (`verify`): each check made, and the time
+/// from the stop to the service verified.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// `verified`, `unhealthy` or `unverified`: the last round's (after an undo, the undo's).
+    pub result: String,
+    pub checks: Vec<Check>,
+    /// From StopInstance to the moment the service was verified, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_ms: Option<u64>,
+    /// The disk was rolled back to the undo snapshot after the first round failed.
+    pub undone: bool,
+}
+
+/// One check of one round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// 1: the rollback; 2: the undo.
+    pub round: u8,
+    /// `command`, `http` or `tcp`.
+    pub kind: String,
+    /// The command's type, or the address probed.
+    pub target: String,
+    /// `healthy`, `unhealthy` or `could-not-verify`.
+    pub verdict: String,
+    pub detail: String,
+    pub took_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoke_id: Option<String>,
+    /// The last bytes of the command's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
+}
+
 /// The steps that take time on ECS, in the order they run: what a drill summary keeps of each
 /// target and what the drill report draws as bars.
 pub const TIMED_STEPS: [&str; 4] = ["stop", "preserve", "reset", "start"];
@@ -156,12 +192,19 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The ECS requests this run sent (every attempt; `None` when nothing counted them).
     pub ecs_calls: Option<u64>,
+    /// The service check (`verify`), when one was asked.
+    pub verification: Option<Verification>,
 }
 
 impl Report {
     /// The ECS calls this run made, for the `EcsCalls` metric (`crate::metrics`).
     pub fn ecs_calls(&self) -> Option<u64> {
         self.ecs_calls
+    }
+
+    /// From the stop to the service verified, in ms (a `verify` that passed).
+    pub fn verified_ms(&self) -> Option<u64> {
+        self.verification.as_ref().and_then(|v| v.verified_ms)
     }
 
     pub fn to_cloud_event(&self) -> Value {
@@ -186,7 +229,9 @@ impl Report {
                 "target": self.target,
                 "steps": self.steps,
                 "error": self.error,
-                "timings": {"totalMs": self.total_ms, "downtimeMs": self.downtime_ms},
+                "timings": {"totalMs": self.total_ms, "downtimeMs": self.downtime_ms,
+                            "verifiedMs": self.verified_ms()},
+                "verification": self.verification,
                 "reason": self.reason,
                 "warnings": self.warnings,
             }
@@ -216,6 +261,7 @@ mod tests {
             reason: None,
             warnings: vec![],
             ecs_calls: None,
+            verification: None,
         };
         let e = r.to_cloud_event();
         assert_eq!(e["specversion"], "1.0");

@@ -336,6 +336,7 @@ fn report(plan: &DrillPlan, t: &Map<String, Value>, outcome: Outcome) -> Report 
         reason: None,
         warnings: vec![],
         ecs_calls: None,
+        verification: None,
     }
 }
 
