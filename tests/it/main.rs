@@ -17,3 +17,4 @@ mod rollback;
 mod safety;
 mod signature_v3;
 mod survival;
+mod verify;
