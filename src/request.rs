@@ -307,7 +307,12 @@ pub fn parse(
             None => IdempotencyKey::derived(&trigger.kind, &value.to_string()),
         },
     };
-    let verify = raw.verify.as_ref().map(crate::verify::parse).transpose()?;
+    let verify = raw
+        .verify
+        .as_ref()
+        .map(crate::verify::parse)
+        .transpose()
+        .map_err(|e| InvalidRequest::new(e.field, e.message))?;
     // The undo rolls back to the snapshot this run takes before its reset: without it there is
     // nothing to go back to.
     if raw.on_verify_failure == Some(crate::verify::OnVerifyFailure::Undo)

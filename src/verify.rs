@@ -15,7 +15,31 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::request::InvalidRequest;
+/// A `verify` block that cannot be used, and the field that says why (`verify.<field>`); the
+/// request maps it to its own `InvalidRequest`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidRequest {
+    pub field: String,
+    pub message: String,
+}
+
+impl InvalidRequest {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The field serde names in an "unknown field `x`" (or duplicate, or missing) message.
+fn field_in(message: &str) -> Option<String> {
+    ["unknown field `", "duplicate field `", "missing field `"]
+        .iter()
+        .find_map(|m| message.split(m).nth(1))
+        .and_then(|rest| rest.split('`').next().map(str::to_owned))
+}
 
 /// `CommandContent` at most 18 KB (§3).
 pub const MAX_COMMAND_BYTES: usize = 18 * 1024;
@@ -127,7 +151,7 @@ pub fn parse(value: &Value) -> Result<VerifySpec, InvalidRequest> {
     let raw: RawVerify = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let field = crate::request::field_in(&inner).unwrap_or(path);
+        let field = field_in(&inner).unwrap_or(path);
         bad(&field, inner)
     })?;
     let command = raw.command.map(parse_command).transpose()?;
