@@ -73,7 +73,12 @@ pub async fn once(probe: &Probe, target: &Target, timeout: Duration) -> Answer {
     }
 }
 
-async fn http(url: &str, want: (u16, u16), body_contains: Option<&str>, timeout: Duration) -> Answer {
+async fn http(
+    url: &str,
+    want: (u16, u16),
+    body_contains: Option<&str>,
+    timeout: Duration,
+) -> Answer {
     // HTTPS to an IP address: a certificate rarely names it, so it is not checked; nothing
     // secret is sent, and only the status and the body's text are read.
     let client = match reqwest::Client::builder()

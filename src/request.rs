@@ -455,7 +455,9 @@ mod tests {
             "verify.probe.http"
         );
         assert_eq!(
-            field(json!({"diskId": d, "verify": {"command": {"content": "true"}}, "onVerifyFailure": "undo"})),
+            field(
+                json!({"diskId": d, "verify": {"command": {"content": "true"}}, "onVerifyFailure": "undo"})
+            ),
             "onVerifyFailure"
         );
         assert_eq!(

@@ -179,10 +179,7 @@ fn parse_command(c: RawCommand) -> Result<CommandCheck, InvalidRequest> {
     let script = c.script.unwrap_or_else(|| "RunShellScript".into());
     // RunBatScript is a RunCommand type too (§3); a check is a shell or PowerShell script.
     if !matches!(script.as_str(), "RunShellScript" | "RunPowerShellScript") {
-        return Err(bad(
-            "command.type",
-            "RunShellScript or RunPowerShellScript",
-        ));
+        return Err(bad("command.type", "RunShellScript or RunPowerShellScript"));
     }
     if c.content.trim().is_empty() {
         return Err(bad("command.content", "must not be empty"));
@@ -230,7 +227,10 @@ fn parse_probe(p: RawProbe) -> Result<Probe, InvalidRequest> {
         }
         (None, Some(t)) => {
             if p.status.is_some() || p.body_contains.is_some() {
-                return Err(bad("probe", "status and bodyContains are for an http probe"));
+                return Err(bad(
+                    "probe",
+                    "status and bodyContains are for an http probe",
+                ));
             }
             check_tcp_template(&t).map_err(|m| bad("probe.tcp", m))?;
             Ok(Probe::Tcp { template: t })
@@ -280,7 +280,10 @@ fn check_http_template(t: &str) -> Result<(), String> {
     if path.contains('{') || path.contains('}') {
         return Err("the path holds no placeholder".into());
     }
-    if path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#') {
+    if path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    {
         return Err("the path holds no spaces, controls or fragment".into());
     }
     Ok(())
@@ -385,7 +388,12 @@ pub fn invocation_finished(status: &str) -> bool {
 ///   (the agent not running, not answering, upgrading; `DeliveryTimeout` and `Aborted`: not
 ///   delivered within a minute; the instance not running or gone; `ExecutionInterrupted`,
 ///   `ExecutionException`; `Cancelled`, `Terminated`, `Invalid`, `Error` without a code).
-pub fn classify(status: &str, exit_code: Option<i64>, error_code: &str, expected: i64) -> Option<Verdict> {
+pub fn classify(
+    status: &str,
+    exit_code: Option<i64>,
+    error_code: &str,
+    expected: i64,
+) -> Option<Verdict> {
     match status {
         "Pending" | "Scheduled" | "Running" | "Stopping" => return None,
         _ => {}
@@ -406,7 +414,12 @@ pub fn classify(status: &str, exit_code: Option<i64>, error_code: &str, expected
 }
 
 /// An HTTP answer, as a verdict.
-pub fn classify_http(status: u16, body: &str, want: (u16, u16), body_contains: Option<&str>) -> Verdict {
+pub fn classify_http(
+    status: u16,
+    body: &str,
+    want: (u16, u16),
+    body_contains: Option<&str>,
+) -> Verdict {
     let in_range = (want.0..=want.1).contains(&status);
     let body_ok = body_contains.is_none_or(|b| body.contains(b));
     if in_range && body_ok {
@@ -525,7 +538,10 @@ mod tests {
             "probe": {"http": "http://{privateIp}:8080/health", "bodyContains": "ok"}}))
         .expect("valid");
         let c = s.command.expect("command");
-        assert_eq!((c.script.as_str(), c.timeout_seconds, c.expected_exit_code), ("RunShellScript", 60, 0));
+        assert_eq!(
+            (c.script.as_str(), c.timeout_seconds, c.expected_exit_code),
+            ("RunShellScript", 60, 0)
+        );
         assert_eq!(s.agent_wait_seconds, DEFAULT_AGENT_WAIT_SECS);
         let t = render(&s.probe.expect("probe"), &own()).expect("rendered");
         assert_eq!(t, Target::Http("http://172.16.0.7:8080/health".into()));
@@ -553,7 +569,11 @@ mod tests {
             );
         }
         for bad_tcp in ["10.0.0.1:22", "{privateIp}", "{privateIp}:22/x", "host:22"] {
-            assert_eq!(field(json!({"probe": {"tcp": bad_tcp}})), "verify.probe.tcp", "{bad_tcp}");
+            assert_eq!(
+                field(json!({"probe": {"tcp": bad_tcp}})),
+                "verify.probe.tcp",
+                "{bad_tcp}"
+            );
         }
         parse(&json!({"probe": {"tcp": "{publicIp}:22"}})).expect("own public address");
     }
@@ -561,17 +581,38 @@ mod tests {
     #[test]
     fn every_rejection_names_its_field() {
         assert_eq!(field(json!({})), "verify.");
-        assert_eq!(field(json!({"command": {"content": "x", "type": "RunBatScript"}})), "verify.command.type");
-        assert_eq!(field(json!({"command": {"content": " "}})), "verify.command.content");
+        assert_eq!(
+            field(json!({"command": {"content": "x", "type": "RunBatScript"}})),
+            "verify.command.type"
+        );
+        assert_eq!(
+            field(json!({"command": {"content": " "}})),
+            "verify.command.content"
+        );
         assert_eq!(
             field(json!({"command": {"content": "x".repeat(14_000)}})),
             "verify.command.content"
         );
-        assert_eq!(field(json!({"command": {"content": "x", "timeoutSeconds": 5}})), "verify.command.timeoutSeconds");
-        assert_eq!(field(json!({"probe": {"http": "http://{privateIp}/", "tcp": "{privateIp}:1"}})), "verify.probe");
-        assert_eq!(field(json!({"probe": {"http": "http://{privateIp}/", "status": [300, 200]}})), "verify.probe.status");
-        assert_eq!(field(json!({"command": {"content": "x"}, "bogus": 1})), "verify.bogus");
-        assert_eq!(field(json!({"command": {"content": "x"}, "windowSeconds": 0})), "verify.windowSeconds");
+        assert_eq!(
+            field(json!({"command": {"content": "x", "timeoutSeconds": 5}})),
+            "verify.command.timeoutSeconds"
+        );
+        assert_eq!(
+            field(json!({"probe": {"http": "http://{privateIp}/", "tcp": "{privateIp}:1"}})),
+            "verify.probe"
+        );
+        assert_eq!(
+            field(json!({"probe": {"http": "http://{privateIp}/", "status": [300, 200]}})),
+            "verify.probe.status"
+        );
+        assert_eq!(
+            field(json!({"command": {"content": "x"}, "bogus": 1})),
+            "verify.bogus"
+        );
+        assert_eq!(
+            field(json!({"command": {"content": "x"}, "windowSeconds": 0})),
+            "verify.windowSeconds"
+        );
     }
 
     #[test]
@@ -592,10 +633,22 @@ mod tests {
         assert_eq!(classify("Running", None, "", 0), None);
         assert_eq!(classify("Pending", None, "", 0), None);
         assert_eq!(classify("Success", Some(0), "", 0), Some(Verdict::Healthy));
-        assert_eq!(classify("Failed", Some(1), "ExitCodeNonzero", 0), Some(Verdict::Unhealthy));
-        assert_eq!(classify("Failed", Some(3), "ExitCodeNonzero", 3), Some(Verdict::Healthy));
-        assert_eq!(classify("Success", Some(0), "", 3), Some(Verdict::Unhealthy));
-        assert_eq!(classify("Timeout", None, "ExecutionTimeout", 0), Some(Verdict::Unhealthy));
+        assert_eq!(
+            classify("Failed", Some(1), "ExitCodeNonzero", 0),
+            Some(Verdict::Unhealthy)
+        );
+        assert_eq!(
+            classify("Failed", Some(3), "ExitCodeNonzero", 3),
+            Some(Verdict::Healthy)
+        );
+        assert_eq!(
+            classify("Success", Some(0), "", 3),
+            Some(Verdict::Unhealthy)
+        );
+        assert_eq!(
+            classify("Timeout", None, "ExecutionTimeout", 0),
+            Some(Verdict::Unhealthy)
+        );
         for (status, code) in [
             ("Aborted", "DeliveryTimeout"),
             ("Failed", "ClientNotRunning"),
@@ -608,16 +661,29 @@ mod tests {
             ("Terminated", ""),
             ("Error", ""),
         ] {
-            assert_eq!(classify(status, None, code, 0), Some(Verdict::CouldNotVerify), "{status} {code}");
+            assert_eq!(
+                classify(status, None, code, 0),
+                Some(Verdict::CouldNotVerify),
+                "{status} {code}"
+            );
         }
         assert!(invocation_finished("PartialFailed") && !invocation_finished("Running"));
     }
 
     #[test]
     fn http_answers() {
-        assert_eq!(classify_http(200, "ok", (200, 399), Some("ok")), Verdict::Healthy);
-        assert_eq!(classify_http(503, "ok", (200, 399), None), Verdict::Unhealthy);
-        assert_eq!(classify_http(200, "down", (200, 399), Some("ok")), Verdict::Unhealthy);
+        assert_eq!(
+            classify_http(200, "ok", (200, 399), Some("ok")),
+            Verdict::Healthy
+        );
+        assert_eq!(
+            classify_http(503, "ok", (200, 399), None),
+            Verdict::Unhealthy
+        );
+        assert_eq!(
+            classify_http(200, "down", (200, 399), Some("ok")),
+            Verdict::Unhealthy
+        );
     }
 
     #[test]

@@ -146,7 +146,9 @@ impl Run<'_> {
                         "the rollback ran and the instance is Running, but the service could not be checked: {}. Check it by hand; a command check needs the Cloud Assistant agent installed and running (DescribeCloudAssistantStatus), a probe needs a network path from the function to the address",
                         first.failures()
                     );
-                    return Err(self.end_verify(Outcome::Unverified, Code::Unverified, message).await);
+                    return Err(self
+                        .end_verify(Outcome::Unverified, Code::Unverified, message)
+                        .await);
                 }
                 (Verdict::Unhealthy, OnVerifyFailure::Report) => {
                     verification.result = "unhealthy".into();
@@ -165,7 +167,11 @@ impl Run<'_> {
                         }
                     );
                     return Err(self
-                        .end_verify(Outcome::VerificationFailed, Code::VerificationFailed, message)
+                        .end_verify(
+                            Outcome::VerificationFailed,
+                            Code::VerificationFailed,
+                            message,
+                        )
                         .await);
                 }
                 (Verdict::Unhealthy, OnVerifyFailure::Undo) => {}
@@ -201,11 +207,18 @@ impl Run<'_> {
                     record.snapshot, h.error.message
                 );
                 if let Err(b) = back {
-                    message.push_str(&format!("; starting the instance again failed: {}", b.error.message));
+                    message.push_str(&format!(
+                        "; starting the instance again failed: {}",
+                        b.error.message
+                    ));
                     return Err(b);
                 }
                 return Err(self
-                    .end_verify(Outcome::VerificationFailed, Code::VerificationFailed, message)
+                    .end_verify(
+                        Outcome::VerificationFailed,
+                        Code::VerificationFailed,
+                        message,
+                    )
                     .await);
             }
         }
@@ -250,7 +263,11 @@ impl Run<'_> {
     fn since_stop_ms(&self) -> Option<u64> {
         let from = match self.stop_asked {
             Some(at) => Some(at.timestamp_millis()),
-            None => self.record.as_ref().and_then(|r| r.stop_at).map(|s| s * 1000),
+            None => self
+                .record
+                .as_ref()
+                .and_then(|r| r.stop_at)
+                .map(|s| s * 1000),
         }?;
         Some((Utc::now().timestamp_millis() - from).max(0) as u64)
     }
@@ -354,7 +371,13 @@ impl Run<'_> {
                     check.verdict = verdict_str(&Verdict::CouldNotVerify).into();
                     check.detail = why;
                     check.took_ms = since.elapsed().as_millis() as u64;
-                    self.step("verify", StepStatus::Failed, t, None, Some(check.detail.clone()));
+                    self.step(
+                        "verify",
+                        StepStatus::Failed,
+                        t,
+                        None,
+                        Some(check.detail.clone()),
+                    );
                     return Ok(check);
                 }
                 self.before_change("RunCommand")?;
@@ -378,7 +401,10 @@ impl Run<'_> {
                         h.error.message = format!("RunCommand (the service check) failed: {e}");
                         h
                     })?;
-                if let Err(h) = self.write_mark(round, Stage::Checking, Some(id.clone())).await {
+                if let Err(h) = self
+                    .write_mark(round, Stage::Checking, Some(id.clone()))
+                    .await
+                {
                     // The token still leads a redelivery to this invocation.
                     tracing::warn!(error = %h.error.message, "the invocation could not be recorded; its ClientToken still leads to it");
                 }
@@ -386,7 +412,8 @@ impl Run<'_> {
             }
         };
         check.invoke_id = Some(invoke.clone());
-        let budget = self.wait_budget(Duration::from_secs(cmd.timeout_seconds.into()) + COMMAND_SLACK);
+        let budget =
+            self.wait_budget(Duration::from_secs(cmd.timeout_seconds.into()) + COMMAND_SLACK);
         let until = Instant::now() + budget;
         let mut pause = self.s.poll.initial;
         let result = loop {
@@ -398,7 +425,17 @@ impl Run<'_> {
             };
             if ended {
                 match self.ecs.invocation_result(&self.region, &invoke, iid).await {
-                    Ok(Some(r)) if v::classify(&r.invocation_status, r.exit_code, &r.error_code, cmd.expected_exit_code).is_some() => break Some(r),
+                    Ok(Some(r))
+                        if v::classify(
+                            &r.invocation_status,
+                            r.exit_code,
+                            &r.error_code,
+                            cmd.expected_exit_code,
+                        )
+                        .is_some() =>
+                    {
+                        break Some(r)
+                    }
                     Ok(_) => {}
                     Err(e) if e.can_pass() => {}
                     Err(e) => return Err(Halt::ecs(Outcome::Failed, &e)),
@@ -420,12 +457,26 @@ impl Run<'_> {
                 ));
             }
             check.verdict = verdict_str(&Verdict::CouldNotVerify).into();
-            check.detail = format!("invocation {invoke} did not end within {} s", budget.as_secs());
-            self.step("verify", StepStatus::Failed, t, None, Some(check.detail.clone()));
+            check.detail = format!(
+                "invocation {invoke} did not end within {} s",
+                budget.as_secs()
+            );
+            self.step(
+                "verify",
+                StepStatus::Failed,
+                t,
+                None,
+                Some(check.detail.clone()),
+            );
             return Ok(check);
         };
-        let verdict = v::classify(&r.invocation_status, r.exit_code, &r.error_code, cmd.expected_exit_code)
-            .unwrap_or(Verdict::CouldNotVerify);
+        let verdict = v::classify(
+            &r.invocation_status,
+            r.exit_code,
+            &r.error_code,
+            cmd.expected_exit_code,
+        )
+        .unwrap_or(Verdict::CouldNotVerify);
         let output = {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD
@@ -435,7 +486,10 @@ impl Run<'_> {
         };
         let mut detail = format!("{}", r.invocation_status);
         if let Some(c) = r.exit_code {
-            detail.push_str(&format!(", exit code {c} (expected {})", cmd.expected_exit_code));
+            detail.push_str(&format!(
+                ", exit code {c} (expected {})",
+                cmd.expected_exit_code
+            ));
         }
         if !r.error_code.is_empty() {
             detail.push_str(&format!(", {}", r.error_code));
@@ -456,7 +510,10 @@ impl Run<'_> {
             status,
             t,
             None,
-            Some(format!("command {}: {} ({invoke})", check.verdict, check.detail)),
+            Some(format!(
+                "command {}: {} ({invoke})",
+                check.verdict, check.detail
+            )),
         );
         Ok(check)
     }
@@ -487,7 +544,13 @@ impl Run<'_> {
     }
 
     /// The probe, retried until it says healthy or the window ends.
-    async fn probe_check(&mut self, spec: &VerifySpec, probe: &Probe, iid: &str, round: u8) -> Res<Check> {
+    async fn probe_check(
+        &mut self,
+        spec: &VerifySpec,
+        probe: &Probe,
+        iid: &str,
+        round: u8,
+    ) -> Res<Check> {
         let t = Utc::now();
         let since = Instant::now();
         let kind = match probe {
@@ -519,7 +582,13 @@ impl Run<'_> {
                 check.target = "-".into();
                 check.verdict = verdict_str(&Verdict::CouldNotVerify).into();
                 check.detail = why;
-                self.step("verify", StepStatus::Failed, t, None, Some(check.detail.clone()));
+                self.step(
+                    "verify",
+                    StepStatus::Failed,
+                    t,
+                    None,
+                    Some(check.detail.clone()),
+                );
                 return Ok(check);
             }
         };
@@ -530,8 +599,12 @@ impl Run<'_> {
         let mut pause = self.s.poll.initial;
         let answer = loop {
             let left = until.saturating_duration_since(Instant::now());
-            let answer =
-                crate::probe::once(probe, &target, PROBE_TRY.min(left.max(Duration::from_millis(200)))).await;
+            let answer = crate::probe::once(
+                probe,
+                &target,
+                PROBE_TRY.min(left.max(Duration::from_millis(200))),
+            )
+            .await;
             if answer.verdict == Verdict::Healthy || Instant::now() >= until {
                 break answer;
             }
@@ -610,11 +683,20 @@ impl Run<'_> {
                 }
             }
             if Instant::now() >= until {
-                return Err(self.timed_out("the instance did not stop for the undo", self.s.stop_timeout));
+                return Err(self.timed_out(
+                    "the instance did not stop for the undo",
+                    self.s.stop_timeout,
+                ));
             }
             self.wait_a_little(&mut pause).await;
         }
-        self.step("undo-stop", StepStatus::Done, t, None, Some("Stopped".into()));
+        self.step(
+            "undo-stop",
+            StepStatus::Done,
+            t,
+            None,
+            Some("Stopped".into()),
+        );
         let t = Utc::now();
         self.before_change("ResetDisk")?;
         self.confirm_holder("ResetDisk (undo)").await?;

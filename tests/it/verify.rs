@@ -87,10 +87,15 @@ async fn a_good_snapshot_is_verified_by_a_command() {
     assert_eq!(v.result, "verified");
     assert_eq!(v.checks.len(), 1);
     let c = &v.checks[0];
-    assert_eq!((c.kind.as_str(), c.verdict.as_str()), ("command", "healthy"));
+    assert_eq!(
+        (c.kind.as_str(), c.verdict.as_str()),
+        ("command", "healthy")
+    );
     assert!(c.invoke_id.as_deref().is_some_and(|i| i.starts_with("t-")));
     assert!(
-        c.output_tail.as_deref().is_some_and(|o| o.contains("SERVICE_OK")),
+        c.output_tail
+            .as_deref()
+            .is_some_and(|o| o.contains("SERVICE_OK")),
         "{c:?}"
     );
     let verified = v.verified_ms.expect("time to verified recovery");
@@ -180,7 +185,11 @@ async fn a_bad_snapshot_with_undo_goes_back_to_the_undo_snapshot_verified() {
     event["onVerifyFailure"] = json!("undo");
     let r = b.run(&event).await;
     assert_eq!(r.outcome, Outcome::RolledBackToUndo, "{r:?}");
-    let undo = r.target.undo_snapshot_id.clone().expect("the undo snapshot");
+    let undo = r
+        .target
+        .undo_snapshot_id
+        .clone()
+        .expect("the undo snapshot");
     let v = verification(&r);
     assert!(v.undone);
     assert_eq!(v.result, "verified", "the undo is verified: {v:?}");
@@ -192,7 +201,12 @@ async fn a_bad_snapshot_with_undo_goes_back_to_the_undo_snapshot_verified() {
         .collect();
     assert_eq!(
         rounds,
-        [(1, "unhealthy"), (1, "unhealthy"), (2, "healthy"), (2, "healthy")]
+        [
+            (1, "unhealthy"),
+            (1, "unhealthy"),
+            (2, "healthy"),
+            (2, "healthy")
+        ]
     );
     let e = r.error.as_ref().expect("error");
     assert_eq!(e.code, "RolledBackToUndo");
@@ -207,7 +221,10 @@ async fn a_bad_snapshot_with_undo_goes_back_to_the_undo_snapshot_verified() {
         .into_iter()
         .filter(|e| e.action == "ResetDisk")
         .collect();
-    assert!(resets.iter().all(|e| e.instance_status == "Stopped"), "{resets:?}");
+    assert!(
+        resets.iter().all(|e| e.instance_status == "Stopped"),
+        "{resets:?}"
+    );
     assert!(resets[1].detail.contains(&undo), "{resets:?}");
     assert_eq!(verify_tag(&b), None);
 }
@@ -225,7 +242,11 @@ async fn an_agent_that_never_comes_up_leaves_the_run_unverified() {
     assert_eq!(e.code, "Unverified");
     assert!(e.message.contains("did not report ready"), "{}", e.message);
     assert_eq!(verification(&r).checks[0].verdict, "could-not-verify");
-    assert_eq!(b.applied("RunCommand"), 0, "nothing was run without an agent");
+    assert_eq!(
+        b.applied("RunCommand"),
+        0,
+        "nothing was run without an agent"
+    );
     assert_eq!(b.status(WEB), "Running");
     assert_eq!(b.disk(WEB_SYS)["content"], WEB_SNAP_TAGGED);
 }
@@ -289,4 +310,81 @@ async fn a_run_dropped_while_verifying_resumes_on_the_same_invocation() {
     assert_eq!(b.applied("RunCommand"), 1, "the command ran once");
     assert_eq!(b.resets(WEB_SYS), 1);
     assert_safe(&b.changes(), WEB_SYS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_of_20_with_2_bad_snapshots_reports_verified_rto_and_the_two() {
+    let fleet = opted_in_fleet(20, "verif", &[], 0, ("", ""));
+    let bad = ["s-bp1verif0000000003", "s-bp1verif0000000011"];
+    let b = bench_with(
+        Scenario {
+            timings: Timings::fast(),
+            fleet: Some(fleet),
+            cloud_assistant: AssistantSpec {
+                bad_snapshots: bad.iter().map(|s| (*s).to_owned()).collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await;
+    let targets: Vec<Value> = (0..20)
+        .map(|i| json!({"instanceId": format!("i-bp1verif{i:010}")}))
+        .collect();
+    let event = json!({"drill": {"name": "verified", "targets": targets, "concurrency": 10,
+        "rtoSeconds": 120, "verify": command()}, "scheduledTime": "2026-11-29T03:00:00Z"});
+    let reply = b.handler.handle(&event, None).await;
+    assert_eq!(reply.reports.len(), 20);
+    let failed: Vec<String> = reply
+        .reports
+        .iter()
+        .filter(|r| r.outcome == Outcome::VerificationFailed)
+        .filter_map(|r| r.target.snapshot_id.clone())
+        .collect();
+    assert_eq!(failed.len(), 2, "{:?}", reply.reports);
+    for s in bad {
+        assert!(failed.contains(&s.to_owned()), "{failed:?}");
+    }
+    let summary = &reply.summaries[0]["data"];
+    assert_eq!(summary["succeeded"], 18, "{summary}");
+    assert_eq!(summary["verificationFailed"], 2, "{summary}");
+    assert_eq!(summary["measuredTo"], "verified");
+    assert_eq!(summary["recovered"], 18, "only verified targets recovered");
+    assert_eq!(summary["objectiveMet"], true);
+    let per: &Vec<Value> = summary["perTarget"].as_array().expect("per target");
+    for t in per {
+        let verified = t["verification"] == "verified";
+        assert_eq!(t["verifiedMs"].is_u64(), verified, "{t}");
+        if verified {
+            assert!(t["verifiedMs"].as_u64() >= t["recoveryMs"].as_u64(), "{t}");
+        }
+    }
+    // The HTML report, from the JSON lines `invoke` prints.
+    let mut lines: Vec<String> = reply
+        .reports
+        .iter()
+        .map(|r| r.to_cloud_event().to_string())
+        .collect();
+    lines.push(reply.summaries[0].to_string());
+    let report =
+        ecs_rollback::drill_report::DrillReport::from_jsonl(&lines.join("\n")).expect("a report");
+    assert!(report.to_verified);
+    let html = report.html();
+    assert!(html.contains("<th>verified recovery</th>"), "{html}");
+    assert!(html.contains("stop asked → service verified"));
+    assert!(
+        html.contains("service verified on 18, check failed on 2"),
+        "{html}"
+    );
+    assert_eq!(html.matches("<td>VerificationFailed</td>").count(), 2);
+    for i in [3, 11] {
+        let disk = format!("d-bp1verif{i:010}");
+        assert!(
+            html.contains(&format!(
+                "<tr class=\"target\" data-outcome=\"verification-failed\"><td>{disk}</td>"
+            )),
+            "{disk}"
+        );
+    }
 }

@@ -359,7 +359,12 @@ impl EcsClient {
             p("ClientToken", command.client_token),
         ];
         let ran: RanCommand = self
-            .call(region, Action::RunCommand, params, CallKind::IdempotentWrite)
+            .call(
+                region,
+                Action::RunCommand,
+                params,
+                CallKind::IdempotentWrite,
+            )
             .await?;
         if ran.invoke_id.is_empty() {
             let mut e = EcsError::transport(

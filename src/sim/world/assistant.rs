@@ -106,9 +106,8 @@ impl World {
         self.tick(now);
         let booted = self.instances.get(id).is_some_and(|i| {
             i.status == "Running"
-                && i.up_since.is_some_and(|t| {
-                    now >= t + Duration::from_millis(self.timings.agent_ready_ms)
-                })
+                && i.up_since
+                    .is_some_and(|t| now >= t + Duration::from_millis(self.timings.agent_ready_ms))
         });
         booted && self.bad_content(id).is_none()
     }
@@ -146,8 +145,10 @@ impl World {
                        "SupportSessionManager": true})
             })
             .collect();
-        Ok(json!({"TotalCount": items.len(), "PageNumber": 1, "PageSize": items.len(),
-                  "InstanceCloudAssistantStatusSet": {"InstanceCloudAssistantStatus": items}}))
+        Ok(
+            json!({"TotalCount": items.len(), "PageNumber": 1, "PageSize": items.len(),
+                  "InstanceCloudAssistantStatusSet": {"InstanceCloudAssistantStatus": items}}),
+        )
     }
 
     pub(super) fn run_command(&mut self, req: &Req, now: Instant) -> Result<Value, ApiError> {
@@ -244,7 +245,11 @@ impl World {
     }
 
     /// The invocation's per-instance state now: (status, exit code, error code, output).
-    fn invocation_state(&mut self, invoke: &str, now: Instant) -> Option<(String, Option<i64>, String, String)> {
+    fn invocation_state(
+        &mut self,
+        invoke: &str,
+        now: Instant,
+    ) -> Option<(String, Option<i64>, String, String)> {
         let inv = self.assistant.invocations.get(invoke)?.clone();
         if let Some(end) = &inv.end {
             return Some(end.clone());
@@ -257,7 +262,12 @@ impl World {
         let Some(delivered) = delivered.filter(|d| now >= *d) else {
             if now >= inv.created + delivery_timeout {
                 // §3: "Aborted": not delivered within one minute.
-                let end = ("Aborted".to_owned(), None, "DeliveryTimeout".to_owned(), String::new());
+                let end = (
+                    "Aborted".to_owned(),
+                    None,
+                    "DeliveryTimeout".to_owned(),
+                    String::new(),
+                );
                 self.assistant.invocations.get_mut(invoke)?.end = Some(end.clone());
                 return Some(end);
             }
@@ -266,7 +276,12 @@ impl World {
         let runs = Duration::from_millis(self.timings.command_ms);
         let timeout = Duration::from_secs(inv.timeout_s);
         if runs > timeout && now >= delivered + timeout {
-            let end = ("Timeout".to_owned(), None, "ExecutionTimeout".to_owned(), String::new());
+            let end = (
+                "Timeout".to_owned(),
+                None,
+                "ExecutionTimeout".to_owned(),
+                String::new(),
+            );
             self.assistant.invocations.get_mut(invoke)?.end = Some(end.clone());
             return Some(end);
         }
@@ -285,7 +300,9 @@ impl World {
                 "Failed".to_owned(),
                 Some(1),
                 "ExitCodeNonzero".to_owned(),
-                format!("{pad}DISK_DEVICE_OK\nSERVICE_DOWN: the application did not come up on {bad}\n"),
+                format!(
+                    "{pad}DISK_DEVICE_OK\nSERVICE_DOWN: the application did not come up on {bad}\n"
+                ),
             ),
         };
         self.assistant.invocations.get_mut(invoke)?.end = Some(end.clone());
@@ -302,7 +319,11 @@ impl World {
         }
     }
 
-    pub(super) fn describe_invocations(&mut self, req: &Req, now: Instant) -> Result<Value, ApiError> {
+    pub(super) fn describe_invocations(
+        &mut self,
+        req: &Req,
+        now: Instant,
+    ) -> Result<Value, ApiError> {
         Self::check_region(req, true)?;
         let wanted = req.get("InvokeId").filter(|i| !i.is_empty());
         let ids: Vec<String> = self
@@ -330,8 +351,10 @@ impl World {
                 }]},
             }));
         }
-        Ok(json!({"TotalCount": items.len(), "PageNumber": 1, "PageSize": 10,
-                  "Invocations": {"Invocation": items}}))
+        Ok(
+            json!({"TotalCount": items.len(), "PageNumber": 1, "PageSize": 10,
+                  "Invocations": {"Invocation": items}}),
+        )
     }
 
     pub(super) fn describe_invocation_results(
@@ -357,8 +380,10 @@ impl World {
                 }
             }
         }
-        Ok(json!({"Invocation": {"TotalCount": items.len(), "PageNumber": 1, "PageSize": 10,
-                  "InvocationResults": {"InvocationResult": items}}}))
+        Ok(
+            json!({"Invocation": {"TotalCount": items.len(), "PageNumber": 1, "PageSize": 10,
+                  "InvocationResults": {"InvocationResult": items}}}),
+        )
     }
 }
 
@@ -409,14 +434,28 @@ mod tests {
         let mut w = world(AssistantSpec::default());
         let t0 = Instant::now();
         let id = run(&mut w, "tok-1", t0);
-        assert_eq!(run(&mut w, "tok-1", t0), id, "the same token, the same invocation");
+        assert_eq!(
+            run(&mut w, "tok-1", t0),
+            id,
+            "the same token, the same invocation"
+        );
         assert_ne!(run(&mut w, "tok-2", t0), id);
         let later = t0 + Duration::from_secs(5);
         let r = result(&mut w, &id, later);
-        assert_eq!((r["InvocationStatus"].as_str(), r["ExitCode"].as_i64()), (Some("Success"), Some(0)));
+        assert_eq!(
+            (r["InvocationStatus"].as_str(), r["ExitCode"].as_i64()),
+            (Some("Success"), Some(0))
+        );
         let inv = call(&mut w, "DescribeInvocations", &[("InvokeId", &id)], later);
-        assert_eq!(inv["Invocations"]["Invocation"][0]["InvocationStatus"], "Success");
-        let runs = w.events().iter().filter(|e| e.action == "RunCommand").count();
+        assert_eq!(
+            inv["Invocations"]["Invocation"][0]["InvocationStatus"],
+            "Success"
+        );
+        let runs = w
+            .events()
+            .iter()
+            .filter(|e| e.action == "RunCommand")
+            .count();
         assert_eq!(runs, 2);
     }
 
@@ -433,9 +472,15 @@ mod tests {
         assert_eq!(r["InvocationStatus"], "Failed");
         assert_eq!(r["ErrorCode"], "ExitCodeNonzero");
         assert_eq!(r["ExitCode"], 1);
-        let status = call(&mut w, "DescribeCloudAssistantStatus", &[("InstanceId.1", "i-bp1legacy00000003")], t0);
+        let status = call(
+            &mut w,
+            "DescribeCloudAssistantStatus",
+            &[("InstanceId.1", "i-bp1legacy00000003")],
+            t0,
+        );
         assert_eq!(
-            status["InstanceCloudAssistantStatusSet"]["InstanceCloudAssistantStatus"][0]["CloudAssistantStatus"],
+            status["InstanceCloudAssistantStatusSet"]["InstanceCloudAssistantStatus"][0]
+                ["CloudAssistantStatus"],
             "false"
         );
     }
@@ -445,7 +490,9 @@ mod tests {
         use base64::Engine as _;
         let (b64, dropped) = encode_output(&"x".repeat(MAX_OUTPUT + 10));
         assert_eq!(dropped, 10);
-        let back = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+        let back = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
         assert_eq!(back.len(), MAX_OUTPUT);
         let mut w = world(AssistantSpec {
             output_padding: 30_000,
