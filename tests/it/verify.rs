@@ -388,3 +388,79 @@ async fn a_drill_of_20_with_2_bad_snapshots_reports_verified_rto_and_the_two() {
         );
     }
 }
+
+/// Drops the run once the simulator applied the `nth` call of `action`, then delivers the
+/// event again until it ends: the undo resumes from its mark, never loops, never resets a
+/// started instance, and runs one command per round.
+async fn undo_crash(action: &str, nth: usize, key: &str) {
+    let b = bench_with(
+        scenario(loopback_web(&[WEB_SNAP_TAGGED], &[])),
+        Settings::fast(),
+    )
+    .await;
+    let mut event = rollback(key, WEB_SNAP_TAGGED, command());
+    event["preserveCurrent"] = json!(true);
+    event["onVerifyFailure"] = json!("undo");
+    let sim = b.sim.clone();
+    let dropped = tokio::select! {
+        _ = b.handler.handle(&event, None) => false,
+        _ = async {
+            while sim.events().iter().filter(|e| e.action == action).count() < nth {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        } => true,
+    };
+    assert!(dropped, "the run ended before the {nth}th {action}");
+    let r = b.redeliver_until_done(&event).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::RolledBackToUndo,
+        "{action} #{nth}: {r:?}"
+    );
+    let undo: Vec<String> = b.sim.state()["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .filter(|s| s["tags"][ledger::UNDO_TAG].is_string())
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(undo.len(), 1, "{undo:?}");
+    assert_eq!(b.disk(WEB_SYS)["content"], undo[0].as_str());
+    assert_eq!(b.settled_status(WEB).await, "Running");
+    assert_eq!(b.applied("RunCommand"), 2, "one command per round");
+    let events = b.changes();
+    let first_start = events
+        .iter()
+        .find(|e| e.action == "StartInstance")
+        .map(|e| e.seq)
+        .expect("a start");
+    for e in events.iter().filter(|e| e.action == "ResetDisk") {
+        assert_eq!(e.instance_status, "Stopped", "{events:?}");
+        if e.seq > first_start {
+            assert!(
+                e.detail.contains(&undo[0]),
+                "after the start, only the undo: {events:?}"
+            );
+        }
+    }
+    // Every reset to the undo comes before the start that follows it: none after round 2 began.
+    let last_reset = events
+        .iter()
+        .filter(|e| e.action == "ResetDisk")
+        .map(|e| e.seq)
+        .max();
+    let last_start = events
+        .iter()
+        .filter(|e| e.action == "StartInstance")
+        .map(|e| e.seq)
+        .max();
+    assert!(last_reset < last_start, "{events:?}");
+    assert_eq!(verify_tag(&b), None);
+}
+
+#[tokio::test]
+async fn a_run_dropped_during_the_undo_resumes_it_once() {
+    // After the undo's stop was applied, and after its reset was applied.
+    undo_crash("StopInstance", 2, "verify-undo-crash-stop").await;
+    undo_crash("ResetDisk", 2, "verify-undo-crash-reset").await;
+}
