@@ -484,7 +484,7 @@ impl Run<'_> {
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default()
         };
-        let mut detail = format!("{}", r.invocation_status);
+        let mut detail = r.invocation_status.clone();
         if let Some(c) = r.exit_code {
             detail.push_str(&format!(
                 ", exit code {c} (expected {})",
