@@ -382,7 +382,8 @@ impl Run<'_> {
                 Action::Preserve => self.preserve_current().await,
                 Action::Reset => self.reset().await,
                 Action::Start => self.finish_reset_and_start().await,
-                Action::Verify => self.verify().await,
+                // Boxed: the check is a deep future of its own (and a drill holds many runs).
+                Action::Verify => Box::pin(self.verify()).await,
                 Action::Finish => return self.finish().await,
             };
             match (done, t.on_failure) {
