@@ -120,7 +120,19 @@ impl Run<'_> {
             }
         };
         if self.phase() < Phase::Verifying {
-            self.set_phase(Phase::Verifying).await?;
+            // Like `starting`: if even this cannot be written, the check runs all the same (a
+            // resume from `starting` finds the instance Running and checks again; RunCommand's
+            // token keeps it to one command).
+            if let Err(h) = self.set_phase(Phase::Verifying).await {
+                if self.lease.is_lost() {
+                    return Err(h);
+                }
+                tracing::warn!(error = %h.error.message, "could not record phase verifying; checking all the same");
+                self.warnings.push(format!(
+                    "phase verifying could not be recorded: {}",
+                    h.error.message
+                ));
+            }
         }
         let mark = self.read_mark().await?;
         let mut verification = Verification::default();
@@ -368,17 +380,7 @@ impl Run<'_> {
             Some(i) => i,
             None => {
                 if let Some(why) = self.wait_agent(iid, spec.agent_wait_seconds).await? {
-                    check.verdict = verdict_str(&Verdict::CouldNotVerify).into();
-                    check.detail = why;
-                    check.took_ms = since.elapsed().as_millis() as u64;
-                    self.step(
-                        "verify",
-                        StepStatus::Failed,
-                        t,
-                        None,
-                        Some(check.detail.clone()),
-                    );
-                    return Ok(check);
+                    return Ok(self.could_not_verify(check, t, since, why));
                 }
                 self.before_change("RunCommand")?;
                 let token = v::client_token(&self.digest, round);
@@ -390,17 +392,22 @@ impl Run<'_> {
                     name: &name,
                     client_token: &token,
                 };
-                let (id, _) = self
-                    .ecs
-                    .run_command(&self.region, iid, &spec)
-                    .await
-                    .map_err(|e| {
+                let id = match self.ecs.run_command(&self.region, iid, &spec).await {
+                    Ok((id, _)) => id,
+                    // The same token returns the same invocation: a redelivery may ask again.
+                    Err(e) if e.can_pass() || e.may_have_applied => {
                         let mut h = Halt::ecs(Outcome::Failed, &e);
-                        // The same token returns the same invocation: a redelivery may ask again.
-                        h.error.retryable = e.can_pass() || e.may_have_applied;
+                        h.error.retryable = true;
                         h.error.message = format!("RunCommand (the service check) failed: {e}");
-                        h
-                    })?;
+                        return Err(h);
+                    }
+                    // Refused for good (a permission, the instance's state, an unknown code):
+                    // nothing ran, so nothing is known of the service.
+                    Err(e) => {
+                        let why = format!("RunCommand refused: {e}");
+                        return Ok(self.could_not_verify(check, t, since, why));
+                    }
+                };
                 if let Err(h) = self
                     .write_mark(round, Stage::Checking, Some(id.clone()))
                     .await
@@ -416,12 +423,20 @@ impl Run<'_> {
             self.wait_budget(Duration::from_secs(cmd.timeout_seconds.into()) + COMMAND_SLACK);
         let until = Instant::now() + budget;
         let mut pause = self.s.poll.initial;
+        // Reads refused for good in a row: a missing permission ends the wait early.
+        let (mut refused, mut last_error) = (0u32, None::<String>);
         let result = loop {
+            let mut failed = |e: EcsError| {
+                refused = if e.can_pass() { 0 } else { refused + 1 };
+                last_error = Some(e.to_string());
+            };
             let ended = match self.ecs.invocation_status(&self.region, &invoke).await {
                 Ok(Some(s)) => v::invocation_finished(&s),
                 Ok(None) => false,
-                Err(e) if e.can_pass() => false,
-                Err(e) => return Err(Halt::ecs(Outcome::Failed, &e)),
+                Err(e) => {
+                    failed(e);
+                    false
+                }
             };
             if ended {
                 match self.ecs.invocation_result(&self.region, &invoke, iid).await {
@@ -437,11 +452,10 @@ impl Run<'_> {
                         break Some(r)
                     }
                     Ok(_) => {}
-                    Err(e) if e.can_pass() => {}
-                    Err(e) => return Err(Halt::ecs(Outcome::Failed, &e)),
+                    Err(e) => failed(e),
                 }
             }
-            if Instant::now() >= until {
+            if Instant::now() >= until || refused >= 5 {
                 break None;
             }
             self.wait_a_little(&mut pause).await;
@@ -456,19 +470,14 @@ impl Run<'_> {
                     full,
                 ));
             }
-            check.verdict = verdict_str(&Verdict::CouldNotVerify).into();
-            check.detail = format!(
-                "invocation {invoke} did not end within {} s",
-                budget.as_secs()
+            let why = format!(
+                "invocation {invoke} did not end within {} s{}",
+                budget.as_secs(),
+                last_error
+                    .map(|e| format!(" (last answer: {e})"))
+                    .unwrap_or_default()
             );
-            self.step(
-                "verify",
-                StepStatus::Failed,
-                t,
-                None,
-                Some(check.detail.clone()),
-            );
-            return Ok(check);
+            return Ok(self.could_not_verify(check, t, since, why));
         };
         let verdict = v::classify(
             &r.invocation_status,
@@ -518,6 +527,27 @@ impl Run<'_> {
         Ok(check)
     }
 
+    /// A check that could not be made, recorded as such.
+    fn could_not_verify(
+        &mut self,
+        mut check: Check,
+        t: DateTime<Utc>,
+        since: Instant,
+        why: String,
+    ) -> Check {
+        check.verdict = verdict_str(&Verdict::CouldNotVerify).into();
+        check.detail = why;
+        check.took_ms = since.elapsed().as_millis() as u64;
+        self.step(
+            "verify",
+            StepStatus::Failed,
+            t,
+            None,
+            Some(check.detail.clone()),
+        );
+        check
+    }
+
     /// `None` once the agent is up; else why not (within `secs`).
     async fn wait_agent(&mut self, iid: &str, secs: u64) -> Res<Option<String>> {
         let full = Duration::from_secs(secs);
@@ -557,10 +587,30 @@ impl Run<'_> {
             Probe::Http { .. } => "http",
             Probe::Tcp { .. } => "tcp",
         };
-        let inst = self.read_instance(iid).await.map_err(|mut h| {
-            h.outcome = Outcome::Failed;
-            h
-        })?;
+        let inst = match self.read_instance(iid).await {
+            Ok(i) => i,
+            Err(mut h) if h.error.retryable => {
+                h.outcome = Outcome::Failed;
+                return Err(h);
+            }
+            Err(h) => {
+                let check = Check {
+                    round,
+                    kind: kind.into(),
+                    target: "-".into(),
+                    verdict: String::new(),
+                    detail: String::new(),
+                    took_ms: 0,
+                    invoke_id: None,
+                    output_tail: None,
+                };
+                let why = format!(
+                    "the instance's address could not be read: {}",
+                    h.error.message
+                );
+                return Ok(self.could_not_verify(check, t, since, why));
+            }
+        };
         let (private, public) = inst.own_addresses();
         let own = v::OwnAddresses {
             private: private.and_then(|p| p.parse().ok()),
