@@ -53,6 +53,17 @@ impl Outcome {
         )
     }
 
+    /// The outcome a key's recorded failure code (the run record's `f`) is reported as again:
+    /// the service check's own outcomes keep theirs, any other code is `failed`.
+    pub fn of_recorded_failure(code: &str) -> Self {
+        match code {
+            "VerificationFailed" => Outcome::VerificationFailed,
+            "Unverified" => Outcome::Unverified,
+            "RolledBackToUndo" => Outcome::RolledBackToUndo,
+            _ => Outcome::Failed,
+        }
+    }
+
     /// Outcomes that mean "nothing is wrong" (the CLI exits 0 when every result is one).
     pub fn is_ok(self) -> bool {
         matches!(

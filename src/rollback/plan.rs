@@ -420,11 +420,15 @@ impl Run<'_> {
 /// The decisions that end a run before anything is touched, as the refusal each reports.
 fn refusal(decision: Decision) -> Halt {
     match decision {
-        Decision::AlreadyFailed { code } => Halt::fail(ErrorInfo::new(
-            &code,
-            "this idempotency key already failed; nothing was touched this time (send a new key to try again)",
-            false,
-        )),
+        Decision::AlreadyFailed { code } => Halt {
+            // A recorded check's end is reported as the outcome it was (`verify.rs`).
+            outcome: Outcome::of_recorded_failure(&code),
+            error: ErrorInfo::new(
+                &code,
+                "this idempotency key already failed; nothing was touched this time (send a new key to try again)",
+                false,
+            ),
+        },
         Decision::HeldByOther { key, phase, since } => Halt::reject(
             Code::RollbackInProgress,
             format!(

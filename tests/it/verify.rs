@@ -161,6 +161,7 @@ async fn a_bad_snapshot_with_report_says_what_failed_and_leaves_the_instance_run
     );
     // A redelivery reports it again and runs nothing.
     let again = b.run(&event).await;
+    assert_eq!(again.outcome, Outcome::VerificationFailed, "{again:?}");
     assert_eq!(
         again.error.as_ref().map(|e| e.code.as_str()),
         Some("VerificationFailed")
