@@ -480,6 +480,13 @@ pub fn plan_release(
             .filter(|c| c.key == run.key)
             .map(|c| ledger::claim_tag(&c.invocation)),
     );
+    // The service check's mark of that key (`verify`), if it was checking.
+    if tags.iter().any(|(k, v)| {
+        *k == ledger::VERIFY_TAG
+            && crate::verify::VerifyMark::decode(v).is_some_and(|m| m.key == run.key)
+    }) {
+        remove.push(ledger::VERIFY_TAG.to_owned());
+    }
     let mut history: History = ledger.history.clone();
     if run.phase.reset_issued() {
         // The disk may have been rolled back: the cooldown counts from then.
@@ -701,5 +708,35 @@ mod tests {
             plan_release(&[(ledger::RUN_TAG, "garbage")], &d, None, RULES, NOW, true),
             Err(NoRelease::Unreadable(_))
         ));
+    }
+
+    #[test]
+    fn releasing_a_run_that_was_verifying_removes_its_mark() {
+        let d = digest("incident-9");
+        let run = record("incident-9", Phase::Verifying, NOW - 5000);
+        let mark = crate::verify::VerifyMark {
+            key: ledger::run_key(&d),
+            round: 1,
+            stage: crate::verify::Stage::Checking,
+            invoke_id: Some("t-hz0000000000000001".into()),
+        }
+        .encode();
+        let tags = [
+            (ledger::RUN_TAG, run.as_str()),
+            (ledger::VERIFY_TAG, mark.as_str()),
+        ];
+        let p = plan_release(&tags, &d, Some("Running"), RULES, NOW, false).expect("plan");
+        assert_eq!(
+            p.remove,
+            vec![ledger::RUN_TAG.to_owned(), ledger::VERIFY_TAG.to_owned()]
+        );
+        // Another key's mark is not this hold's.
+        let other = mark.replace(&ledger::run_key(&d), "0000000000000000");
+        let tags = [
+            (ledger::RUN_TAG, run.as_str()),
+            (ledger::VERIFY_TAG, other.as_str()),
+        ];
+        let p = plan_release(&tags, &d, Some("Running"), RULES, NOW, false).expect("plan");
+        assert_eq!(p.remove, vec![ledger::RUN_TAG.to_owned()]);
     }
 }

@@ -336,4 +336,27 @@ mod tests {
         );
         assert_eq!(p.next(Duration::ZERO), Duration::from_millis(100));
     }
+
+    #[test]
+    fn a_deployment_verify_block_and_its_failure_mode() {
+        let s = with(&[
+            (
+                "ECS_ROLLBACK_VERIFY",
+                r#"{"probe": {"tcp": "{privateIp}:22"}, "windowSeconds": 30}"#,
+            ),
+            ("ECS_ROLLBACK_ON_VERIFY_FAILURE", "undo"),
+        ])
+        .expect("valid");
+        assert_eq!(s.verify.as_ref().map(|v| v.window_seconds), Some(30));
+        assert_eq!(s.on_verify_failure, crate::verify::OnVerifyFailure::Undo);
+        assert!(with(&[]).expect("defaults").verify.is_none());
+        let bad = with(&[(
+            "ECS_ROLLBACK_VERIFY",
+            r#"{"probe": {"tcp": "10.0.0.1:22"}}"#,
+        )])
+        .expect_err("not the instance's own address");
+        assert!(bad.contains("verify.probe.tcp"), "{bad}");
+        assert!(with(&[("ECS_ROLLBACK_VERIFY", "{")]).is_err());
+        assert!(with(&[("ECS_ROLLBACK_ON_VERIFY_FAILURE", "retry")]).is_err());
+    }
 }

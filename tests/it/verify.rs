@@ -465,3 +465,79 @@ async fn a_run_dropped_during_the_undo_resumes_it_once() {
     undo_crash("StopInstance", 2, "verify-undo-crash-stop").await;
     undo_crash("ResetDisk", 2, "verify-undo-crash-reset").await;
 }
+
+#[tokio::test]
+async fn a_tcp_probe_passes_on_a_listening_port_and_fails_on_a_closed_one() {
+    let b = bench_with(scenario(loopback_web(&[], &[])), Settings::fast()).await;
+    let port = health_server(b.sim.clone(), WEB).await;
+    let r = b
+        .run(rollback(
+            "verify-tcp-open",
+            WEB_SNAP_TAGGED,
+            json!({"probe": {"tcp": format!("{{privateIp}}:{port}")}, "windowSeconds": 5}),
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    assert_eq!(
+        verification(&r).checks[0].target,
+        format!("tcp://127.0.0.1:{port}")
+    );
+    // A port nothing listens on (bound, then closed): the connection is refused.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let b = bench_with(scenario(loopback_web(&[], &[])), Settings::fast()).await;
+    let r = b
+        .run(rollback(
+            "verify-tcp-closed",
+            WEB_SNAP_TAGGED,
+            json!({"probe": {"tcp": format!("{{privateIp}}:{closed}")}, "windowSeconds": 2}),
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::VerificationFailed, "{r:?}");
+    assert!(verification(&r).checks[0]
+        .detail
+        .contains("connection refused"));
+    assert_eq!(b.settled_status(WEB).await, "Running");
+}
+
+#[tokio::test]
+async fn the_deployment_default_applies_and_undo_without_an_undo_snapshot_reports() {
+    let settings = Settings {
+        verify: Some(ecs_rollback::verify::parse(&command()).expect("a valid block")),
+        on_verify_failure: ecs_rollback::verify::OnVerifyFailure::Undo,
+        ..Settings::fast()
+    };
+    let b = bench_with(scenario(loopback_web(&[WEB_SNAP_TAGGED], &[])), settings).await;
+    let r = b
+        .run(json!({"diskId": WEB_SYS, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": "verify-default"}))
+        .await;
+    assert_eq!(r.outcome, Outcome::VerificationFailed, "{r:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("undo needs preserveCurrent")),
+        "{r:?}"
+    );
+    assert_eq!(b.resets(WEB_SYS), 1, "no undo without an undo snapshot");
+    assert_eq!(b.applied("RunCommand"), 1);
+}
+
+#[tokio::test]
+async fn an_instance_that_stays_stopped_is_not_checked() {
+    let b = bench_with(scenario(AssistantSpec::default()), Settings::fast()).await;
+    let mut event = rollback("verify-stays-stopped", WEB_SNAP_TAGGED, command());
+    event["startAfterReset"] = json!(false);
+    let r = b.run(&event).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    let step = r
+        .steps
+        .iter()
+        .find(|s| s.name == "verify")
+        .expect("a verify step");
+    assert_eq!(step.status, ecs_rollback::report::StepStatus::Skipped);
+    assert!(r.verification.is_none());
+    assert_eq!(b.applied("RunCommand"), 0);
+    assert_eq!(b.settled_status(WEB).await, "Stopped");
+}
