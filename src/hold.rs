@@ -178,6 +178,9 @@ pub fn status(o: &Observed<'_>, rules: Rules, now: i64) -> DiskStatus {
         if !r.phase.is_final() && r.phase.reset_issued() && now - r.since > rules.lease_secs {
             last = last.max(Some(r.since));
         }
+        if r.failed_after_its_reset() {
+            last = last.max(Some(r.since));
+        }
     }
     let cooldown_left_secs = match last {
         Some(t) if rules.cooldown_secs > 0 => (rules.cooldown_secs - (now - t)).max(0),

@@ -175,6 +175,21 @@ impl RunRecord {
         v
     }
 
+    /// Ended `failed` for a cause that came after its reset: the service check after the start
+    /// (`VerificationFailed`, `Unverified`, `RolledBackToUndo`). The disk was rolled back.
+    pub fn failed_after_its_reset(&self) -> bool {
+        self.phase == Phase::Failed
+            && self.failure.as_deref().is_some_and(|f| {
+                [
+                    Code::VerificationFailed,
+                    Code::Unverified,
+                    Code::RolledBackToUndo,
+                ]
+                .iter()
+                .any(|c| f == c.as_str())
+            })
+    }
+
     pub fn decode(value: &str) -> Option<Self> {
         let fields: BTreeMap<&str, &str> = value
             .split(';')
@@ -543,6 +558,12 @@ pub fn decide(
                 last = last.max(Some(run.since));
             }
         }
+        // A rollback whose service check then failed (or could not be made, or was undone)
+        // did reset the disk: it counts for the cooldown like a success, so an alert that
+        // keeps firing does not roll the disk back again and again.
+        if run.failed_after_its_reset() {
+            last = last.max(Some(run.since));
+        }
     }
     if let Some(t) = last {
         let remaining = cooldown_secs - (now - t);
@@ -774,6 +795,19 @@ mod tests {
             History::default(),
         );
         assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::Claim);
+        // A run whose service check failed after its reset does: the disk was rolled back.
+        for code in ["VerificationFailed", "Unverified", "RolledBackToUndo"] {
+            let mut checked = run("other", Phase::Failed, NOW - 10);
+            checked.failure = Some(code.into());
+            let l = ledger(Some(checked), History::default());
+            assert_eq!(
+                decide(&l, &me, NOW, LEASE, COOL),
+                Decision::Cooldown {
+                    remaining_secs: COOL - 10
+                },
+                "{code}"
+            );
+        }
         // A run tag nobody can read blocks everything.
         let l = Ledger::from_tags([(RUN_TAG, "garbage")]);
         assert!(matches!(
