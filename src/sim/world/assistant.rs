@@ -154,7 +154,8 @@ impl World {
     pub(super) fn run_command(&mut self, req: &Req, now: Instant) -> Result<Value, ApiError> {
         let region = Self::check_region(req, true)?;
         let script = req.required("Type")?.to_owned();
-        // Source: §3 (Type RunShellScript | RunPowerShellScript | RunBatScript).
+        // Source: §3 (Type RunShellScript | RunPowerShellScript | RunBatScript); the code of the
+        // refusal (InvalidParameter) is UNCONFIRMED for RunCommand.
         if !matches!(
             script.as_str(),
             "RunShellScript" | "RunPowerShellScript" | "RunBatScript"
@@ -162,13 +163,13 @@ impl World {
             return Err(invalid("Type"));
         }
         let content = req.required("CommandContent")?;
-        // Source: §3 (CommandContent at most 18 KB).
+        // Source: §3 (CommandContent at most 18 KB); the refusal's code is UNCONFIRMED.
         if content.len() > 18 * 1024 {
             return Err(invalid("CommandContent"));
         }
         let timeout_s: u64 = match req.get("Timeout") {
             None | Some("") => 60,
-            // Source: §3 (Timeout 10-86400 s, 60 by default).
+            // Source: §3 (Timeout 10-86400 s, 60 by default); the refusal's code is UNCONFIRMED.
             Some(t) => t
                 .parse()
                 .ok()
@@ -205,8 +206,8 @@ impl World {
         }
         match self.instances.get(id.as_str()) {
             Some(i) if Self::region_ok(region.as_deref(), &i.spec.region) => {
-                // §3: "instance Running with the agent installed" (the answer's code as for
-                // other calls on an instance in the wrong state).
+                // §3: "instance Running with the agent installed"; the answer's code, as for
+                // other calls on an instance in the wrong state, is UNCONFIRMED for RunCommand.
                 if i.status != "Running" {
                     return Err(incorrect_instance_status());
                 }

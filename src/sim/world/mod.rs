@@ -9,7 +9,10 @@
 //! The guesses that matter most:
 //! - the disk status during a reset (a scenario option, unchanged by default: ecs-evidence §1);
 //! - StartInstance while a disk of the instance is being reset: 403 `DiskError`;
-//! - how long a `ClientToken` stays "still processing".
+//! - how long a `ClientToken` stays "still processing";
+//! - Cloud Assistant (`assistant.rs`, facts from ecs-snapshot-groups-and-cloud-assistant.md §3):
+//!   how long after Running the agent is ready, how long a command runs, and the codes of
+//!   RunCommand's refusals (`InvalidParameter`, `IncorrectInstanceStatus`, as for other calls).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
