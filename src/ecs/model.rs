@@ -610,6 +610,55 @@ mod tests {
             i.creation_time.map(format_time).as_deref(),
             Some("2017-12-10T04:04:00Z")
         );
+        // The addresses a verify probe is templated on (the sample masks them), at the paths
+        // the SDK model gives; no public IP and an empty EIP.
+        assert_eq!(i.own_addresses(), (Some("172.17.**.**".to_owned()), None));
+    }
+
+    #[test]
+    fn cloud_assistant_answers_as_the_sdk_models_shape_them() {
+        // Shapes of the SDK models (DescribeCloudAssistantStatusResponse,
+        // RunCommandResponse, DescribeInvocationsResponse, DescribeInvocationResultsResponse;
+        // shared/reference/ecs-snapshot-groups-and-cloud-assistant.md §3), with the numbers
+        // once as numbers and once as strings.
+        let status: CloudAssistantStatusPage = serde_json::from_value(serde_json::json!({
+            "RequestId": "r", "TotalCount": 1,
+            "InstanceCloudAssistantStatusSet": {"InstanceCloudAssistantStatus": [
+                {"InstanceId": "i-1", "CloudAssistantStatus": "true", "CloudAssistantVersion": "2.2.3.317"}]}
+        }))
+        .expect("parses");
+        assert_eq!(
+            status
+                .instance_cloud_assistant_status_set
+                .instance_cloud_assistant_status[0]
+                .cloud_assistant_status,
+            "true"
+        );
+        let ran: RanCommand = serde_json::from_value(
+            serde_json::json!({"RequestId": "r", "CommandId": "c-1", "InvokeId": "t-1"}),
+        )
+        .expect("parses");
+        assert_eq!(ran.invoke_id, "t-1");
+        let inv: InvocationsPage = serde_json::from_value(serde_json::json!({
+            "Invocations": {"Invocation": [{"InvokeId": "t-1", "InvocationStatus": "Running"}]}
+        }))
+        .expect("parses");
+        assert_eq!(inv.invocations.invocation[0].invocation_status, "Running");
+        for (exit, dropped) in [
+            (serde_json::json!(1), serde_json::json!(0)),
+            (serde_json::json!("1"), serde_json::json!("0")),
+        ] {
+            let page: InvocationResultsPage = serde_json::from_value(serde_json::json!({
+                "Invocation": {"TotalCount": 1, "InvocationResults": {"InvocationResult": [{
+                    "InvokeId": "t-1", "InstanceId": "i-1", "InvocationStatus": "Failed",
+                    "ExitCode": exit, "Output": "U0VSVklDRV9ET1dO", "Dropped": dropped,
+                    "ErrorCode": "ExitCodeNonzero"}]}}
+            }))
+            .expect("parses");
+            let r = &page.invocation.invocation_results.invocation_result[0];
+            assert_eq!((r.exit_code, r.dropped), (Some(1), Some(0)));
+            assert_eq!(r.error_code, "ExitCodeNonzero");
+        }
     }
 
     #[test]

@@ -487,6 +487,53 @@ mod tests {
     }
 
     #[test]
+    fn a_command_past_its_timeout_and_one_never_delivered() {
+        // §3: status Timeout with ExecutionTimeout; Aborted with DeliveryTimeout ("not
+        // delivered within one minute"; the simulator's minute is `delivery_timeout_ms`).
+        let mut w = world(AssistantSpec {
+            agent_never: vec!["i-bp1legacy00000003".into()],
+            ..Default::default()
+        });
+        w.timings.command_ms = 90_000; // past the default Timeout of 60 s
+        let t0 = Instant::now();
+        let id = run(&mut w, "slow", t0);
+        let r = result(&mut w, &id, t0 + Duration::from_secs(5));
+        assert_eq!(r["InvocationStatus"], "Running");
+        let r = result(&mut w, &id, t0 + Duration::from_secs(61));
+        assert_eq!(
+            (r["InvocationStatus"].as_str(), r["ErrorCode"].as_str()),
+            (Some("Timeout"), Some("ExecutionTimeout"))
+        );
+        let v = call(
+            &mut w,
+            "RunCommand",
+            &[
+                ("InstanceId.1", "i-bp1legacy00000003"),
+                ("Type", "RunShellScript"),
+                ("CommandContent", "dHJ1ZQ=="),
+            ],
+            t0,
+        );
+        let lost = v["InvokeId"].as_str().expect("id").to_owned();
+        assert_eq!(result(&mut w, &lost, t0)["InvocationStatus"], "Pending");
+        let r = result(&mut w, &lost, t0 + Duration::from_secs(2));
+        assert_eq!(
+            (r["InvocationStatus"].as_str(), r["ErrorCode"].as_str()),
+            (Some("Aborted"), Some("DeliveryTimeout"))
+        );
+        let inv = call(
+            &mut w,
+            "DescribeInvocations",
+            &[("InvokeId", &lost)],
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(
+            inv["Invocations"]["Invocation"][0]["InvocationStatus"],
+            "Failed"
+        );
+    }
+
+    #[test]
     fn output_is_base64_and_capped_at_24_kb() {
         use base64::Engine as _;
         let (b64, dropped) = encode_output(&"x".repeat(MAX_OUTPUT + 10));
