@@ -61,6 +61,28 @@ pub struct HoldView {
     pub instance_id: Option<String>,
     /// The run stopped an instance that is to end running, and it reads Stopped now.
     pub instance_left_stopped: bool,
+    /// The service check under way (`verify`), from the holding key's mark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+}
+
+/// The `ecs-rollback:verify` mark as people read it.
+fn check_view(m: &crate::verify::VerifyMark) -> String {
+    use crate::verify::Stage;
+    let stage = match m.stage {
+        Stage::Checking => "checking",
+        Stage::Undoing => {
+            "undoing: stopping the instance and resetting the disk to the undo snapshot"
+        }
+        Stage::UndoReset => "the undo's reset done: starting the instance, then checking again",
+    };
+    match &m.invoke_id {
+        Some(i) => format!(
+            "round {}, {stage} (Cloud Assistant invocation {i})",
+            m.round
+        ),
+        None => format!("round {}, {stage}", m.round),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -155,6 +177,13 @@ pub fn status(o: &Observed<'_>, rules: Rules, now: i64) -> DiskStatus {
                     && r.instance
                         .as_deref()
                         .is_none_or(|i| o.instance_id == Some(i)),
+                check: o
+                    .tags
+                    .iter()
+                    .find(|(k, _)| *k == ledger::VERIFY_TAG)
+                    .and_then(|(_, v)| crate::verify::VerifyMark::decode(v))
+                    .filter(|m| m.key == r.key)
+                    .map(|m| check_view(&m)),
             }),
             None,
         ),
@@ -294,6 +323,9 @@ impl DiskStatus {
                 );
                 if let Some(f) = &h.failure {
                     let _ = writeln!(o, "  recovering from a failure: {f}");
+                }
+                if let Some(c) = &h.check {
+                    let _ = writeln!(o, "  service check: {c}");
                 }
                 if h.instance_left_stopped {
                     let iid = h
@@ -732,6 +764,19 @@ mod tests {
         assert_eq!(
             p.remove,
             vec![ledger::RUN_TAG.to_owned(), ledger::VERIFY_TAG.to_owned()]
+        );
+        let seen = Observed {
+            disk_id: "d-bp1webapp0000sys01",
+            region_id: "cn-hangzhou",
+            disk_status: "In_use",
+            instance_id: Some("i-bp1webapp00000001"),
+            instance_status: Some("Running"),
+            tags: tags.to_vec(),
+        };
+        let st = status(&seen, RULES, NOW);
+        assert_eq!(
+            st.hold.and_then(|h| h.check).as_deref(),
+            Some("round 1, checking (Cloud Assistant invocation t-hz0000000000000001)")
         );
         // Another key's mark is not this hold's.
         let other = mark.replace(&ledger::run_key(&d), "0000000000000000");
