@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::handler::{Reply, Shape};
-use crate::report::{Outcome, Report};
+use crate::report::Report;
 
 /// A request that did not succeed makes the whole invocation a failure of this type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,7 +102,7 @@ fn failure(reports: &[Report]) -> Option<Failure> {
         .any(|r| r.error.as_ref().is_some_and(|e| e.retryable))
     {
         "Retryable"
-    } else if bad.iter().any(|r| r.outcome == Outcome::Failed) {
+    } else if bad.iter().any(|r| r.outcome.is_failure()) {
         "RollbackFailed"
     } else {
         "RollbackRejected"
@@ -137,7 +137,7 @@ fn failure(reports: &[Report]) -> Option<Failure> {
 mod tests {
     use super::*;
     use crate::errors::Code;
-    use crate::report::{ErrorInfo, Target};
+    use crate::report::{ErrorInfo, Outcome, Target};
 
     fn report(outcome: Outcome, error: Option<ErrorInfo>) -> Report {
         Report {
@@ -156,6 +156,7 @@ mod tests {
             reason: None,
             warnings: vec![],
             ecs_calls: None,
+            verification: None,
         }
     }
 

@@ -57,6 +57,12 @@ struct DrillSpec {
     scheduled_time: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    /// The service check of every target (`crate::verify`): the drill's RTO is then measured
+    /// to the service verified.
+    #[serde(default)]
+    verify: Option<Value>,
+    #[serde(default)]
+    on_verify_failure: Option<Value>,
 }
 
 /// Targets chosen by tags: every instance (its system disk) or every disk carrying all of them.
@@ -195,7 +201,12 @@ pub fn parse_limited(
         None => Utc::now().format("%Y-%m-%d").to_string(),
     };
     let mut defaults = Map::new();
-    let fields: [(&str, Option<Value>); 6] = [
+    if let Some(v) = &spec.verify {
+        crate::verify::parse(v).map_err(|e| invalid(&e.field, e.message))?;
+    }
+    let fields: [(&str, Option<Value>); 8] = [
+        ("verify", spec.verify),
+        ("onVerifyFailure", spec.on_verify_failure),
         ("snapshot", spec.snapshot),
         ("dryRun", spec.dry_run.map(Value::Bool)),
         ("forceStop", spec.force_stop.map(Value::Bool)),
@@ -285,10 +296,20 @@ impl DrillPlan {
     pub fn summary(&self, reports: &[Report], skipped: usize, stopped_early: bool) -> Value {
         let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
         let failed = count(Outcome::Failed) + count(Outcome::Rejected);
+        // With a service check, a target has recovered once its service was verified, and the
+        // objective is measured to that moment (stop to verified); without one, to Running.
+        let verified = reports.iter().any(|r| r.verification.is_some());
+        let recovery = |r: &Report| {
+            if verified {
+                r.verified_ms()
+            } else {
+                r.downtime_ms
+            }
+        };
         let mut times: Vec<u64> = reports
             .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Succeeded | Outcome::Failed))
-            .filter_map(|r| r.downtime_ms)
+            .filter(|r| verified || matches!(r.outcome, Outcome::Succeeded | Outcome::Failed))
+            .filter_map(recovery)
             .collect();
         times.sort_unstable();
         let pick = |q: f64| -> Option<u64> {
@@ -308,8 +329,10 @@ impl DrillPlan {
                     "target": r.target.disk_id.clone().or_else(|| r.target.instance_id.clone()),
                     "outcome": r.outcome,
                     "recoveryMs": r.downtime_ms,
+                    "verifiedMs": r.verified_ms(),
+                    "verification": r.verification.as_ref().map(|v| v.result.clone()),
                     "error": r.error.as_ref().map(|e| e.code.clone()),
-                    "withinObjective": objective_ms.zip(r.downtime_ms).map(|(o, t)| t <= o),
+                    "withinObjective": objective_ms.zip(recovery(r)).map(|(o, t)| t <= o),
                     // The report's timeline: when each step that ran began and ended.
                     "steps": r.steps.iter()
                         .filter(|s| crate::report::TIMED_STEPS.contains(&s.name.as_str()))
@@ -340,6 +363,12 @@ impl DrillPlan {
                 "stoppedEarly": stopped_early,
                 "recovered": times.len(),
                 "recoveryMs": {"min": times.first(), "median": pick(0.5), "p95": pick(0.95), "max": times.last()},
+                // What the recovery times and the objective measure: `running` (stop to
+                // Running) or `verified` (stop to the service verified: a `verify` block).
+                "measuredTo": if verified { "verified" } else { "running" },
+                "verificationFailed": count(Outcome::VerificationFailed),
+                "unverified": count(Outcome::Unverified),
+                "rolledBackToUndo": count(Outcome::RolledBackToUndo),
                 "rtoSeconds": self.rto_seconds,
                 "objectiveMet": met,
                 "overObjective": over,

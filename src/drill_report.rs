@@ -38,8 +38,24 @@ pub struct TargetRow {
     pub label: String,
     pub outcome: String,
     pub recovery_ms: Option<u64>,
+    /// Stop to the service verified (`timings.verifiedMs`), when a `verify` passed.
+    pub verified_ms: Option<u64>,
+    /// The service check's result (`verified`, `unhealthy`, `unverified`), when one was made.
+    pub verification: Option<String>,
     pub error: Option<(String, String)>,
     pub bars: Vec<Bar>,
+}
+
+impl TargetRow {
+    /// The recovery time the report measures: to the service verified when the drill checked
+    /// it, else to Running.
+    pub fn recovery(&self, to_verified: bool) -> Option<u64> {
+        if to_verified {
+            self.verified_ms
+        } else {
+            self.recovery_ms
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -62,6 +78,9 @@ pub struct DrillReport {
     pub objective_met: Option<bool>,
     pub totals: Totals,
     pub targets: Vec<TargetRow>,
+    /// The drill checked the service (`verify`): recovery and the objective are measured to
+    /// the service verified.
+    pub to_verified: bool,
 }
 
 /// A drawn bar, placed.
@@ -187,6 +206,7 @@ impl DrillReport {
             rto_seconds: s.and_then(|d| d["rtoSeconds"].as_u64()),
             objective_met: s.and_then(|d| d["objectiveMet"].as_bool()),
             totals,
+            to_verified: targets.iter().any(|t| t.verification.is_some()),
             targets,
         })
     }
@@ -268,6 +288,21 @@ impl DrillReport {
         }
         if t.already > 0 {
             let _ = write!(line, ", {} rolled back before", t.already);
+        }
+        if self.to_verified {
+            let n = |r: &str| {
+                self.targets
+                    .iter()
+                    .filter(|t| t.verification.as_deref() == Some(r))
+                    .count()
+            };
+            let _ = write!(
+                line,
+                " · service verified on {}, check failed on {}, unverified {}",
+                n("verified"),
+                n("unhealthy"),
+                n("unverified")
+            );
         }
         if let Some(rto) = self.rto_seconds {
             // Met: every target that recovered did so in time; failures are beside it.
@@ -393,7 +428,7 @@ impl DrillReport {
                     );
                 }
             }
-            let recovery = match (target.recovery_ms, self.rto_seconds) {
+            let recovery = match (target.recovery(self.to_verified), self.rto_seconds) {
                 (Some(ms), Some(rto)) if ms <= rto * 1000 => {
                     format!("{} · within {rto} s", secs(ms))
                 }
@@ -401,7 +436,9 @@ impl DrillReport {
                 (Some(ms), None) => secs(ms),
                 (None, _) => match &target.error {
                     Some((code, _)) => cut(code, 20),
-                    None if target.outcome == "succeeded" => "no downtime".into(),
+                    None if target.outcome == "succeeded" && !self.to_verified => {
+                        "no downtime".into()
+                    }
                     None => target.outcome.clone(),
                 },
             };
@@ -437,7 +474,12 @@ impl DrillReport {
         }
         let _ = writeln!(
             o,
-            r##"<text x="16" y="{ly}" fill="#4b5563">recovery: stop asked → running again</text>"##
+            r##"<text x="16" y="{ly}" fill="#4b5563">recovery: stop asked → {}</text>"##,
+            if self.to_verified {
+                "service verified"
+            } else {
+                "running again"
+            }
         );
         let mut fy = ly + 26;
         for t in &self.targets {
@@ -469,12 +511,25 @@ impl DrillReport {
         if let Some(rto) = self.rto_seconds {
             let _ = writeln!(
                 o,
-                "<p>Objective: {rto} s from the stop to Running again. It is met when every target that recovered did so within it; failed and skipped targets did not recover and are counted beside it, so \"met\" with failures means broken, not slow.</p>"
+                "<p>Objective: {rto} s from the stop to {}. It is met when every target that recovered did so within it; failed and skipped targets did not recover and are counted beside it, so \"met\" with failures means broken, not slow.</p>",
+                if self.to_verified {
+                    "the service verified (a verify check after the start)"
+                } else {
+                    "Running again"
+                }
             );
         }
-        o.push_str("<h2>Targets</h2>\n<table><tr><th>target</th><th>outcome</th><th>recovery</th><th>objective</th><th>steps</th></tr>\n");
+        let _ = writeln!(
+            o,
+            "<h2>Targets</h2>\n<table><tr><th>target</th><th>outcome</th><th>{}</th><th>objective</th><th>service check</th><th>steps</th></tr>",
+            if self.to_verified {
+                "verified recovery"
+            } else {
+                "recovery"
+            }
+        );
         for t in &self.targets {
-            let within = match (t.recovery_ms, self.rto_seconds) {
+            let within = match (t.recovery(self.to_verified), self.rto_seconds) {
                 (Some(ms), Some(rto)) => {
                     if ms <= rto * 1000 {
                         "within"
@@ -497,11 +552,15 @@ impl DrillReport {
                 .collect();
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"target\" data-outcome=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&t.outcome),
                 esc(&t.label),
                 esc(&t.outcome),
-                t.recovery_ms.map(secs).unwrap_or_else(|| "-".into()),
+                t.recovery(self.to_verified)
+                    .map(secs)
+                    .unwrap_or_else(|| "-".into()),
                 within,
+                esc(t.verification.as_deref().unwrap_or("-")),
                 esc(&steps.join(", "))
             );
         }
@@ -561,6 +620,8 @@ fn row(d: &Value) -> TargetRow {
         label,
         outcome: d["outcome"].as_str().unwrap_or("?").to_owned(),
         recovery_ms: d["timings"]["downtimeMs"].as_u64(),
+        verified_ms: d["timings"]["verifiedMs"].as_u64(),
+        verification: d["verification"]["result"].as_str().map(str::to_owned),
         error: d["error"]["code"].as_str().map(|c| {
             (
                 c.to_owned(),

@@ -49,10 +49,18 @@ pub enum Code {
     /// ResetDisk was accepted, and no sign that the reset ended was seen in time (the instance
     /// stays stopped, as asked); the disk may still be being reset.
     ResetEndUnconfirmed,
+    /// The rollback ran and the service check after it said unhealthy (`verify`).
+    VerificationFailed,
+    /// The rollback ran and the service could not be checked (agent never ready, delivery
+    /// timeout, probe never answered for a reason that is not the service's).
+    Unverified,
+    /// The rollback's check failed and `onVerifyFailure: undo` rolled the disk back to the
+    /// undo snapshot this run took.
+    RolledBackToUndo,
 }
 
 impl Code {
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 23] = [
         Code::InvalidRequest,
         Code::NotOptedIn,
         Code::CooldownActive,
@@ -73,6 +81,9 @@ impl Code {
         Code::ClaimLapsed,
         Code::KeyBeyondHorizon,
         Code::ResetEndUnconfirmed,
+        Code::VerificationFailed,
+        Code::Unverified,
+        Code::RolledBackToUndo,
     ];
 
     /// The code as the result event carries it.
@@ -98,6 +109,9 @@ impl Code {
             Code::ClaimLapsed => "ClaimLapsed",
             Code::KeyBeyondHorizon => "KeyBeyondHorizon",
             Code::ResetEndUnconfirmed => "ResetEndUnconfirmed",
+            Code::VerificationFailed => "VerificationFailed",
+            Code::Unverified => "Unverified",
+            Code::RolledBackToUndo => "RolledBackToUndo",
         }
     }
 }

@@ -62,6 +62,28 @@ pub struct HoldView {
     pub instance_id: Option<String>,
     /// The run stopped an instance that is to end running, and it reads Stopped now.
     pub instance_left_stopped: bool,
+    /// The service check under way (`verify`), from the holding key's mark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+}
+
+/// The `ecs-rollback:verify` mark as people read it.
+fn check_view(m: &crate::verify::VerifyMark) -> String {
+    use crate::verify::Stage;
+    let stage = match m.stage {
+        Stage::Checking => "checking",
+        Stage::Undoing => {
+            "undoing: stopping the instance and resetting the disk to the undo snapshot"
+        }
+        Stage::UndoReset => "the undo's reset done: starting the instance, then checking again",
+    };
+    match &m.invoke_id {
+        Some(i) => format!(
+            "round {}, {stage} (Cloud Assistant invocation {i})",
+            m.round
+        ),
+        None => format!("round {}, {stage}", m.round),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -156,6 +178,13 @@ pub fn status(o: &Observed<'_>, rules: Rules, now: i64) -> DiskStatus {
                     && r.instance
                         .as_deref()
                         .is_none_or(|i| o.instance_id == Some(i)),
+                check: o
+                    .tags
+                    .iter()
+                    .find(|(k, _)| *k == ledger::VERIFY_TAG)
+                    .and_then(|(_, v)| crate::verify::VerifyMark::decode(v))
+                    .filter(|m| m.key == r.key)
+                    .map(|m| check_view(&m)),
             }),
             None,
         ),
@@ -177,6 +206,9 @@ pub fn status(o: &Observed<'_>, rules: Rules, now: i64) -> DiskStatus {
     let mut last = ledger.history.last_success;
     if let Some(r) = &ledger.run {
         if !r.phase.is_final() && r.phase.reset_issued() && now - r.since > rules.lease_secs {
+            last = last.max(Some(r.since));
+        }
+        if r.failed_after_its_reset() {
             last = last.max(Some(r.since));
         }
     }
@@ -292,6 +324,9 @@ impl DiskStatus {
                 );
                 if let Some(f) = &h.failure {
                     let _ = writeln!(o, "  recovering from a failure: {f}");
+                }
+                if let Some(c) = &h.check {
+                    let _ = writeln!(o, "  service check: {c}");
                 }
                 if h.instance_left_stopped {
                     let iid = h
@@ -481,6 +516,13 @@ pub fn plan_release(
             .filter(|c| c.key == run.key)
             .map(|c| claim::claim_tag(&c.invocation)),
     );
+    // The service check's mark of that key (`verify`), if it was checking.
+    if tags.iter().any(|(k, v)| {
+        *k == ledger::VERIFY_TAG
+            && crate::verify::VerifyMark::decode(v).is_some_and(|m| m.key == run.key)
+    }) {
+        remove.push(ledger::VERIFY_TAG.to_owned());
+    }
     let mut history: History = ledger.history.clone();
     if run.phase.reset_issued() {
         // The disk may have been rolled back: the cooldown counts from then.
@@ -702,5 +744,48 @@ mod tests {
             plan_release(&[(ledger::RUN_TAG, "garbage")], &d, None, RULES, NOW, true),
             Err(NoRelease::Unreadable(_))
         ));
+    }
+
+    #[test]
+    fn releasing_a_run_that_was_verifying_removes_its_mark() {
+        let d = digest("incident-9");
+        let run = record("incident-9", Phase::Verifying, NOW - 5000);
+        let mark = crate::verify::VerifyMark {
+            key: ledger::run_key(&d),
+            round: 1,
+            stage: crate::verify::Stage::Checking,
+            invoke_id: Some("t-hz0000000000000001".into()),
+        }
+        .encode();
+        let tags = [
+            (ledger::RUN_TAG, run.as_str()),
+            (ledger::VERIFY_TAG, mark.as_str()),
+        ];
+        let p = plan_release(&tags, &d, Some("Running"), RULES, NOW, false).expect("plan");
+        assert_eq!(
+            p.remove,
+            vec![ledger::RUN_TAG.to_owned(), ledger::VERIFY_TAG.to_owned()]
+        );
+        let seen = Observed {
+            disk_id: "d-bp1webapp0000sys01",
+            region_id: "cn-hangzhou",
+            disk_status: "In_use",
+            instance_id: Some("i-bp1webapp00000001"),
+            instance_status: Some("Running"),
+            tags: tags.to_vec(),
+        };
+        let st = status(&seen, RULES, NOW);
+        assert_eq!(
+            st.hold.and_then(|h| h.check).as_deref(),
+            Some("round 1, checking (Cloud Assistant invocation t-hz0000000000000001)")
+        );
+        // Another key's mark is not this hold's.
+        let other = mark.replace(&ledger::run_key(&d), "0000000000000000");
+        let tags = [
+            (ledger::RUN_TAG, run.as_str()),
+            (ledger::VERIFY_TAG, other.as_str()),
+        ];
+        let p = plan_release(&tags, &d, Some("Running"), RULES, NOW, false).expect("plan");
+        assert_eq!(p.remove, vec![ledger::RUN_TAG.to_owned()]);
     }
 }

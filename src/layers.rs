@@ -25,6 +25,7 @@ const PURE: &[&str] = &[
     "policy",
     "approval",
     "pause",
+    "verify",
 ];
 
 /// Module -> the modules it must not reach (`crate::<name>` paths; `ecs::client` and the like
@@ -32,7 +33,7 @@ const PURE: &[&str] = &[
 fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
     let above_core = [
         "cli", "lambda", "fc", "answer", "handler", "triggers", "rollback", "poller", "sim",
-        "startup", "operate", "notify",
+        "startup", "operate", "notify", "startup", "operate", "probe",
     ];
     let io_of_ecs = [
         "ecs::client",
@@ -57,6 +58,13 @@ fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
         "poller",
         vec![
             "cli", "lambda", "fc", "answer", "handler", "rollback", "sim",
+        ],
+    );
+    // The probe opens connections to a rolled-back instance's own address, nothing else.
+    rules.insert(
+        "probe",
+        vec![
+            "cli", "lambda", "fc", "answer", "handler", "triggers", "rollback", "sim", "ecs",
         ],
     );
     rules.insert("handler", vec!["cli", "lambda", "fc", "answer", "sim"]);

@@ -32,25 +32,34 @@ pub const UNDO_TAG: &str = "ecs-rollback:undo-of";
 pub const MAX_TAGS: usize = 20;
 /// The most tags the ledger holds on a disk at once, counted before anything changes: the run
 /// record, the history, the durations, this run's claim, and the claim of one concurrent
-/// delivery (a twin, or another key's contender, which writes its claim before it yields).
+/// delivery (a twin, or another key's contender, which writes its claim before it yields). A run
+/// that checks the service (`verify`) holds one more, its mark (`VERIFY_TAG`).
 pub const LEDGER_TAGS: usize = 5;
 
 /// `Err(n)`: the disk's own tags (`n`, the ledger's aside) leave no room for the ledger to the
-/// end of a rollback.
-pub fn tag_room<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<(), usize> {
+/// end of a rollback (`verifying`: with the service check's mark).
+pub fn tag_room<'a>(keys: impl IntoIterator<Item = &'a str>, verifying: bool) -> Result<(), usize> {
     let own = keys.into_iter().filter(|k| !is_ledger_tag(k)).count();
-    if own + LEDGER_TAGS > MAX_TAGS {
+    if own + ledger_tags(verifying) > MAX_TAGS {
         Err(own)
     } else {
         Ok(())
     }
 }
 
-/// A tag of the ledger (what `tag_room` does not count as the disk's own).
-pub fn is_ledger_tag(key: &str) -> bool {
-    [RUN_TAG, HISTORY_TAG, DURATIONS_TAG].contains(&key) || key.starts_with(CLAIM_PREFIX)
+/// The ledger's tags at most, for a run that does or does not check the service.
+pub fn ledger_tags(verifying: bool) -> usize {
+    LEDGER_TAGS + usize::from(verifying)
 }
 
+/// A tag of the ledger (what `tag_room` does not count as the disk's own).
+pub fn is_ledger_tag(key: &str) -> bool {
+    [RUN_TAG, HISTORY_TAG, DURATIONS_TAG, VERIFY_TAG].contains(&key)
+        || key.starts_with(CLAIM_PREFIX)
+}
+
+/// The service check's progress (`rollback/verify.rs`): `crate::verify::VerifyMark`.
+pub const VERIFY_TAG: &str = "ecs-rollback:verify";
 /// Finished keys remembered in the history tag.
 pub const HISTORY_KEYS: usize = 7;
 const TAG_VALUE_MAX: usize = 128;
@@ -68,6 +77,9 @@ pub enum Phase {
     Resetting,
     Reset,
     Starting,
+    /// The instance is Running again; the service check (`verify`) runs (`rollback/verify.rs`;
+    /// its invocation in the `ecs-rollback:verify` tag).
+    Verifying,
     Done,
     Failed,
 }
@@ -83,6 +95,7 @@ impl Phase {
             Phase::Resetting => "resetting",
             Phase::Reset => "reset",
             Phase::Starting => "starting",
+            Phase::Verifying => "verifying",
             Phase::Done => "done",
             Phase::Failed => "failed",
         }
@@ -98,6 +111,7 @@ impl Phase {
             "resetting" => Phase::Resetting,
             "reset" => Phase::Reset,
             "starting" => Phase::Starting,
+            "verifying" => Phase::Verifying,
             "done" => Phase::Done,
             "failed" => Phase::Failed,
             _ => return None,
@@ -195,6 +209,21 @@ impl RunRecord {
             }
         }
         v
+    }
+
+    /// Ended `failed` for a cause that came after its reset: the service check after the start
+    /// (`VerificationFailed`, `Unverified`, `RolledBackToUndo`). The disk was rolled back.
+    pub fn failed_after_its_reset(&self) -> bool {
+        self.phase == Phase::Failed
+            && self.failure.as_deref().is_some_and(|f| {
+                [
+                    Code::VerificationFailed,
+                    Code::Unverified,
+                    Code::RolledBackToUndo,
+                ]
+                .iter()
+                .any(|c| f == c.as_str())
+            })
     }
 
     pub fn decode(value: &str) -> Option<Self> {
@@ -541,6 +570,12 @@ pub fn decide(
                 last = last.max(Some(run.since));
             }
         }
+        // A rollback whose service check then failed (or could not be made, or was undone)
+        // did reset the disk: it counts for the cooldown like a success, so an alert that
+        // keeps firing does not roll the disk back again and again.
+        if run.failed_after_its_reset() {
+            last = last.max(Some(run.since));
+        }
     }
     if let Some(t) = last.map(|t| not_after(t, now)) {
         let remaining = cooldown_secs - (now - t);
@@ -776,6 +811,19 @@ mod tests {
             History::default(),
         );
         assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::Claim);
+        // A run whose service check failed after its reset does: the disk was rolled back.
+        for code in ["VerificationFailed", "Unverified", "RolledBackToUndo"] {
+            let mut checked = run("other", Phase::Failed, NOW - 10);
+            checked.failure = Some(code.into());
+            let l = ledger(Some(checked), History::default());
+            assert_eq!(
+                decide(&l, &me, NOW, LEASE, COOL),
+                Decision::Cooldown {
+                    remaining_secs: COOL - 10
+                },
+                "{code}"
+            );
+        }
         // A run tag nobody can read blocks everything.
         let l = Ledger::from_tags([(RUN_TAG, "garbage")]);
         assert!(matches!(

@@ -24,6 +24,7 @@ pub mod pause;
 pub mod policy;
 pub mod poller;
 pub mod preflight;
+pub mod probe;
 pub mod report;
 pub mod request;
 pub mod rollback;
@@ -32,6 +33,7 @@ pub mod sim;
 pub mod startup;
 pub mod strict_json;
 pub mod triggers;
+pub mod verify;
 pub mod workflow;
 
 #[cfg(test)]

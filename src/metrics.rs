@@ -53,6 +53,9 @@ pub const RECOVERY_SECONDS: &str = "RecoverySeconds";
 /// `timings.downtimeMs`: from StopInstance asked to the instance Running again; absent when
 /// this run stopped nothing.
 pub const DOWNTIME_SECONDS: &str = "DowntimeSeconds";
+/// `timings.verifiedMs`: from StopInstance asked to the service verified by the `verify`
+/// check (the time to verified recovery); absent without a check that passed.
+pub const VERIFIED_RECOVERY_SECONDS: &str = "VerifiedRecoverySeconds";
 /// The ECS calls of the run, when the report counts them (`Report::ecs_calls`).
 pub const ECS_CALLS: &str = "EcsCalls";
 
@@ -111,6 +114,10 @@ pub fn emf(report: &Report, event_id: &str, timestamp_ms: i64) -> Value {
     if let Some(d) = report.downtime_ms {
         metrics.push(json!({"Name": DOWNTIME_SECONDS, "Unit": "Seconds"}));
         root.insert(DOWNTIME_SECONDS.into(), seconds(d));
+    }
+    if let Some(v) = report.verified_ms() {
+        metrics.push(json!({"Name": VERIFIED_RECOVERY_SECONDS, "Unit": "Seconds"}));
+        root.insert(VERIFIED_RECOVERY_SECONDS.into(), seconds(v));
     }
     if let Some(n) = report.ecs_calls() {
         metrics.push(json!({"Name": ECS_CALLS, "Unit": "Count"}));
@@ -204,6 +211,7 @@ mod tests {
             reason: None,
             warnings: vec![],
             ecs_calls: None,
+            verification: None,
         }
     }
 
@@ -285,6 +293,35 @@ mod tests {
         assert_eq!(doc["resultEventId"], "ev-1");
         // One line: the serialized document has no newline in it.
         assert!(!doc.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn a_verified_recovery_is_its_own_metric() {
+        let mut r = report(Some(33_000));
+        r.verification = Some(crate::report::Verification {
+            result: "verified".into(),
+            verified_ms: Some(41_500),
+            ..Default::default()
+        });
+        let doc = emf(&r, "ev-3", 1_796_025_600_000);
+        let names = check_against_the_spec(&doc);
+        assert_eq!(
+            names,
+            [
+                RECOVERY_SECONDS,
+                DOWNTIME_SECONDS,
+                VERIFIED_RECOVERY_SECONDS
+            ]
+        );
+        assert_eq!(doc[VERIFIED_RECOVERY_SECONDS], 41.5);
+        r.verification = Some(crate::report::Verification {
+            result: "unhealthy".into(),
+            ..Default::default()
+        });
+        r.outcome = Outcome::VerificationFailed;
+        let doc = emf(&r, "ev-4", 1_796_025_600_000);
+        assert!(doc.get(VERIFIED_RECOVERY_SECONDS).is_none());
+        assert_eq!(doc[DIM_OUTCOME], "verification-failed");
     }
 
     #[test]

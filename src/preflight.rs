@@ -135,6 +135,7 @@ pub fn check(
     instance: Option<&Instance>,
     snapshots: &[Snapshot],
     require_tag: Option<&(String, String)>,
+    verifying: bool,
     now: DateTime<Utc>,
 ) -> Result<Plan, ErrorInfo> {
     if let Some(want) = &req.instance {
@@ -171,15 +172,20 @@ pub fn check(
     }
     check_locks("disk", &disk.lock_reasons())?;
     let tags = disk.tags.tag.iter().map(|t| t.tag_key.as_str());
-    if let Err(own) = ledger::tag_room(tags) {
+    if let Err(own) = ledger::tag_room(tags, verifying) {
+        let need = ledger::ledger_tags(verifying);
+        let mark = if verifying {
+            ", the service check's mark"
+        } else {
+            ""
+        };
         return Err(ErrorInfo::new(
             Code::LedgerUnavailable,
             format!(
-                "{} carries {own} tags of its own; its ledger needs up to {} more of the {} a disk may carry (the run record, the history, the durations, this run's claim and one for a concurrent delivery), so the rollback could not record its end: nothing was touched. Remove {} of its tags",
+                "{} carries {own} tags of its own; its ledger needs up to {need} more of the {} a disk may carry (the run record, the history, the durations{mark}, this run's claim and one for a concurrent delivery), so the rollback could not record its end: nothing was touched. Remove {} of its tags",
                 disk.disk_id,
-                ledger::LEDGER_TAGS,
                 ledger::MAX_TAGS,
-                own + ledger::LEDGER_TAGS - ledger::MAX_TAGS
+                own + need - ledger::MAX_TAGS
             ),
             false,
         ));
@@ -335,6 +341,7 @@ mod tests {
             Some(&instance("Running", &[], &[])),
             &snaps(),
             Some(&tag()),
+            false,
             now(),
         )
         .expect("ok");
@@ -346,23 +353,57 @@ mod tests {
                 .expect("t")
                 .with_timezone(&Utc),
         );
-        let plan = check(&r, &disk(&[TAG]), None, &snaps(), Some(&tag()), now()).expect("ok");
+        let plan = check(
+            &r,
+            &disk(&[TAG]),
+            None,
+            &snaps(),
+            Some(&tag()),
+            false,
+            now(),
+        )
+        .expect("ok");
         assert_eq!(
             plan.snapshot_id, "s-bp1webapp0sys00002",
             "taken before the incident began"
         );
         let r =
             req(json!({"diskId": "d-bp1webapp0000sys01", "snapshot": {"tag": {"key": "purpose"}}}));
-        let plan = check(&r, &disk(&[TAG]), None, &snaps(), Some(&tag()), now()).expect("ok");
+        let plan = check(
+            &r,
+            &disk(&[TAG]),
+            None,
+            &snaps(),
+            Some(&tag()),
+            false,
+            now(),
+        )
+        .expect("ok");
         assert_eq!(plan.snapshot_id, "s-bp1webapp0sys00002");
         let r =
             req(json!({"diskId": "d-bp1webapp0000sys01", "snapshotId": "s-bp1otherdisk000001"}));
-        let e =
-            check(&r, &disk(&[TAG]), None, &snaps(), Some(&tag()), now()).expect_err("other disk");
+        let e = check(
+            &r,
+            &disk(&[TAG]),
+            None,
+            &snaps(),
+            Some(&tag()),
+            false,
+            now(),
+        )
+        .expect_err("other disk");
         assert_eq!(e.code, "InvalidSnapshotId.NotFound");
         let r = req(json!({"diskId": "d-bp1webapp0000sys01", "snapshot": {"name": "nope"}}));
-        let e =
-            check(&r, &disk(&[TAG]), None, &snaps(), Some(&tag()), now()).expect_err("no match");
+        let e = check(
+            &r,
+            &disk(&[TAG]),
+            None,
+            &snaps(),
+            Some(&tag()),
+            false,
+            now(),
+        )
+        .expect_err("no match");
         assert_eq!(e.code, "InvalidSnapshotId.NotFound");
     }
 
@@ -371,7 +412,7 @@ mod tests {
         let r = req(json!({"diskId": "d-bp1webapp0000sys01"}));
         let run = instance("Running", &[], &[]);
         let code = |d: &Disk, i: &Instance, s: &[Snapshot], t: Option<&(String, String)>| {
-            check(&r, d, Some(i), s, t, now())
+            check(&r, d, Some(i), s, t, false, now())
                 .expect_err("refused")
                 .code
         };
@@ -386,13 +427,14 @@ mod tests {
                 Some(&instance("Running", &[], &[TAG])),
                 &snaps(),
                 Some(&tag()),
+                false,
                 now()
             )
             .is_ok(),
             "the instance's tag counts"
         );
         assert!(
-            check(&r, &disk(&[]), Some(&run), &snaps(), None, now()).is_ok(),
+            check(&r, &disk(&[]), Some(&run), &snaps(), None, false, now()).is_ok(),
             "check off"
         );
         assert_eq!(
@@ -457,6 +499,7 @@ mod tests {
             Some(&run),
             &snaps(),
             Some(&tag()),
+            false,
             now(),
         )
         .expect_err("not attached");
@@ -473,6 +516,7 @@ mod tests {
             Some(&stopped),
             &snaps(),
             Some(&tag()),
+            false,
             now(),
         )
         .expect("ok");
@@ -484,6 +528,7 @@ mod tests {
             Some(&stopped),
             &snaps(),
             Some(&tag()),
+            false,
             now(),
         )
         .expect("ok");
@@ -495,6 +540,7 @@ mod tests {
             Some(&instance("Running", &[], &[])),
             &snaps(),
             Some(&tag()),
+            false,
             now(),
         )
         .expect("ok");

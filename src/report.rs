@@ -19,6 +19,12 @@ pub enum Outcome {
     Ignored,
     /// The policy proposes it: nothing changed; approving it (`approval.rs`) runs it once.
     Proposed,
+    /// The rollback ran; the service check after it said unhealthy (`verify`).
+    VerificationFailed,
+    /// The rollback ran; the service could not be checked.
+    Unverified,
+    /// The check failed and the disk was rolled back to this run's undo snapshot.
+    RolledBackToUndo,
 }
 
 impl Outcome {
@@ -32,6 +38,32 @@ impl Outcome {
             Outcome::DryRun => "dry-run",
             Outcome::Ignored => "ignored",
             Outcome::Proposed => "proposed",
+            Outcome::VerificationFailed => "verification-failed",
+            Outcome::Unverified => "unverified",
+            Outcome::RolledBackToUndo => "rolled-back-to-undo",
+        }
+    }
+
+    /// Outcomes of a run that changed the disk and then did not end as asked (counted as
+    /// failures, never as rejections).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed
+                | Outcome::VerificationFailed
+                | Outcome::Unverified
+                | Outcome::RolledBackToUndo
+        )
+    }
+
+    /// The outcome a key's recorded failure code (the run record's `f`) is reported as again:
+    /// the service check's own outcomes keep theirs, any other code is `failed`.
+    pub fn of_recorded_failure(code: &str) -> Self {
+        match code {
+            "VerificationFailed" => Outcome::VerificationFailed,
+            "Unverified" => Outcome::Unverified,
+            "RolledBackToUndo" => Outcome::RolledBackToUndo,
+            _ => Outcome::Failed,
         }
     }
 
@@ -118,6 +150,42 @@ pub struct Target {
     pub undo_snapshot_id: Option<String>,
 }
 
+/// What the service check after the start found (`verify`): each check made, and the time
+/// from the stop to the service verified.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// `verified`, `unhealthy` or `unverified`: the last round's (after an undo, the undo's).
+    pub result: String,
+    pub checks: Vec<Check>,
+    /// From StopInstance to the moment the service was verified, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_ms: Option<u64>,
+    /// The disk was rolled back to the undo snapshot after the first round failed.
+    pub undone: bool,
+}
+
+/// One check of one round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// 1: the rollback; 2: the undo.
+    pub round: u8,
+    /// `command`, `http` or `tcp`.
+    pub kind: String,
+    /// The command's type, or the address probed.
+    pub target: String,
+    /// `healthy`, `unhealthy` or `could-not-verify`.
+    pub verdict: String,
+    pub detail: String,
+    pub took_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoke_id: Option<String>,
+    /// The last bytes of the command's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
+}
+
 /// The steps that take time on ECS, in the order they run: what a drill summary keeps of each
 /// target and what the drill report draws as bars.
 pub const TIMED_STEPS: [&str; 4] = ["stop", "preserve", "reset", "start"];
@@ -139,12 +207,19 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The ECS requests this run sent (every attempt; `None` when nothing counted them).
     pub ecs_calls: Option<u64>,
+    /// The service check (`verify`), when one was asked.
+    pub verification: Option<Verification>,
 }
 
 impl Report {
     /// The ECS calls this run made, for the `EcsCalls` metric (`crate::metrics`).
     pub fn ecs_calls(&self) -> Option<u64> {
         self.ecs_calls
+    }
+
+    /// From the stop to the service verified, in ms (a `verify` that passed).
+    pub fn verified_ms(&self) -> Option<u64> {
+        self.verification.as_ref().and_then(|v| v.verified_ms)
     }
 
     /// The result as a CloudEvents 1.0 event (JSON format). The attributes follow the spec
@@ -173,7 +248,9 @@ impl Report {
                 "target": self.target,
                 "steps": self.steps,
                 "error": self.error,
-                "timings": {"totalMs": self.total_ms, "downtimeMs": self.downtime_ms},
+                "timings": {"totalMs": self.total_ms, "downtimeMs": self.downtime_ms,
+                            "verifiedMs": self.verified_ms()},
+                "verification": self.verification,
                 "reason": self.reason,
                 "warnings": self.warnings,
             }
@@ -206,6 +283,7 @@ mod tests {
             reason: None,
             warnings: vec![],
             ecs_calls: None,
+            verification: None,
         };
         let e = r.to_cloud_event();
         let attrs = e.as_object().expect("an object");
@@ -248,6 +326,7 @@ mod tests {
             reason: None,
             warnings: vec![],
             ecs_calls: None,
+            verification: None,
         };
         let e = r.to_cloud_event();
         assert_eq!(e["specversion"], "1.0");

@@ -57,6 +57,12 @@ struct RawRequest {
     /// direct invoke, an HTTP body): what a redelivery is told apart by (`superseded`).
     #[serde(default)]
     requested_at: Option<String>,
+    /// Check the service after the start (`crate::verify`).
+    #[serde(default)]
+    verify: Option<Value>,
+    /// `report` (default) or `undo`.
+    #[serde(default)]
+    on_verify_failure: Option<crate::verify::OnVerifyFailure>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +183,10 @@ pub struct RollbackRequest {
     pub preserve_current: Option<bool>,
     pub reason: Option<String>,
     pub trigger: Trigger,
+    /// The service check after the start; `None`: the deployment's (`ECS_ROLLBACK_VERIFY`), if any.
+    pub verify: Option<crate::verify::VerifySpec>,
+    /// `None`: the deployment's, else `report`.
+    pub on_verify_failure: Option<crate::verify::OnVerifyFailure>,
 }
 
 const MAX_REASON: usize = 512;
@@ -309,7 +319,25 @@ pub fn parse(
             None => IdempotencyKey::derived(&trigger.kind, &value.to_string()),
         },
     };
+    let verify = raw
+        .verify
+        .as_ref()
+        .map(crate::verify::parse)
+        .transpose()
+        .map_err(|e| InvalidRequest::new(e.field, e.message))?;
+    // The undo rolls back to the snapshot this run takes before its reset: without it there is
+    // nothing to go back to.
+    if raw.on_verify_failure == Some(crate::verify::OnVerifyFailure::Undo)
+        && raw.preserve_current != Some(true)
+    {
+        return Err(InvalidRequest::new(
+            "onVerifyFailure",
+            "undo needs \"preserveCurrent\": true (the undo snapshot this run takes before its reset)",
+        ));
+    }
     Ok(RollbackRequest {
+        verify,
+        on_verify_failure: raw.on_verify_failure,
         region,
         disk,
         instance,
@@ -434,6 +462,20 @@ mod tests {
             "reason"
         );
         assert_eq!(field(json!({"diskid": d})), "diskid");
+        assert_eq!(
+            field(json!({"diskId": d, "verify": {"probe": {"http": "http://10.0.0.9/health"}}})),
+            "verify.probe.http"
+        );
+        assert_eq!(
+            field(
+                json!({"diskId": d, "verify": {"command": {"content": "true"}}, "onVerifyFailure": "undo"})
+            ),
+            "onVerifyFailure"
+        );
+        assert_eq!(
+            field(json!({"diskId": d, "onVerifyFailure": "retry"})),
+            "onVerifyFailure"
+        );
         let no_region =
             parse(&json!({"diskId": d}), None, Trigger::direct()).expect_err("no region");
         assert_eq!(no_region.field, "regionId");

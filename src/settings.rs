@@ -53,6 +53,12 @@ pub struct Settings {
     /// after writing its claim, a run waits this long before reading the others' claims, and
     /// only then decides. ECS documents its reads as eventually consistent without a bound.
     pub tag_settle: Duration,
+    /// The service check a request without its own `verify` gets (`ECS_ROLLBACK_VERIFY`, the
+    /// block as JSON); none unless set.
+    pub verify: Option<crate::verify::VerifySpec>,
+    /// `ECS_ROLLBACK_ON_VERIFY_FAILURE`: `report` (default) or `undo` (applied only to a run
+    /// that takes an undo snapshot; otherwise `report`, with a warning).
+    pub on_verify_failure: crate::verify::OnVerifyFailure,
 }
 
 impl Default for Settings {
@@ -79,6 +85,8 @@ impl Default for Settings {
             snapshot_timeout: Duration::from_secs(3600),
             estimate_snapshot: Duration::from_secs(120),
             tag_settle: Duration::from_millis(1000),
+            verify: None,
+            on_verify_failure: crate::verify::OnVerifyFailure::Report,
         }
     }
 }
@@ -180,6 +188,24 @@ impl Settings {
                 _ => {
                     return Err(format!(
                         "ECS_ROLLBACK_PRESERVE_CURRENT={v:?}: expected true or false"
+                    ))
+                }
+            };
+        }
+        if let Some(v) = lookup("ECS_ROLLBACK_VERIFY").filter(|v| !v.trim().is_empty()) {
+            let value: serde_json::Value = serde_json::from_str(&v)
+                .map_err(|e| format!("ECS_ROLLBACK_VERIFY: not JSON: {e}"))?;
+            base.verify = Some(
+                crate::verify::parse(&value).map_err(|e| format!("ECS_ROLLBACK_VERIFY: {e}"))?,
+            );
+        }
+        if let Some(v) = lookup("ECS_ROLLBACK_ON_VERIFY_FAILURE") {
+            base.on_verify_failure = match v.trim() {
+                "report" => crate::verify::OnVerifyFailure::Report,
+                "undo" => crate::verify::OnVerifyFailure::Undo,
+                _ => {
+                    return Err(format!(
+                        "ECS_ROLLBACK_ON_VERIFY_FAILURE={v:?}: expected report or undo"
                     ))
                 }
             };
@@ -309,5 +335,28 @@ mod tests {
             Duration::from_millis(300)
         );
         assert_eq!(p.next(Duration::ZERO), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_deployment_verify_block_and_its_failure_mode() {
+        let s = with(&[
+            (
+                "ECS_ROLLBACK_VERIFY",
+                r#"{"probe": {"tcp": "{privateIp}:22"}, "windowSeconds": 30}"#,
+            ),
+            ("ECS_ROLLBACK_ON_VERIFY_FAILURE", "undo"),
+        ])
+        .expect("valid");
+        assert_eq!(s.verify.as_ref().map(|v| v.window_seconds), Some(30));
+        assert_eq!(s.on_verify_failure, crate::verify::OnVerifyFailure::Undo);
+        assert!(with(&[]).expect("defaults").verify.is_none());
+        let bad = with(&[(
+            "ECS_ROLLBACK_VERIFY",
+            r#"{"probe": {"tcp": "10.0.0.1:22"}}"#,
+        )])
+        .expect_err("not the instance's own address");
+        assert!(bad.contains("verify.probe.tcp"), "{bad}");
+        assert!(with(&[("ECS_ROLLBACK_VERIFY", "{")]).is_err());
+        assert!(with(&[("ECS_ROLLBACK_ON_VERIFY_FAILURE", "retry")]).is_err());
     }
 }

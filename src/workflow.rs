@@ -268,6 +268,12 @@ pub struct Compact {
     pub r: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub s: Vec<(usize, i64, i64)>,
+    /// The service check's result (`verified`, `unhealthy`, `unverified`), with a `verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<String>,
+    /// Stop to the service verified, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<u64>,
 }
 
 impl Compact {
@@ -285,6 +291,8 @@ impl Compact {
                     Some((n, start, s.finished_at.timestamp_millis() - start))
                 })
                 .collect(),
+            c: r.verification.as_ref().map(|v| v.result.clone()),
+            v: r.verified_ms(),
         }
     }
 }
@@ -298,6 +306,9 @@ fn outcome_of(s: &str) -> Option<Outcome> {
         Outcome::Superseded,
         Outcome::DryRun,
         Outcome::Ignored,
+        Outcome::VerificationFailed,
+        Outcome::Unverified,
+        Outcome::RolledBackToUndo,
     ]
     .into_iter()
     .find(|o| o.as_str() == s)
@@ -333,6 +344,7 @@ fn report(plan: &DrillPlan, t: &Map<String, Value>, outcome: Outcome) -> Report 
         reason: None,
         warnings: vec![],
         ecs_calls: None,
+        verification: None,
     }
 }
 
@@ -357,6 +369,11 @@ pub fn from_compact(plan: &DrillPlan, t: &Map<String, Value>, c: &Compact) -> Re
                 })
             })
             .collect();
+    r.verification = c.c.as_ref().map(|result| crate::report::Verification {
+        result: result.clone(),
+        verified_ms: c.v,
+        ..Default::default()
+    });
     r
 }
 
@@ -554,6 +571,8 @@ mod tests {
                 (2, start + 20_000, 12_000),
                 (3, start + 32_000, 9_250),
             ],
+            c: None,
+            v: None,
         };
         let text = serde_json::to_string(&c).expect("json");
         assert!(text.len() <= 140, "{} bytes: {text}", text.len());
@@ -563,6 +582,14 @@ mod tests {
         assert_eq!(r.steps.len(), 4);
         assert_eq!(r.steps[2].name, "reset");
         assert_eq!(Compact::of(999, &r), c);
+        let verified = Compact {
+            c: Some("verified".into()),
+            v: Some(47_000),
+            ..c
+        };
+        let r = from_compact(&p, &t, &verified);
+        assert_eq!(r.verified_ms(), Some(47_000));
+        assert_eq!(Compact::of(999, &r), verified);
     }
 
     #[test]

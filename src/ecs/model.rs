@@ -164,9 +164,48 @@ pub struct Instance {
     pub operation_locks: InstanceLocks,
     #[serde(default)]
     pub tags: Tags,
+    /// `VpcAttributes.PrivateIpAddress.IpAddress[]` (a verify probe's `{privateIp}`).
+    #[serde(default)]
+    pub vpc_attributes: VpcAttributes,
+    /// `PublicIpAddress.IpAddress[]` (a verify probe's `{publicIp}`, with `EipAddress`).
+    #[serde(default)]
+    pub public_ip_address: IpAddressList,
+    #[serde(default)]
+    pub eip_address: EipAddress,
+}
+
+/// `{"IpAddress": ["172.17.0.1"]}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpAddressList {
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub ip_address: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VpcAttributes {
+    #[serde(default)]
+    pub private_ip_address: IpAddressList,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EipAddress {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub ip_address: String,
 }
 
 impl Instance {
+    /// The instance's own addresses: its first private IP, its public IP or else its EIP.
+    pub fn own_addresses(&self) -> (Option<String>, Option<String>) {
+        let first = |v: &[String]| v.iter().find(|s| !s.is_empty()).cloned();
+        let private = first(&self.vpc_attributes.private_ip_address.ip_address);
+        let public = first(&self.public_ip_address.ip_address)
+            .or_else(|| Some(self.eip_address.ip_address.clone()).filter(|s| !s.is_empty()));
+        (private, public)
+    }
+
     /// Lock reasons, lower-cased (the API writes both `recycling` and `Recycling`).
     pub fn lock_reasons(&self) -> Vec<String> {
         self.operation_locks
@@ -382,6 +421,116 @@ pub struct CreatedSnapshot {
     pub snapshot_id: String,
 }
 
+/// DescribeCloudAssistantStatus: `InstanceCloudAssistantStatusSet.InstanceCloudAssistantStatus[]`
+/// (shared/reference/ecs-snapshot-groups-and-cloud-assistant.md §3).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CloudAssistantStatusPage {
+    #[serde(default)]
+    pub instance_cloud_assistant_status_set: CloudAssistantStatusSet,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CloudAssistantStatusSet {
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub instance_cloud_assistant_status: Vec<CloudAssistantStatus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CloudAssistantStatus {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub instance_id: String,
+    /// `"true"` once the agent is up.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub cloud_assistant_status: String,
+}
+
+/// RunCommand's answer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RanCommand {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub request_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub invoke_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub command_id: String,
+}
+
+/// DescribeInvocations: `Invocations.Invocation[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InvocationsPage {
+    #[serde(default)]
+    pub invocations: InvocationList,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InvocationList {
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub invocation: Vec<Invocation>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Invocation {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub invoke_id: String,
+    /// Pending, Scheduled, Running, Success, Failed, PartialFailed, Stopping, Stopped.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub invocation_status: String,
+}
+
+/// DescribeInvocationResults: `Invocation.InvocationResults.InvocationResult[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InvocationResultsPage {
+    #[serde(default)]
+    pub invocation: InvocationResultsBody,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InvocationResultsBody {
+    #[serde(default)]
+    pub invocation_results: InvocationResultList,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InvocationResultList {
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub invocation_result: Vec<InvocationResult>,
+}
+
+/// One instance's result of an invocation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InvocationResult {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub invoke_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub instance_id: String,
+    /// Pending, Invalid, Aborted, Running, Success, Failed, Error, Timeout, Cancelled,
+    /// Stopping, Terminated.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub invocation_status: String,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub exit_code: Option<i64>,
+    /// Base64; bytes past 24 KB are counted in `Dropped`.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub output: String,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub dropped: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub error_code: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub error_info: String,
+}
+
 /// The answer of a call that returns only its `RequestId` (Stop/Start/ResetDisk, Tag*).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -461,6 +610,55 @@ mod tests {
             i.creation_time.map(format_time).as_deref(),
             Some("2017-12-10T04:04:00Z")
         );
+        // The addresses a verify probe is templated on (the sample masks them), at the paths
+        // the SDK model gives; no public IP and an empty EIP.
+        assert_eq!(i.own_addresses(), (Some("172.17.**.**".to_owned()), None));
+    }
+
+    #[test]
+    fn cloud_assistant_answers_as_the_sdk_models_shape_them() {
+        // Shapes of the SDK models (DescribeCloudAssistantStatusResponse,
+        // RunCommandResponse, DescribeInvocationsResponse, DescribeInvocationResultsResponse;
+        // shared/reference/ecs-snapshot-groups-and-cloud-assistant.md §3), with the numbers
+        // once as numbers and once as strings.
+        let status: CloudAssistantStatusPage = serde_json::from_value(serde_json::json!({
+            "RequestId": "r", "TotalCount": 1,
+            "InstanceCloudAssistantStatusSet": {"InstanceCloudAssistantStatus": [
+                {"InstanceId": "i-1", "CloudAssistantStatus": "true", "CloudAssistantVersion": "2.2.3.317"}]}
+        }))
+        .expect("parses");
+        assert_eq!(
+            status
+                .instance_cloud_assistant_status_set
+                .instance_cloud_assistant_status[0]
+                .cloud_assistant_status,
+            "true"
+        );
+        let ran: RanCommand = serde_json::from_value(
+            serde_json::json!({"RequestId": "r", "CommandId": "c-1", "InvokeId": "t-1"}),
+        )
+        .expect("parses");
+        assert_eq!(ran.invoke_id, "t-1");
+        let inv: InvocationsPage = serde_json::from_value(serde_json::json!({
+            "Invocations": {"Invocation": [{"InvokeId": "t-1", "InvocationStatus": "Running"}]}
+        }))
+        .expect("parses");
+        assert_eq!(inv.invocations.invocation[0].invocation_status, "Running");
+        for (exit, dropped) in [
+            (serde_json::json!(1), serde_json::json!(0)),
+            (serde_json::json!("1"), serde_json::json!("0")),
+        ] {
+            let page: InvocationResultsPage = serde_json::from_value(serde_json::json!({
+                "Invocation": {"TotalCount": 1, "InvocationResults": {"InvocationResult": [{
+                    "InvokeId": "t-1", "InstanceId": "i-1", "InvocationStatus": "Failed",
+                    "ExitCode": exit, "Output": "U0VSVklDRV9ET1dO", "Dropped": dropped,
+                    "ErrorCode": "ExitCodeNonzero"}]}}
+            }))
+            .expect("parses");
+            let r = &page.invocation.invocation_results.invocation_result[0];
+            assert_eq!((r.exit_code, r.dropped), (Some(1), Some(0)));
+            assert_eq!(r.error_code, "ExitCodeNonzero");
+        }
     }
 
     #[test]

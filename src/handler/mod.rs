@@ -100,6 +100,7 @@ fn bare(outcome: Outcome, trigger: &Trigger, error: Option<ErrorInfo>) -> Report
         reason: None,
         warnings: vec![],
         ecs_calls: None,
+        verification: None,
     }
 }
 

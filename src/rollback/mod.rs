@@ -30,6 +30,7 @@ mod read;
 mod reset;
 mod start;
 mod stop;
+mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,6 +133,7 @@ impl<'a> Rollback<'a> {
             reset_end_seen: false,
             learned: ledger::Durations::default(),
             stop_asked: None,
+            verification: None,
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -205,6 +207,7 @@ impl<'a> Rollback<'a> {
             reason: req.reason.clone(),
             warnings: run.warnings,
             ecs_calls: Some(ecs_calls),
+            verification: run.verification,
         };
         match &report.error {
             None => tracing::info!(
@@ -262,6 +265,8 @@ struct Run<'a> {
     learned: ledger::Durations,
     /// When this delivery asked StopInstance (to the millisecond): the downtime's start.
     stop_asked: Option<DateTime<Utc>>,
+    /// What the service check found (`verify.rs`).
+    verification: Option<crate::report::Verification>,
 }
 
 /// What one observation of the resources found.
@@ -280,6 +285,7 @@ enum Action {
     Preserve,
     Reset,
     Start,
+    Verify,
     Finish,
 }
 
@@ -289,6 +295,8 @@ enum When {
     Always,
     /// `preserveCurrent` asked, or an undo snapshot already begun by an earlier delivery.
     UndoSnapshot,
+    /// A `verify` block (the request's or the deployment's), or a check already begun.
+    Verify,
 }
 
 /// What a failure of the step leads to.
@@ -313,7 +321,7 @@ struct Transition {
 
 /// The protocol, as `drive` executes it. A run record that carries a failure code (`f=`) skips
 /// the table: it was bringing the instance back, and goes on doing so.
-const TRANSITIONS: [Transition; 5] = [
+const TRANSITIONS: [Transition; 6] = [
     // claimed | stopping -> stopped
     Transition {
         action: Action::Stop,
@@ -338,8 +346,15 @@ const TRANSITIONS: [Transition; 5] = [
     // reset | starting -> (running, or the reset seen to end)
     Transition {
         action: Action::Start,
-        until: Phase::Done,
+        until: Phase::Verifying,
         when: When::Always,
+        on_failure: OnFailure::Report,
+    },
+    // (running) | verifying -> verified (or a final record saying otherwise: `verify.rs`)
+    Transition {
+        action: Action::Verify,
+        until: Phase::Done,
+        when: When::Verify,
         on_failure: OnFailure::Report,
     },
     // -> done, the key in the history
@@ -374,6 +389,8 @@ impl Run<'_> {
                 Action::Preserve => self.preserve_current().await,
                 Action::Reset => self.reset().await,
                 Action::Start => self.finish_reset_and_start().await,
+                // Boxed: the check is a deep future of its own (and a drill holds many runs).
+                Action::Verify => Box::pin(self.verify()).await,
                 Action::Finish => return self.finish().await,
             };
             match (done, t.on_failure) {
@@ -401,6 +418,7 @@ impl Run<'_> {
                 self.req.preserve_current.unwrap_or(self.s.preserve_current)
                     || self.phase() == Phase::Preserving
             }
+            When::Verify => self.verify_plan().is_some() || self.phase() == Phase::Verifying,
         }
     }
 }
@@ -421,6 +439,7 @@ mod tests {
                 Action::Preserve,
                 Action::Reset,
                 Action::Start,
+                Action::Verify,
                 Action::Finish
             ]
         );
@@ -429,9 +448,10 @@ mod tests {
         for t in TRANSITIONS.iter().filter(|t| t.until <= Phase::Reset) {
             assert_eq!(t.on_failure, OnFailure::RetryOrRestore, "{t:?}");
         }
-        // Only the undo snapshot depends on the request.
+        // Only the undo snapshot and the service check depend on the request.
         for t in TRANSITIONS {
             assert_eq!(t.when == When::UndoSnapshot, t.action == Action::Preserve);
+            assert_eq!(t.when == When::Verify, t.action == Action::Verify);
         }
     }
 }

@@ -359,6 +359,7 @@ impl Run<'_> {
             seen.instance.as_ref(),
             &seen.snapshots,
             self.s.require_tag.as_ref(),
+            self.verify_plan().is_some(),
             now,
         )
     }
@@ -420,11 +421,15 @@ impl Run<'_> {
 /// The decisions that end a run before anything is touched, as the refusal each reports.
 fn refusal(decision: Decision) -> Halt {
     match decision {
-        Decision::AlreadyFailed { code } => Halt::fail(ErrorInfo::new(
-            &code,
-            "this idempotency key already failed; nothing was touched this time (send a new key to try again)",
-            false,
-        )),
+        Decision::AlreadyFailed { code } => Halt {
+            // A recorded check's end is reported as the outcome it was (`verify.rs`).
+            outcome: Outcome::of_recorded_failure(&code),
+            error: ErrorInfo::new(
+                &code,
+                "this idempotency key already failed; nothing was touched this time (send a new key to try again)",
+                false,
+            ),
+        },
         Decision::HeldByOther { key, phase, since } => Halt::reject(
             Code::RollbackInProgress,
             format!(

@@ -71,6 +71,9 @@ pub struct Scenario {
     /// test builds for that key take it (`EcsClient::with_clock_offset`), and the gateway
     /// refuses a `Timestamp` more than 15 minutes off, as ECS does.
     pub clock_offsets_ms: BTreeMap<String, i64>,
+    /// Cloud Assistant: agents that never come up, snapshots that fail the check after a
+    /// rollback to them, the instances' addresses (`world::AssistantSpec`).
+    pub cloud_assistant: world::AssistantSpec,
 }
 
 impl Default for Scenario {
@@ -86,6 +89,7 @@ impl Default for Scenario {
             extra_access_keys: BTreeMap::new(),
             economical_mode: false,
             clock_offsets_ms: BTreeMap::new(),
+            cloud_assistant: world::AssistantSpec::default(),
         }
     }
 }
@@ -125,6 +129,7 @@ impl Simulator {
         let mut world = world::World::new(&fleet, scenario.timings.clone())?;
         world.max_tags = scenario.max_tags;
         world.economical_mode = scenario.economical_mode;
+        world.set_assistant(scenario.cloud_assistant.clone());
         let mut gateway = auth::Gateway::new(&scenario.access_key_id, &scenario.access_key_secret);
         for (id, secret) in &scenario.extra_access_keys {
             gateway.add_key(id, secret);
@@ -366,6 +371,12 @@ impl Simulator {
             .map_err(|e| format!("{}: {}", e.code, e.message))
     }
 
+    /// Whether an instance's simulated service answers now (Running, booted, no disk holding
+    /// a snapshot the scenario marks bad): what a test's loopback health server reports.
+    pub fn service_up(&self, instance_id: &str) -> bool {
+        self.lock().world.service_up(instance_id, Instant::now())
+    }
+
     /// Lets a test move the gateway's tolerance for clock skew.
     pub fn set_skew_limit(&self, secs: i64) {
         self.lock().gateway.skew_limit_secs = secs;
@@ -524,6 +535,7 @@ mod tests {
             ("sim/world/snapshots.rs", include_str!("world/snapshots.rs")),
             ("sim/world/tags.rs", include_str!("world/tags.rs")),
             ("sim/world/request.rs", include_str!("world/request.rs")),
+            ("sim/world/assistant.rs", include_str!("world/assistant.rs")),
         ];
         let needle = concat!("ApiError::", "new(");
         let (mut rules, mut unconfirmed, mut missing) = (0, 0, Vec::new());

@@ -20,4 +20,5 @@ mod rollback;
 mod safety;
 mod signature_v3;
 mod survival;
+mod verify;
 mod world;

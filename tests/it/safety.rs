@@ -653,6 +653,14 @@ const ACTIONS: &[&str] = &[
     "StartInstance",
 ];
 
+/// The calls of the service check (`verify`), drawn from by its own property.
+const CHECK_ACTIONS: &[&str] = &[
+    "DescribeCloudAssistantStatus",
+    "RunCommand",
+    "DescribeInvocations",
+    "DescribeInvocationResults",
+];
+
 fn error_code() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
@@ -700,8 +708,12 @@ struct Injected {
 }
 
 fn injected() -> impl Strategy<Value = Injected> {
+    injected_from(ACTIONS.to_vec())
+}
+
+fn injected_from(actions: Vec<&'static str>) -> impl Strategy<Value = Injected> {
     (
-        prop::sample::select(ACTIONS),
+        prop::sample::select(actions),
         // Most actions are called once or twice per delivery; the ledger's, about ten times.
         prop_oneof![3 => Just(1u32), 2 => 2u32..4, 1 => 4u32..12],
         prop_oneof![4 => Just(1u32), 1 => 2u32..6],
@@ -742,7 +754,7 @@ fn scripted(faults: &[Injected]) -> Vec<ScriptedFault> {
 
 /// One delivery with the faults, then deliveries without them until the request ends for good;
 /// every promise checked against the simulator.
-async fn promises_hold(faults: Vec<Injected>, preserve: bool) {
+async fn promises_hold(faults: Vec<Injected>, preserve: bool, verify: bool) {
     let b = bench_with(
         scenario(Timings::fast(), self::faults(scripted(&faults))),
         Settings {
@@ -757,6 +769,10 @@ async fn promises_hold(faults: Vec<Injected>, preserve: bool) {
     .await;
     let mut event = web("property");
     event["preserveCurrent"] = json!(preserve);
+    if verify {
+        event["verify"] =
+            json!({"command": {"content": "systemctl is-active app"}, "agentWaitSeconds": 3});
+    }
     let first = b.run(&event).await;
     let ended_for_good = !first.outcome.is_ok() && !retryable(&first);
     if ended_for_good {
@@ -791,7 +807,9 @@ async fn promises_hold(faults: Vec<Injected>, preserve: bool) {
     let resets = b.resets(WEB_SYS);
     let content = b.disk(WEB_SYS)["content"].as_str().unwrap_or("").to_owned();
     match last.outcome {
-        Outcome::Succeeded | Outcome::Duplicate => {
+        // The check could not be made (a call refused for good): the rollback itself ran.
+        Outcome::Succeeded | Outcome::Duplicate | Outcome::Unverified => {
+            assert!(verify || last.outcome != Outcome::Unverified, "{last:#?}");
             assert!(resets >= 1, "{last:#?}");
             assert_eq!(
                 Some(content.as_str()),
@@ -809,6 +827,16 @@ async fn promises_hold(faults: Vec<Injected>, preserve: bool) {
             }
         }
     }
+    let commands = events.iter().filter(|e| e.action == "RunCommand").count();
+    assert!(
+        commands <= usize::from(verify),
+        "one command per round, never without a check: {events:#?}"
+    );
+    assert_ne!(
+        last.outcome,
+        Outcome::VerificationFailed,
+        "a good snapshot is never reported unhealthy: {last:#?}"
+    );
     let snapshots = events
         .iter()
         .filter(|e| e.action == "CreateSnapshot")
@@ -835,13 +863,13 @@ fn property_cases() -> u32 {
         .unwrap_or(40)
 }
 
-fn check(faults: Vec<Injected>, preserve: bool) {
+fn check(faults: Vec<Injected>, preserve: bool, verify: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(promises_hold(faults, preserve));
+    rt.block_on(promises_hold(faults, preserve, verify));
 }
 
 proptest! {
@@ -853,12 +881,19 @@ proptest! {
 
     #[test]
     fn no_fault_at_any_call_breaks_a_promise(faults in prop::collection::vec(injected(), 1..4)) {
-        check(faults, false);
+        check(faults, false, false);
     }
 
     #[test]
     fn no_fault_at_any_call_breaks_a_promise_with_an_undo_snapshot(faults in prop::collection::vec(injected(), 1..4)) {
-        check(faults, true);
+        check(faults, true, false);
+    }
+
+    #[test]
+    fn no_fault_at_any_call_breaks_a_promise_with_a_check(
+        faults in prop::collection::vec(injected_from([ACTIONS, CHECK_ACTIONS].concat()), 1..4)
+    ) {
+        check(faults, false, true);
     }
 }
 
@@ -866,7 +901,7 @@ proptest! {
 fn the_fault_space_covers_every_call_and_unknown_codes() {
     // The property is only as wide as what it draws from: every call of the rollback (the
     // least-privilege list names them), and codes outside every table.
-    let mut listed: Vec<&str> = ACTIONS.to_vec();
+    let mut listed: Vec<&str> = [ACTIONS, CHECK_ACTIONS].concat();
     listed.sort_unstable();
     let mut used: Vec<&str> = ecs_rollback::ecs::client::Action::ALL
         .iter()

@@ -87,6 +87,8 @@ fn crash_timings() -> Timings {
         snapshot_ms: 60,
         reset_disk_status: None,
         tag_read_lag_ms: 0,
+        agent_ready_ms: 60,
+        command_ms: 150,
         ..Timings::default()
     }
 }
@@ -143,6 +145,37 @@ async fn killed_with_sigkill_around_the_undo_snapshot_it_takes_one() {
                 .unwrap_or_default();
             if undo.len() != 1 || undo[0]["content"] != "original" {
                 v.push(format!("undo snapshots: {undo:?}"));
+            }
+            v
+        },
+    )
+    .await;
+}
+
+/// The same with a `verify` command: a kill while the service check runs resumes on the same
+/// Cloud Assistant invocation, so the command runs exactly once, and the run ends verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_with_sigkill_while_verifying_it_runs_the_check_once() {
+    let runs = budget("ECS_ROLLBACK_CRASH_VERIFY_RUNS", 20);
+    let base_seed = budget("ECS_ROLLBACK_CRASH_SEED", 20_261_129) + 2000;
+    crash_campaign(
+        "verify crash campaign",
+        json!({"instanceId": WEB, "snapshotId": WEB_SNAP_TAGGED, "idempotencyKey": "crash-verify",
+               "verify": {"command": {"content": "systemctl is-active app"}, "agentWaitSeconds": 10}}),
+        runs,
+        base_seed,
+        |sim| {
+            let events = sim.events();
+            let runs = events.iter().filter(|e| e.action == "RunCommand").count();
+            let mut v = Vec::new();
+            if runs != 1 {
+                v.push(format!("{runs} RunCommand calls applied"));
+            }
+            if events
+                .iter()
+                .any(|e| e.action == "RunCommand" && e.instance_status != "Running")
+            {
+                v.push("a RunCommand while the instance was not Running".into());
             }
             v
         },

@@ -59,6 +59,17 @@ pub struct SnapshotQuery {
     pub dry_run: bool,
 }
 
+/// What RunCommand runs (the content in plain text: the call encodes it).
+#[derive(Clone, Debug)]
+pub struct RunCommandSpec<'a> {
+    /// `RunShellScript` or `RunPowerShellScript`.
+    pub script: &'a str,
+    pub content: &'a str,
+    pub timeout_seconds: u32,
+    pub name: &'a str,
+    pub client_token: &'a str,
+}
+
 pub(super) type Params = Vec<(String, String)>;
 
 pub(super) fn p(k: impl Into<String>, v: impl Into<String>) -> (String, String) {
@@ -298,6 +309,121 @@ impl EcsClient {
             return Err(e);
         }
         Ok((created.snapshot_id, created.request_id))
+    }
+
+    /// DescribeCloudAssistantStatus for one instance: `true` once its agent is up
+    /// (shared/reference/ecs-snapshot-groups-and-cloud-assistant.md §3: `InstanceId.N`,
+    /// `CloudAssistantStatus` "true").
+    pub async fn cloud_assistant_ready(
+        &self,
+        region: &str,
+        instance_id: &str,
+    ) -> Result<bool, EcsError> {
+        let params = vec![p("RegionId", region), p("InstanceId.1", instance_id)];
+        let page: CloudAssistantStatusPage = self
+            .call(
+                region,
+                Action::DescribeCloudAssistantStatus,
+                params,
+                CallKind::Read,
+            )
+            .await?;
+        Ok(page
+            .instance_cloud_assistant_status_set
+            .instance_cloud_assistant_status
+            .iter()
+            .any(|s| s.instance_id == instance_id && s.cloud_assistant_status == "true"))
+    }
+
+    /// RunCommand on one instance, the content sent base64-encoded (`ContentEncoding`), with a
+    /// `ClientToken` that makes a repeat return the first invocation (§3; the token: ECS's
+    /// idempotence page and the SDK's RunCommandRequest). `(InvokeId, RequestId)`.
+    pub async fn run_command(
+        &self,
+        region: &str,
+        instance_id: &str,
+        command: &RunCommandSpec<'_>,
+    ) -> Result<(String, String), EcsError> {
+        use base64::Engine as _;
+        let params = vec![
+            p("RegionId", region),
+            p("InstanceId.1", instance_id),
+            p("Type", command.script),
+            p(
+                "CommandContent",
+                base64::engine::general_purpose::STANDARD.encode(command.content),
+            ),
+            p("ContentEncoding", "Base64"),
+            p("Timeout", command.timeout_seconds.to_string()),
+            p("Name", command.name),
+            p("ClientToken", command.client_token),
+        ];
+        let ran: RanCommand = self
+            .call(
+                region,
+                Action::RunCommand,
+                params,
+                CallKind::IdempotentWrite,
+            )
+            .await?;
+        if ran.invoke_id.is_empty() {
+            let mut e = EcsError::transport(
+                "RunCommand",
+                ErrorKind::Decode,
+                "the answer names no InvokeId".into(),
+            );
+            e.may_have_applied = true;
+            return Err(e);
+        }
+        Ok((ran.invoke_id, ran.request_id))
+    }
+
+    /// DescribeInvocations for one invocation: its overall `InvocationStatus` (§3), `None`
+    /// when ECS does not (yet) list it.
+    pub async fn invocation_status(
+        &self,
+        region: &str,
+        invoke_id: &str,
+    ) -> Result<Option<String>, EcsError> {
+        let params = vec![p("RegionId", region), p("InvokeId", invoke_id)];
+        let page: InvocationsPage = self
+            .call(region, Action::DescribeInvocations, params, CallKind::Read)
+            .await?;
+        Ok(page
+            .invocations
+            .invocation
+            .into_iter()
+            .find(|i| i.invoke_id == invoke_id)
+            .map(|i| i.invocation_status))
+    }
+
+    /// DescribeInvocationResults for one invocation on one instance: its status, exit code,
+    /// output (base64) and error code (§3).
+    pub async fn invocation_result(
+        &self,
+        region: &str,
+        invoke_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<InvocationResult>, EcsError> {
+        let params = vec![
+            p("RegionId", region),
+            p("InvokeId", invoke_id),
+            p("InstanceId", instance_id),
+        ];
+        let page: InvocationResultsPage = self
+            .call(
+                region,
+                Action::DescribeInvocationResults,
+                params,
+                CallKind::Read,
+            )
+            .await?;
+        Ok(page
+            .invocation
+            .invocation_results
+            .invocation_result
+            .into_iter()
+            .find(|r| r.instance_id == instance_id))
     }
 
     pub async fn stop_instance(

@@ -19,8 +19,10 @@ use crate::ecs::credentials::Signing;
 use crate::ecs::credentials::{Cached, CredentialSource, Credentials, Endpoint};
 use crate::ecs::error::{EcsError, ErrorKind, Retry};
 use crate::ecs::model::{
-    parse_time, Ack, AssumeRoleResponse, CreatedSnapshot, DescribeDisksPage, DescribeInstancesPage,
-    DescribeSnapshotsPage, Disk, ErrorBody, Instance, ListTagResourcesPage, Snapshot, TagResource,
+    parse_time, Ack, AssumeRoleResponse, CloudAssistantStatusPage, CreatedSnapshot,
+    DescribeDisksPage, DescribeInstancesPage, DescribeSnapshotsPage, Disk, ErrorBody, Instance,
+    InvocationResult, InvocationResultsPage, InvocationsPage, ListTagResourcesPage, RanCommand,
+    Snapshot, TagResource,
 };
 use crate::ecs::retry::RetryConfig;
 use crate::ecs::transport::{HttpRequest, Transport, TransportError};
@@ -32,7 +34,9 @@ mod pace;
 
 pub use auth::redact_token;
 use calls::{p, Params};
-pub use calls::{DiskQuery, InstanceQuery, SnapshotQuery, StopOptions, StoppedMode};
+pub use calls::{
+    DiskQuery, InstanceQuery, RunCommandSpec, SnapshotQuery, StopOptions, StoppedMode,
+};
 use pace::Pace;
 
 tokio::task_local! {
@@ -95,10 +99,15 @@ pub enum Action {
     UntagResources,
     ListTagResources,
     CreateSnapshot,
+    /// Cloud Assistant (a `verify` command): the agent's readiness, the command, its end.
+    DescribeCloudAssistantStatus,
+    RunCommand,
+    DescribeInvocations,
+    DescribeInvocationResults,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 14] = [
         Action::DescribeInstances,
         Action::DescribeDisks,
         Action::DescribeSnapshots,
@@ -109,6 +118,10 @@ impl Action {
         Action::UntagResources,
         Action::ListTagResources,
         Action::CreateSnapshot,
+        Action::DescribeCloudAssistantStatus,
+        Action::RunCommand,
+        Action::DescribeInvocations,
+        Action::DescribeInvocationResults,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +136,10 @@ impl Action {
             Action::UntagResources => "UntagResources",
             Action::ListTagResources => "ListTagResources",
             Action::CreateSnapshot => "CreateSnapshot",
+            Action::DescribeCloudAssistantStatus => "DescribeCloudAssistantStatus",
+            Action::RunCommand => "RunCommand",
+            Action::DescribeInvocations => "DescribeInvocations",
+            Action::DescribeInvocationResults => "DescribeInvocationResults",
         }
     }
 
@@ -140,6 +157,10 @@ impl Action {
             Action::UntagResources => 7,
             Action::ListTagResources => 8,
             Action::CreateSnapshot => 9,
+            Action::DescribeCloudAssistantStatus => 10,
+            Action::RunCommand => 11,
+            Action::DescribeInvocations => 12,
+            Action::DescribeInvocationResults => 13,
         }
     }
 }

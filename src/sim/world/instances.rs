@@ -36,8 +36,13 @@ impl World {
             "OperationLocks": {"LockReason": locks},
             "Tags": tag_list(&i.spec.tags),
             "SecurityGroupIds": {"SecurityGroupId": ["sg-bp1simulated0000001"]},
-            "PublicIpAddress": {"IpAddress": []},
+            "PublicIpAddress": {"IpAddress": self.public_ip(&i.spec.id).into_iter().collect::<Vec<_>>()},
             "InnerIpAddress": {"IpAddress": []},
+            "EipAddress": {"AllocationId": "", "IpAddress": "", "Bandwidth": 0, "InternetChargeType": ""},
+            "VpcAttributes": {
+                "VpcId": "vpc-bp1simulated000001", "VSwitchId": "vsw-bp1simulated00001",
+                "NatIpAddress": "", "PrivateIpAddress": {"IpAddress": [self.private_ip(&i.spec.id)]}
+            },
         })
     }
 

@@ -9,7 +9,10 @@
 //! The guesses that matter most:
 //! - the disk status during a reset (a scenario option, unchanged by default: ecs-evidence §1);
 //! - StartInstance while a disk of the instance is being reset: 403 `DiskError`;
-//! - how long a `ClientToken` stays "still processing".
+//! - how long a `ClientToken` stays "still processing";
+//! - Cloud Assistant (`assistant.rs`, facts from ecs-snapshot-groups-and-cloud-assistant.md §3):
+//!   how long after Running the agent is ready, how long a command runs, and the codes of
+//!   RunCommand's refusals (`InvalidParameter`, `IncorrectInstanceStatus`, as for other calls).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ use serde_json::{json, Value};
 
 use super::ApiError;
 
+mod assistant;
 mod disks;
 mod fleet;
 mod instances;
@@ -27,6 +31,7 @@ mod request;
 mod snapshots;
 mod tags;
 
+pub use assistant::{encode_output, AssistantSpec, MAX_OUTPUT};
 pub use fleet::{default_fleet, DiskSpec, FleetSpec, InstanceSpec, SnapshotSpec};
 pub use request::Req;
 use request::*;
@@ -63,6 +68,14 @@ pub struct Timings {
     /// `InvalidOperation.DiskResetInProgress` (inferred, ecs-evidence.md §7); `"pass"`: it
     /// passes (a DryRun that does not check resets); any other: that code, with 403.
     pub reset_dry_run: Option<String>,
+    /// How long after an instance reads Running its Cloud Assistant agent reports ready (and
+    /// its simulated service answers): "some seconds" (ecs-snapshot-groups-and-cloud-assistant.md §3).
+    pub agent_ready_ms: u64,
+    /// How long a Cloud Assistant command runs once delivered.
+    pub command_ms: u64,
+    /// How long an invocation waits for an agent before `Aborted` / `DeliveryTimeout` (§3: one
+    /// minute).
+    pub delivery_timeout_ms: u64,
 }
 
 impl Default for Timings {
@@ -78,6 +91,9 @@ impl Default for Timings {
             tag_read_lag_by_action: BTreeMap::new(),
             reset_status_lag_ms: 0,
             reset_dry_run: None,
+            agent_ready_ms: 5000,
+            command_ms: 1000,
+            delivery_timeout_ms: 60_000,
         }
     }
 }
@@ -96,6 +112,9 @@ impl Timings {
             tag_read_lag_by_action: BTreeMap::new(),
             reset_status_lag_ms: 0,
             reset_dry_run: None,
+            agent_ready_ms: 100,
+            command_ms: 50,
+            delivery_timeout_ms: 1500,
         }
     }
 }
@@ -122,6 +141,8 @@ struct SimInstance {
     created: DateTime<Utc>,
     /// When StartInstance was last accepted (DescribeInstances `StartTime`, to the minute).
     started: DateTime<Utc>,
+    /// When it last became Running (what its Cloud Assistant agent counts from).
+    up_since: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -186,6 +207,8 @@ pub struct World {
     now: Instant,
     /// The action being applied (whose tag-read lag applies).
     action: String,
+    /// Cloud Assistant: agents, invocations, the scenario's bad snapshots and addresses.
+    assistant: assistant::Assistant,
 }
 
 /// Manual snapshots a disk may have (CreateSnapshot doc: "has reached 256").
@@ -208,6 +231,7 @@ impl World {
             created_snapshots: 0,
             now: Instant::now(),
             action: String::new(),
+            assistant: assistant::Assistant::default(),
         };
         for i in &fleet.instances {
             if !matches!(i.status.as_str(), "Running" | "Stopped") {
@@ -229,6 +253,11 @@ impl World {
                     transition: None,
                     created: now - chrono::Duration::days(30),
                     started: now - chrono::Duration::days(30),
+                    // Up long before the world began: its agent is ready.
+                    up_since: (i.status == "Running").then(|| {
+                        let now = Instant::now();
+                        now.checked_sub(Duration::from_secs(3600)).unwrap_or(now)
+                    }),
                 },
             );
         }
@@ -285,6 +314,9 @@ impl World {
         for i in self.instances.values_mut() {
             if let Some((to, at)) = &i.transition {
                 if now >= *at {
+                    if to == "Running" {
+                        i.up_since = Some(*at);
+                    }
                     i.status = to.clone();
                     i.transition = None;
                 }
@@ -379,6 +411,10 @@ impl World {
             "TagResources" => self.tag_resources(req),
             "UntagResources" => self.untag_resources(req),
             "ListTagResources" => self.list_tag_resources(req),
+            "DescribeCloudAssistantStatus" => self.describe_cloud_assistant_status(req, now),
+            "RunCommand" => self.run_command(req, now),
+            "DescribeInvocations" => self.describe_invocations(req, now),
+            "DescribeInvocationResults" => self.describe_invocation_results(req, now),
             // UNCONFIRMED: the gateway's answer to an unknown action is not in the reference.
             _ => Err(ApiError::new(
                 404,
@@ -417,6 +453,11 @@ impl World {
             })
             .collect();
         json!({"instances": instances, "disks": disks, "snapshots": snapshots, "events": self.events})
+    }
+
+    /// The scenario's Cloud Assistant (bad snapshots, agents that never come up, addresses).
+    pub fn set_assistant(&mut self, spec: AssistantSpec) {
+        self.assistant = assistant::Assistant::new(spec);
     }
 
     /// Test and scenario hooks.
