@@ -498,10 +498,18 @@ pub fn decide_request(
     digest: &str,
     now: i64,
     lease_secs: i64,
+    heartbeat_secs: i64,
     cooldown_secs: i64,
     requested_at: Option<i64>,
 ) -> Decision {
-    let d = decide(ledger, digest, now, lease_secs, cooldown_secs);
+    let d = decide(
+        ledger,
+        digest,
+        now,
+        lease_secs,
+        heartbeat_secs,
+        cooldown_secs,
+    );
     let fresh = matches!(
         d,
         Decision::Claim | Decision::TakeOver(_) | Decision::Cooldown { .. }
@@ -529,6 +537,7 @@ pub fn decide(
     digest: &str,
     now: i64,
     lease_secs: i64,
+    heartbeat_secs: i64,
     cooldown_secs: i64,
 ) -> Decision {
     let me = run_key(digest);
@@ -559,7 +568,7 @@ pub fn decide(
     let mut last = ledger.history.last_success;
     if let Some(run) = &ledger.run {
         if !run.phase.is_final() {
-            if now - run.since <= lease_secs {
+            if now - run.since <= lease_secs && !abandoned(ledger, run, now, heartbeat_secs) {
                 return Decision::HeldByOther {
                     key: run.key.clone(),
                     phase: run.phase,
@@ -589,6 +598,20 @@ pub fn decide(
         Some(run) if !run.phase.is_final() => Decision::TakeOver(run.clone()),
         _ => Decision::Claim,
     }
+}
+
+/// Another key's unfinished run whose holder is gone before its lease is out: no claim of its
+/// key is live, and its phase was written longer than a heartbeat ago (a live run renews its
+/// claim every beat, so a read lagging a beat or less still shows one). Such a holder can change
+/// nothing more (its fence stops it once its claim may have lapsed): a run whose last record
+/// could not be written (a brownout of the tag API after its start) or that died. Its disk is
+/// taken over (the cooldown still counts its reset) rather than held for the whole lease.
+fn abandoned(ledger: &Ledger, run: &RunRecord, now: i64, heartbeat_secs: i64) -> bool {
+    now - run.since > heartbeat_secs
+        && !ledger
+            .claims
+            .iter()
+            .any(|c| c.key == run.key && c.live(now, heartbeat_secs))
 }
 
 /// Who is in the way of a claim.
@@ -659,6 +682,7 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
     const LEASE: i64 = 1200;
+    const BEAT: i64 = 120;
     const COOL: i64 = 1800;
 
     fn digest(k: &str) -> String {
@@ -741,17 +765,17 @@ mod tests {
     fn decisions_in_protocol_order() {
         let me = digest("mine");
         assert_eq!(
-            decide(&Ledger::default(), &me, NOW, LEASE, COOL),
+            decide(&Ledger::default(), &me, NOW, LEASE, BEAT, COOL),
             Decision::Claim
         );
         // Mine, done / failed / part-way.
         let l = ledger(Some(run("mine", Phase::Done, NOW - 10)), History::default());
-        assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::Duplicate);
+        assert_eq!(decide(&l, &me, NOW, LEASE, BEAT, COOL), Decision::Duplicate);
         let mut f = run("mine", Phase::Failed, NOW - 10);
         f.failure = Some("InvalidParameter.Mismatch".into());
         let l = ledger(Some(f), History::default());
         assert_eq!(
-            decide(&l, &me, NOW, LEASE, COOL),
+            decide(&l, &me, NOW, LEASE, BEAT, COOL),
             Decision::AlreadyFailed {
                 code: "InvalidParameter.Mismatch".into()
             }
@@ -759,7 +783,7 @@ mod tests {
         let r = run("mine", Phase::Resetting, NOW - 5000);
         let l = ledger(Some(r.clone()), History::default());
         assert_eq!(
-            decide(&l, &me, NOW, LEASE, COOL),
+            decide(&l, &me, NOW, LEASE, BEAT, COOL),
             Decision::Resume(r),
             "own run resumes past the lease"
         );
@@ -767,30 +791,68 @@ mod tests {
         let mut h = History::default();
         h.push(&me, false, NOW - 100);
         let l = ledger(Some(run("other", Phase::Done, NOW - 50)), h);
-        assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::Duplicate);
+        assert_eq!(decide(&l, &me, NOW, LEASE, BEAT, COOL), Decision::Duplicate);
         // Another key, live.
         let l = ledger(
             Some(run("other", Phase::Stopping, NOW - 60)),
             History::default(),
         );
         assert!(matches!(
-            decide(&l, &me, NOW, LEASE, COOL),
+            decide(&l, &me, NOW, LEASE, BEAT, COOL),
             Decision::HeldByOther {
                 phase: Phase::Stopping,
                 ..
             }
         ));
+        // Another key within the lease, past a heartbeat, and no live claim of its key: the
+        // holder is gone (its last write failed, or it died): take over. A live claim of its key
+        // holds the disk; a live claim of some other key does not speak for it.
+        let gone = run("other", Phase::Resetting, NOW - BEAT - 1);
+        let mut l = ledger(Some(gone.clone()), History::default());
+        assert_eq!(
+            decide(&l, &me, NOW, LEASE, BEAT, 0),
+            Decision::TakeOver(gone.clone())
+        );
+        l.claims.push(Claim {
+            invocation: "inv-x".into(),
+            at: NOW - 5,
+            key: run_key(&digest("third")),
+            deadline: None,
+        });
+        assert_eq!(
+            decide(&l, &me, NOW, LEASE, BEAT, 0),
+            Decision::TakeOver(gone.clone())
+        );
+        l.claims.push(Claim {
+            invocation: "inv-other".into(),
+            at: NOW - 5,
+            key: gone.key.clone(),
+            deadline: None,
+        });
+        assert!(matches!(
+            decide(&l, &me, NOW, LEASE, BEAT, 0),
+            Decision::HeldByOther { .. }
+        ));
+        // Its claim lapsed too: gone.
+        l.claims.last_mut().expect("pushed").at = NOW - BEAT - 1;
+        assert_eq!(
+            decide(&l, &me, NOW, LEASE, BEAT, 0),
+            Decision::TakeOver(gone)
+        );
         // Another key, abandoned before its reset: take over.
         let stale = run("other", Phase::Stopped, NOW - LEASE - 1);
         let l = ledger(Some(stale.clone()), History::default());
-        assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::TakeOver(stale));
+        assert_eq!(
+            decide(&l, &me, NOW, LEASE, BEAT, COOL),
+            Decision::TakeOver(stale)
+        );
         // Abandoned after its reset, within the cooldown: the reset counts.
         let l = ledger(
             Some(run("other", Phase::Starting, NOW - LEASE - 1)),
             History::default(),
         );
         assert!(matches!(
-            decide(&l, &me, NOW, LEASE, COOL),
+            decide(&l, &me, NOW, LEASE, BEAT, COOL),
             Decision::Cooldown { .. }
         ));
         // Cooldown after another key's success; off with 0.
@@ -798,26 +860,29 @@ mod tests {
         h.push(&digest("other"), false, NOW - 100);
         let l = ledger(Some(run("other", Phase::Done, NOW - 100)), h);
         assert_eq!(
-            decide(&l, &me, NOW, LEASE, COOL),
+            decide(&l, &me, NOW, LEASE, BEAT, COOL),
             Decision::Cooldown {
                 remaining_secs: COOL - 100
             }
         );
-        assert_eq!(decide(&l, &me, NOW, LEASE, 0), Decision::Claim);
-        assert_eq!(decide(&l, &me, NOW + COOL, LEASE, COOL), Decision::Claim);
+        assert_eq!(decide(&l, &me, NOW, LEASE, BEAT, 0), Decision::Claim);
+        assert_eq!(
+            decide(&l, &me, NOW + COOL, LEASE, BEAT, COOL),
+            Decision::Claim
+        );
         // A failed run of another key does not hold the disk, nor start a cooldown.
         let l = ledger(
             Some(run("other", Phase::Failed, NOW - 1)),
             History::default(),
         );
-        assert_eq!(decide(&l, &me, NOW, LEASE, COOL), Decision::Claim);
+        assert_eq!(decide(&l, &me, NOW, LEASE, BEAT, COOL), Decision::Claim);
         // A run whose service check failed after its reset does: the disk was rolled back.
         for code in ["VerificationFailed", "Unverified", "RolledBackToUndo"] {
             let mut checked = run("other", Phase::Failed, NOW - 10);
             checked.failure = Some(code.into());
             let l = ledger(Some(checked), History::default());
             assert_eq!(
-                decide(&l, &me, NOW, LEASE, COOL),
+                decide(&l, &me, NOW, LEASE, BEAT, COOL),
                 Decision::Cooldown {
                     remaining_secs: COOL - 10
                 },
@@ -827,7 +892,7 @@ mod tests {
         // A run tag nobody can read blocks everything.
         let l = Ledger::from_tags([(RUN_TAG, "garbage")]);
         assert!(matches!(
-            decide(&l, &me, NOW, LEASE, COOL),
+            decide(&l, &me, NOW, LEASE, BEAT, COOL),
             Decision::Unreadable(_)
         ));
     }
@@ -896,19 +961,19 @@ mod tests {
         let l = ledger(None, h);
         let completed = NOW - 7200 + HISTORY_KEYS as i64 - 1;
         assert_eq!(
-            decide_request(&l, &me, NOW, LEASE, COOL, Some(completed - 1)),
+            decide_request(&l, &me, NOW, LEASE, BEAT, COOL, Some(completed - 1)),
             Decision::Superseded {
                 completed_at: completed
             }
         );
         // Made after it: an ordinary claim (the cooldown is over).
         assert_eq!(
-            decide_request(&l, &me, NOW, LEASE, COOL, Some(completed + 1)),
+            decide_request(&l, &me, NOW, LEASE, BEAT, COOL, Some(completed + 1)),
             Decision::Claim
         );
         // Without a time, with the history full: it may be a forgotten key.
         assert_eq!(
-            decide_request(&l, &me, NOW, LEASE, COOL, None),
+            decide_request(&l, &me, NOW, LEASE, BEAT, COOL, None),
             Decision::BeyondHorizon {
                 remembered: HISTORY_KEYS
             }
@@ -917,7 +982,7 @@ mod tests {
         let mut short = l.clone();
         short.history.keys.pop();
         assert_eq!(
-            decide_request(&short, &me, NOW, LEASE, COOL, None),
+            decide_request(&short, &me, NOW, LEASE, BEAT, COOL, None),
             Decision::Claim
         );
         // A completion stamped in the future (a writer's clock ran ahead) supersedes nothing,
@@ -928,11 +993,11 @@ mod tests {
             h
         });
         assert_eq!(
-            decide_request(&ahead, &me, NOW, LEASE, 0, Some(NOW - 1)),
+            decide_request(&ahead, &me, NOW, LEASE, BEAT, 0, Some(NOW - 1)),
             Decision::Claim
         );
         assert_eq!(
-            decide_request(&ahead, &me, NOW, LEASE, COOL, Some(NOW - 1)),
+            decide_request(&ahead, &me, NOW, LEASE, BEAT, COOL, Some(NOW - 1)),
             Decision::Cooldown {
                 remaining_secs: COOL
             }
@@ -944,12 +1009,20 @@ mod tests {
             h
         });
         assert!(matches!(
-            decide_request(&close, &me, NOW, LEASE, 0, Some(NOW)),
+            decide_request(&close, &me, NOW, LEASE, BEAT, 0, Some(NOW)),
             Decision::Superseded { .. }
         ));
         // Within the cooldown, an older request is superseded rather than cooled down.
         assert_eq!(
-            decide_request(&l, &me, completed + 10, LEASE, COOL, Some(completed - 5)),
+            decide_request(
+                &l,
+                &me,
+                completed + 10,
+                LEASE,
+                BEAT,
+                COOL,
+                Some(completed - 5)
+            ),
             Decision::Superseded {
                 completed_at: completed
             }
@@ -958,7 +1031,7 @@ mod tests {
         let done = run("someone-else", Phase::Done, NOW - 60);
         let l = ledger(Some(done), History::default());
         assert_eq!(
-            decide_request(&l, &me, NOW, LEASE, 0, Some(NOW - 120)),
+            decide_request(&l, &me, NOW, LEASE, BEAT, 0, Some(NOW - 120)),
             Decision::Superseded {
                 completed_at: NOW - 60
             }
@@ -967,7 +1040,7 @@ mod tests {
         let mine = run("redriven-days-later", Phase::Done, NOW - 60);
         let l = ledger(Some(mine), History::default());
         assert_eq!(
-            decide_request(&l, &me, NOW, LEASE, 0, Some(NOW - 120)),
+            decide_request(&l, &me, NOW, LEASE, BEAT, 0, Some(NOW - 120)),
             Decision::Duplicate
         );
         let part_way = run("redriven-days-later", Phase::Stopped, NOW - 60);
@@ -975,7 +1048,7 @@ mod tests {
         h.push(&digest("x"), false, NOW - 30);
         let l = ledger(Some(part_way.clone()), h);
         assert_eq!(
-            decide_request(&l, &me, NOW, LEASE, 0, Some(NOW - 120)),
+            decide_request(&l, &me, NOW, LEASE, BEAT, 0, Some(NOW - 120)),
             Decision::Resume(part_way)
         );
     }

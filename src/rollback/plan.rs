@@ -271,6 +271,7 @@ impl Run<'_> {
             &self.digest,
             unix(self.now()),
             self.s.lease.as_secs() as i64,
+            self.s.heartbeat_timeout.as_secs() as i64,
             self.s.cooldown.as_secs() as i64,
             self.req.trigger.time.map(|t| t.timestamp()),
         )
