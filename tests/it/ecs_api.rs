@@ -774,7 +774,12 @@ async fn no_secret_token_or_signature_reaches_the_logs() {
 
 #[tokio::test]
 async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
-    let sim = fast_sim();
+    // The snapshot progresses for 3 s: long enough for the four calls made meanwhile to see it
+    // progressing on a loaded machine (60 ms was not).
+    let sim = ecs_rollback::sim::Simulator::with_timings(ecs_rollback::sim::Timings {
+        snapshot_ms: 3000,
+        ..ecs_rollback::sim::Timings::fast()
+    });
     let base = serve(&sim).await;
     let c = http_client(&base, sim_credentials(), T);
     let tags = vec![(
@@ -830,7 +835,8 @@ async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
         ..Default::default()
     };
     let mut ready = false;
-    for _ in 0..200 {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < until {
         let s = c.describe_snapshots(REGION, &q).await.expect("describe");
         if s[0].is_complete() {
             assert_eq!(s[0].source_disk_id, WEB_SYS);
@@ -842,7 +848,7 @@ async fn create_snapshot_follows_the_documented_rules_and_its_client_token() {
             break;
         }
         assert_eq!(s[0].status, "progressing");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ready, "the snapshot completes");
     // Names: 2 to 128 characters, a letter first, not http(s):// or auto.

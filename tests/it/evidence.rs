@@ -417,6 +417,9 @@ async fn the_next_rollback_waits_from_what_the_last_one_measured() {
     };
     let timings = Timings {
         stop_ms: 1_500,
+        // Long enough to be seen running (a reset's duration is learned only from its end
+        // seen): 60 ms could pass unseen between two reads on a loaded machine.
+        reset_ms: 1_500,
         start_ms: 1_500,
         ..Timings::fast()
     };

@@ -98,7 +98,6 @@ async fn a_ledger_refused_after_the_reset_never_leads_to_a_second_reset() {
         },
     )
     .await;
-    let t0 = Instant::now();
     let event = web("brownout-after-reset");
     let first = b.run(&event).await;
     assert_eq!(first.outcome, Outcome::Succeeded, "{first:#?}");
@@ -113,8 +112,9 @@ async fn a_ledger_refused_after_the_reset_never_leads_to_a_second_reset() {
     assert_eq!(b.resets(WEB_SYS), 1);
     let record = b.run_record(WEB_SYS).expect("a record");
     assert!(record.phase < Phase::Starting, "{record:?}");
-    // The brownout passes; an operator stops the instance; the message comes back.
-    tokio::time::sleep(Duration::from_millis(8100).saturating_sub(t0.elapsed())).await;
+    // The brownout passes (ended here, not waited out: on a loaded machine the run may end
+    // later into it); an operator stops the instance; the message comes back.
+    b.sim.set_faults(Faults::default());
     b.sim.operate(WEB, false).expect("stop");
     assert_eq!(b.settled_status(WEB).await, "Stopped");
     let again = b.redeliver_until_done(&event).await;

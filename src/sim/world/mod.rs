@@ -104,7 +104,10 @@ impl Timings {
         Self {
             stop_ms: 40,
             start_ms: 40,
-            reset_ms: 60,
+            // A reset must run long enough to be seen running (the only evidence of its end
+            // for an instance that stays stopped): on a loaded machine 60 ms could pass between
+            // its acceptance and the first read. Real resets take seconds to minutes.
+            reset_ms: 300,
             snapshot_ms: 60,
             reset_disk_status: None,
             tag_read_lag_ms: 0,
