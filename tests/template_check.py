@@ -201,12 +201,29 @@ check("the state machine's name is the one its policy names", mprops.get("Name")
 NOTIFY_SECRETS = ["ECS_ROLLBACK_APPROVAL_SECRET", "ECS_ROLLBACK_NOTIFY_DINGTALK_URL", "ECS_ROLLBACK_NOTIFY_DINGTALK_SECRET",
                   "ECS_ROLLBACK_NOTIFY_LARK_URL", "ECS_ROLLBACK_NOTIFY_LARK_SECRET", "ECS_ROLLBACK_NOTIFY_SLACK_URL",
                   "ECS_ROLLBACK_NOTIFY_CLOUDEVENTS_URL", "ECS_ROLLBACK_NOTIFY_CLOUDEVENTS_SECRET"]
-for name in ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN"] + NOTIFY_SECRETS:
+# The Alibaba AccessKey: read at run time from Secrets Manager through the Parameters and
+# Secrets Lambda Extension, never in the function's configuration.
+for name in ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN"]:
+    check(f"{name} is not in the function's environment", name not in env, env.get(name))
+check("the secret's name reaches the code", env.get("ECS_ROLLBACK_ALIBABA_SECRET_ID") == {"Ref": "AlibabaCredentialsSecret"},
+      env.get("ECS_ROLLBACK_ALIBABA_SECRET_ID"))
+layers = props.get("Layers", [])
+check("the Parameters and Secrets Lambda Extension is a layer", layers == [{"Ref": "ParamsAndSecretsExtensionLayerArn"}], layers)
+layer_param = template["Parameters"].get("ParamsAndSecretsExtensionLayerArn", {})
+check("the extension layer is the arm64 one, as the function",
+      "Arm64" in layer_param.get("AllowedPattern", "") and glob.get("Architectures") == ["arm64"], layer_param)
+fn_statements = [st for p in props.get("Policies", []) if isinstance(p, dict) for st in p.get("Statement", [])]
+check("the function may read that one secret and nothing else",
+      [a for st in fn_statements for a in st["Action"]] == ["secretsmanager:GetSecretValue"]
+      and all("${AlibabaCredentialsSecret}-??????" in text(st["Resource"]) for st in fn_statements), fn_statements)
+for name in ["ECS_ROLLBACK_WEBHOOK_SECRET", "ECS_ROLLBACK_WEBHOOK_TOKEN"] + NOTIFY_SECRETS:
     v = text(env.get(name))
     check(f"{name} comes from Secrets Manager or SSM, not plain text",
           v.startswith("{{resolve:secretsmanager:") or v.startswith("{{resolve:ssm"), env.get(name))
+# Read by the extension, not by the code.
+EXTENSION_VARIABLES = ["SECRETS_MANAGER_TTL"]
 for name in env:
-    check(f"the code reads {name}", f'"{name}"' in source or name == "RUST_LOG", name)
+    check(f"the code reads {name}", f'"{name}"' in source or name in ["RUST_LOG"] + EXTENSION_VARIABLES, name)
 
 # deploy/s.yaml: the Function Compute deployment (Serverless Devs, fc3 component).
 import json

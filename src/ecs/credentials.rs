@@ -5,6 +5,15 @@
 //! <https://pypi.org/project/alibabacloud-credentials/>; the variables as the Alibaba Cloud CLI
 //! names them: <https://www.alibabacloud.com/help/en/cli/environment-variables>); the first
 //! source that is configured is the one used, and an error names the source it came from:
+//! 0. on AWS Lambda, an AWS Secrets Manager secret named by `ECS_ROLLBACK_ALIBABA_SECRET_ID`,
+//!    read at run time through the AWS Parameters and Secrets Lambda Extension (its local HTTP
+//!    endpoint, `http://localhost:{PARAMETERS_SECRETS_EXTENSION_HTTP_PORT, 2773}/secretsmanager/get`,
+//!    with `AWS_SESSION_TOKEN` in `X-Aws-Parameters-Secrets-Token`; no AWS SDK:
+//!    <https://docs.aws.amazon.com/secretsmanager/latest/userguide/retrieving-secrets_lambda.html>).
+//!    The secret's string is JSON with `AccessKeyId` and `AccessKeySecret`; with
+//!    `ALIBABA_CLOUD_ROLE_ARN` those keys sign STS AssumeRole. Not an SDK source: set only by the
+//!    deployment (template.yaml), so the keys are never in the function's configuration and a
+//!    rotation needs no deploy;
 //! 1. environment: `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`,
 //!    `ALIBABA_CLOUD_SECURITY_TOKEN` (Function Compute 3.0 sets these to the role's keys too);
 //!    with `ALIBABA_CLOUD_ROLE_ARN`, those keys only sign STS AssumeRole;
@@ -109,6 +118,15 @@ pub enum CredentialSource {
     },
     /// A credentials URI.
     Uri(Url),
+    /// An AWS Secrets Manager secret through the Parameters and Secrets Lambda Extension:
+    /// `endpoint` is the extension's base URL, `token` the function's `AWS_SESSION_TOKEN`
+    /// (the extension's SSRF guard). With `role`, the secret's keys sign STS AssumeRole.
+    AwsSecret {
+        endpoint: Url,
+        secret_id: String,
+        token: Secret,
+        role: Option<AssumeRole>,
+    },
 }
 
 impl CredentialSource {
@@ -121,6 +139,9 @@ impl CredentialSource {
             CredentialSource::Oidc { .. } => "OIDC (RRSA): STS AssumeRoleWithOIDC",
             CredentialSource::EcsRamRole { .. } => "the ECS instance RAM role (metadata server)",
             CredentialSource::Uri(_) => "the credentials URI (ALIBABA_CLOUD_CREDENTIALS_URI)",
+            CredentialSource::AwsSecret { .. } => {
+                "AWS Secrets Manager through the Lambda extension (ECS_ROLLBACK_ALIBABA_SECRET_ID)"
+            }
         }
     }
 }
@@ -295,10 +316,20 @@ fn metadata_endpoint(lookup: &impl Fn(&str) -> Option<String>) -> Result<Url, St
 
 /// The credential chain (see the module's head): the first configured source, or `None`.
 pub fn chain(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<CredentialSource>, String> {
-    // 1. The environment.
     let id = lookup("ALIBABA_CLOUD_ACCESS_KEY_ID");
     let secret = lookup("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
     let role_arn = lookup("ALIBABA_CLOUD_ROLE_ARN");
+    // 0. The deployment's secret on AWS Lambda.
+    if let Some(secret_id) = lookup("ECS_ROLLBACK_ALIBABA_SECRET_ID") {
+        return aws_secret(
+            lookup,
+            secret_id,
+            role_arn,
+            id.is_some() || secret.is_some(),
+        )
+        .map(Some);
+    }
+    // 1. The environment.
     match (id, secret) {
         (Some(id), Some(secret)) => {
             let mut c = Credentials::new(id, secret);
@@ -366,6 +397,47 @@ pub fn chain(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Credenti
         return Err("ALIBABA_CLOUD_ROLE_ARN is set, but neither AccessKey variables (for AssumeRole) nor ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE (for OIDC/RRSA) are".into());
     }
     Ok(None)
+}
+
+/// Step 0 of the chain: the secret, through the Parameters and Secrets Lambda Extension.
+fn aws_secret(
+    lookup: &impl Fn(&str) -> Option<String>,
+    secret_id: String,
+    role_arn: Option<String>,
+    keys_too: bool,
+) -> Result<CredentialSource, String> {
+    if keys_too {
+        return Err("ECS_ROLLBACK_ALIBABA_SECRET_ID and ALIBABA_CLOUD_ACCESS_KEY_* are both set: the keys come from one place (the secret, read at run time, or the environment)".into());
+    }
+    let token = lookup("AWS_SESSION_TOKEN").ok_or(
+        "ECS_ROLLBACK_ALIBABA_SECRET_ID: the Parameters and Secrets Lambda Extension needs AWS_SESSION_TOKEN (Lambda sets it); outside Lambda, use another source of the chain",
+    )?;
+    let endpoint = match lookup("ECS_ROLLBACK_SECRETS_EXTENSION_ENDPOINT") {
+        // For tests: https anywhere, plain http to loopback only.
+        Some(raw) => parse_base_url(&raw)?,
+        None => {
+            let port = match lookup("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT") {
+                Some(raw) => raw
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        format!(
+                            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT {raw:?}: a port, 1 to 65535"
+                        )
+                    })?,
+                None => 2773,
+            };
+            Url::parse(&format!("http://localhost:{port}/")).map_err(|e| e.to_string())?
+        }
+    };
+    Ok(CredentialSource::AwsSecret {
+        endpoint,
+        secret_id,
+        token: Secret::new(token),
+        role: role_arn.map(|arn| role(lookup, arn, None)).transpose()?,
+    })
 }
 
 /// The `aliyun` CLI's profile file (`~/.aliyun/config.json`): the profile named by
@@ -513,5 +585,63 @@ mod tests {
         };
         let dbg = format!("{src:?}");
         assert!(!dbg.contains("the-secret-value") && !dbg.contains("the-token-value"));
+    }
+
+    #[test]
+    fn the_secret_through_the_lambda_extension_comes_first() {
+        let base = [
+            ("ECS_ROLLBACK_ALIBABA_SECRET_ID", "ecs-rollback/alibaba"),
+            ("AWS_SESSION_TOKEN", "the-session-token"),
+        ];
+        let src = cfg(&base).expect("config").credentials.expect("a source");
+        match &src {
+            CredentialSource::AwsSecret {
+                endpoint,
+                secret_id,
+                token,
+                role,
+            } => {
+                assert_eq!(endpoint.as_str(), "http://localhost:2773/");
+                assert_eq!(secret_id, "ecs-rollback/alibaba");
+                assert_eq!(token.expose(), "the-session-token");
+                assert!(role.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{src:?}").contains("the-session-token"));
+        // The extension's port, and a role the secret's keys assume; before any other source.
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2999"),
+            ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/r"),
+            ("ALIBABA_CLOUD_CREDENTIALS_URI", "http://127.0.0.1:9/"),
+        ]);
+        match cfg(&vars).expect("config").credentials {
+            Some(CredentialSource::AwsSecret { endpoint, role, .. }) => {
+                assert_eq!(endpoint.port(), Some(2999));
+                assert_eq!(
+                    role.map(|r| r.role_arn).as_deref(),
+                    Some("acs:ram::1:role/r")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without Lambda's session token, with keys beside it, or a port that is none: errors
+        // that say what is wrong.
+        let err = cfg(&base[..1]).expect_err("no token");
+        assert!(err.contains("AWS_SESSION_TOKEN"), "{err}");
+        let mut vars = base.to_vec();
+        vars.push(("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI"));
+        let err = cfg(&vars).expect_err("two places");
+        assert!(err.contains("one place"), "{err}");
+        let mut vars = base.to_vec();
+        vars.push(("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "0"));
+        assert!(cfg(&vars).is_err());
+        let mut vars = base.to_vec();
+        vars.push((
+            "ECS_ROLLBACK_SECRETS_EXTENSION_ENDPOINT",
+            "http://10.0.0.1:2773/",
+        ));
+        assert!(cfg(&vars).is_err(), "plain http only to loopback");
     }
 }

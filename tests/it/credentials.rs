@@ -371,3 +371,124 @@ fn the_chain_takes_the_first_configured_source_in_the_sdks_order() {
         .expect_err("nothing to assume it with");
     assert!(err.contains("OIDC"), "{err}");
 }
+
+/// The Parameters and Secrets Lambda Extension: `GET /secretsmanager/get?secretId=…`, only with
+/// the session token in `X-Aws-Parameters-Secrets-Token`, answering GetSecretValue's JSON. The
+/// secret's keys are whatever `keys` holds at the time (a rotation swaps them).
+async fn secrets_extension(keys: Arc<std::sync::Mutex<(String, String)>>) -> (String, Hits) {
+    #[derive(Clone)]
+    struct Ext {
+        hits: Hits,
+        keys: Arc<std::sync::Mutex<(String, String)>>,
+    }
+    let hits = Hits::new(&["get"]);
+    let app = Router::new()
+        .route(
+            "/secretsmanager/get",
+            get(
+                |State(ext): State<Ext>,
+                 Query(q): Query<HashMap<String, String>>,
+                 headers: HeaderMap| async move {
+                    if headers
+                        .get("x-aws-parameters-secrets-token")
+                        .and_then(|v| v.to_str().ok())
+                        != Some("lambda-session-token")
+                    {
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    if q.get("secretId").map(String::as_str) != Some("ecs-rollback/alibaba") {
+                        return (StatusCode::BAD_REQUEST, String::new());
+                    }
+                    ext.hits.hit("get");
+                    let (id, secret) = ext.keys.lock().expect("keys").clone();
+                    let string = json!({"AccessKeyId": id, "AccessKeySecret": secret}).to_string();
+                    let answer = json!({
+                        "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecs-rollback/alibaba-AbCdEf",
+                        "Name": "ecs-rollback/alibaba",
+                        "VersionId": "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111",
+                        "SecretString": string,
+                        "VersionStages": ["AWSCURRENT"],
+                        "CreatedDate": "2026-12-05T00:00:00Z",
+                    });
+                    (StatusCode::OK, answer.to_string())
+                },
+            ),
+        )
+        .with_state(Ext {
+            hits: hits.clone(),
+            keys,
+        });
+    (stand_in(app).await, hits)
+}
+
+/// On AWS the keys are read at run time from Secrets Manager through the Lambda extension,
+/// cached, and read again when ECS refuses them: a rotated secret needs no deploy.
+#[tokio::test]
+async fn the_aws_secret_is_read_through_the_lambda_extension_and_again_after_a_rotation() {
+    // The secret still holds a key ECS no longer knows (rotated and the old one disabled).
+    let keys = Arc::new(std::sync::Mutex::new((
+        "LTAIretiredkey0000000000".to_owned(),
+        "the-retired-secret".to_owned(),
+    )));
+    let (base, hits) = secrets_extension(keys.clone()).await;
+    let cfg = config(&[
+        (
+            "ECS_ROLLBACK_ALIBABA_SECRET_ID",
+            "ecs-rollback/alibaba".into(),
+        ),
+        ("AWS_SESSION_TOKEN", "lambda-session-token".into()),
+        ("ECS_ROLLBACK_SECRETS_EXTENSION_ENDPOINT", base.clone()),
+    ])
+    .expect("config");
+    let source = cfg.credentials.expect("a source");
+    assert!(matches!(source, CredentialSource::AwsSecret { .. }));
+    let sim = fast_sim();
+    let ecs = serve(&sim).await;
+    let client = http_client(&ecs, source, Duration::from_secs(5));
+    let q = InstanceQuery {
+        ids: vec![WEB.to_owned()],
+        ..Default::default()
+    };
+    // Refused, read again, the same key: the refusal is the answer, and it says why.
+    let err = client
+        .describe_instances(REGION, &q)
+        .await
+        .expect_err("a retired key");
+    assert_eq!(err.code(), Some("InvalidAccessKeyId.NotFound"), "{err}");
+    assert_eq!(hits.count("get"), 2, "read, then read again on the refusal");
+    // The secret is rotated: the next call is refused with the cached key, reads the secret
+    // again and succeeds, with no new configuration.
+    *keys.lock().expect("keys") = (
+        ecs_rollback::sim::SIM_ACCESS_KEY_ID.to_owned(),
+        ecs_rollback::sim::SIM_ACCESS_KEY_SECRET.to_owned(),
+    );
+    let found = client
+        .describe_instances(REGION, &q)
+        .await
+        .expect("the rotated key signs");
+    assert_eq!(found.len(), 1);
+    assert_eq!(hits.count("get"), 3);
+    // Cached: the next calls do not ask the extension.
+    client.describe_instances(REGION, &q).await.expect("cached");
+    client.describe_instances(REGION, &q).await.expect("cached");
+    assert_eq!(hits.count("get"), 3, "cached between reads");
+    // Without the session token the extension refuses, and the error names the source.
+    let cfg = config(&[
+        (
+            "ECS_ROLLBACK_ALIBABA_SECRET_ID",
+            "ecs-rollback/alibaba".into(),
+        ),
+        ("AWS_SESSION_TOKEN", "another-token".into()),
+        ("ECS_ROLLBACK_SECRETS_EXTENSION_ENDPOINT", base),
+    ])
+    .expect("config");
+    let err = two_calls(cfg.credentials.expect("a source"))
+        .await
+        .expect_err("the extension refuses");
+    assert!(err.contains("Secrets Manager"), "names the source: {err}");
+    assert!(err.contains("HTTP 401"), "{err}");
+    assert!(
+        !err.contains("the-retired-secret") && !err.contains("lambda-session-token"),
+        "{err}"
+    );
+}

@@ -97,7 +97,9 @@ impl EcsClient {
                     }
                 }
                 // Fetched again this long before they expire (or at once when stale).
-                let fresh = self.fetch_temporary(source).await.map_err(|mut e| {
+                // Boxed: a rare path, kept out of every call's future (whose nesting the compiler
+                // bounds).
+                let fresh = Box::pin(self.fetch_temporary(source)).await.map_err(|mut e| {
                     e.kind = ErrorKind::Credentials;
                     if !e.message.contains(source.name()) {
                         e.message = format!("{}: {}", source.name(), e.message);
@@ -120,24 +122,25 @@ impl EcsClient {
     /// AssumeRoleWithOIDC), the ECS metadata server, a credentials URI.
     async fn fetch_temporary(&self, source: &CredentialSource) -> Result<Cached, EcsError> {
         match source {
-            CredentialSource::AssumeRole { base, role } => {
-                let params = vec![
-                    p("RoleArn", &role.role_arn),
-                    p("RoleSessionName", &role.session_name),
-                    p("DurationSeconds", role.duration_seconds.to_string()),
-                ];
-                let resp: AssumeRoleResponse = self
-                    .call_with(
-                        &role.endpoint,
-                        STS_VERSION,
-                        "AssumeRole",
-                        params,
-                        CallKind::Read,
-                        base,
-                    )
-                    .await?;
-                sts_cached(resp.credentials)
-                    .map_err(|(k, m)| EcsError::transport("AssumeRole", k, m))
+            CredentialSource::AssumeRole { base, role } => self.assume_role(base, role).await,
+            CredentialSource::AwsSecret {
+                endpoint,
+                secret_id,
+                token,
+                role,
+            } => {
+                let keys = self.read_secret(endpoint, secret_id, token).await?;
+                match role {
+                    Some(role) => self.assume_role(&keys, role).await,
+                    // Kept for `SECRET_REREAD`, then read again (the extension answers from
+                    // its own cache); read again at once when ECS refuses the keys.
+                    None => Ok(Cached {
+                        credentials: keys,
+                        expires_at: self.now()
+                            + chrono::Duration::from_std(CREDENTIAL_MARGIN + SECRET_REREAD)
+                                .unwrap_or_else(|_| chrono::Duration::zero()),
+                    }),
+                }
             }
             CredentialSource::Oidc {
                 role,
@@ -232,6 +235,90 @@ impl EcsClient {
                 "not a source of temporary credentials",
             )),
         }
+    }
+
+    /// STS AssumeRole, signed with `base`.
+    async fn assume_role(&self, base: &Credentials, role: &AssumeRole) -> Result<Cached, EcsError> {
+        let params = vec![
+            p("RoleArn", &role.role_arn),
+            p("RoleSessionName", &role.session_name),
+            p("DurationSeconds", role.duration_seconds.to_string()),
+        ];
+        let resp: AssumeRoleResponse = self
+            .call_with(
+                &role.endpoint,
+                STS_VERSION,
+                "AssumeRole",
+                params,
+                CallKind::Read,
+                base,
+            )
+            .await?;
+        sts_cached(resp.credentials).map_err(|(k, m)| EcsError::transport("AssumeRole", k, m))
+    }
+
+    /// The AccessKey in an AWS Secrets Manager secret, through the Parameters and Secrets Lambda
+    /// Extension: `GET /secretsmanager/get?secretId=…` with the function's session token in
+    /// `X-Aws-Parameters-Secrets-Token`; the answer is GetSecretValue's (`SecretString`), the
+    /// secret's string JSON with `AccessKeyId` and `AccessKeySecret`
+    /// (<https://docs.aws.amazon.com/secretsmanager/latest/userguide/retrieving-secrets_lambda.html>).
+    async fn read_secret(
+        &self,
+        endpoint: &Url,
+        secret_id: &str,
+        token: &crate::ecs::credentials::Secret,
+    ) -> Result<Credentials, EcsError> {
+        const ACTION: &str = "Secrets Manager (Lambda extension)";
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Answer {
+            #[serde(default)]
+            secret_string: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Keys {
+            access_key_id: String,
+            access_key_secret: String,
+        }
+        let mut url = endpoint
+            .join("secretsmanager/get")
+            .map_err(|e| EcsError::config(ACTION, e.to_string()))?;
+        url.query_pairs_mut().append_pair("secretId", secret_id);
+        let body = self
+            .fetch(
+                ACTION,
+                "GET",
+                url,
+                vec![(
+                    "X-Aws-Parameters-Secrets-Token".into(),
+                    token.expose().to_owned(),
+                )],
+            )
+            .await?;
+        // Never quote the body or serde's message about it: either may hold the secret.
+        let answer: Answer = serde_json::from_slice(&body).map_err(|_| {
+            EcsError::transport(
+                ACTION,
+                ErrorKind::Decode,
+                "not GetSecretValue's answer".into(),
+            )
+        })?;
+        let text = answer.secret_string.ok_or_else(|| {
+            EcsError::transport(
+                ACTION,
+                ErrorKind::Credentials,
+                format!("secret {secret_id} has no SecretString"),
+            )
+        })?;
+        let keys: Keys = serde_json::from_str(&text).map_err(|_| {
+            EcsError::transport(
+                ACTION,
+                ErrorKind::Credentials,
+                format!("secret {secret_id}: its string is not JSON with AccessKeyId and AccessKeySecret"),
+            )
+        })?;
+        Ok(Credentials::new(keys.access_key_id, keys.access_key_secret))
     }
 
     /// One request to a credentials endpoint: the body of a 2xx answer, or an error that

@@ -16,7 +16,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use crate::ecs::clock::ServerClock;
 use crate::ecs::credentials::Signing;
-use crate::ecs::credentials::{Cached, CredentialSource, Credentials, Endpoint};
+use crate::ecs::credentials::{AssumeRole, Cached, CredentialSource, Credentials, Endpoint};
 use crate::ecs::error::{EcsError, ErrorKind, Retry};
 use crate::ecs::model::{
     parse_time, Ack, AssumeRoleResponse, CloudAssistantStatusPage, CreatedSnapshot,
@@ -84,6 +84,17 @@ pub const MAX_TAG_RESOURCES: usize = 50;
 const MAX_PAGES: usize = 1000;
 /// Renew assumed-role credentials this long before they expire.
 const CREDENTIAL_MARGIN: Duration = Duration::from_secs(180);
+/// Keys read from a secret (`CredentialSource::AwsSecret`) are read again this often, and at
+/// once when ECS refuses them: a rotated secret is picked up without a deploy.
+const SECRET_REREAD: Duration = Duration::from_secs(300);
+
+/// ECS refused the credentials themselves (a rotated or disabled key, an expired token): the
+/// request was not authenticated, so nothing of it was applied.
+fn credentials_refused(code: &str) -> bool {
+    code.starts_with("InvalidSecurityToken")
+        || code.starts_with("InvalidAccessKeyId")
+        || code == "SignatureDoesNotMatch"
+}
 
 /// Every ECS action the client can call. The RAM policy in the README grants exactly these
 /// (`tests/it/least_privilege.rs` compares them).
@@ -300,17 +311,31 @@ impl EcsClient {
             .map_err(|e| EcsError::config(action, e))?;
         let creds = self.credentials().await?;
         let result = self
-            .call_with(&base, ECS_VERSION, action, params, kind, &creds)
+            .call_with(&base, ECS_VERSION, action, params.clone(), kind, &creds)
             .await;
-        if let Err(e) = &result {
-            if e.code()
-                .is_some_and(|c| c.starts_with("InvalidSecurityToken"))
-            {
-                // Temporary credentials went stale early: the next call assumes the role again.
-                self.forget_assumed().await;
-            }
+        let refused = matches!(&result, Err(e) if e.code().is_some_and(credentials_refused));
+        if !refused
+            || matches!(
+                self.source,
+                CredentialSource::Static(_) | CredentialSource::FromRuntime
+            )
+        {
+            return result;
         }
-        result
+        // Temporary credentials gone stale early, or a secret rotated: fetched again, and the
+        // call sent once more when they changed (a refused request was not applied).
+        self.forget_assumed().await;
+        let fresh = self.credentials().await?;
+        if fresh == creds {
+            return result;
+        }
+        tracing::info!(
+            action,
+            source = self.source.name(),
+            "credentials refused; fetched again"
+        );
+        self.call_with(&base, ECS_VERSION, action, params, kind, &fresh)
+            .await
     }
 
     async fn call_with<T: DeserializeOwned>(
