@@ -1,12 +1,15 @@
-//! `cargo bench --bench recovery`: time to recovery (issue 15), measured against the simulator
-//! over loopback HTTP, side by side in one run. Prints figures; asserts nothing.
+//! `cargo bench --bench recovery`: time to recovery (issues 15 and 26), measured against the
+//! simulator over loopback HTTP, side by side in one run. Prints figures; asserts nothing.
 //!
-//! - one rollback whose steps take stop/reset/start = 12/6/15 s, 20/20/20 s and 2/2/2 s:
+//! - one rollback whose steps take stop/reset/start = 12/6/15 s and 2/2/2 s, with every ECS
+//!   answer 0 ms and 150 ms late (the simulator's `latency_ms`, ±20 ms jitter at 150):
 //!   ecs-rollback with its default settings (the first rollback of a disk, which knows nothing
 //!   of its steps, and the next one, which waits from what the first measured), against a
 //!   baseline written here: a plain client that polls DescribeInstances every second and asks
 //!   StartInstance again every second until it is accepted (the 100-line script of the issue);
-//!   wall time, overhead (wall minus the ECS work) and ECS calls of each;
+//!   for each: the time from the request to the instance Running again, the time the instance
+//!   was out of service (not Running), wall time, overhead (wall minus the ECS work) and ECS
+//!   calls. The instance's state is watched in process every 10 ms (not an ECS call);
 //! - a delivery killed at its deadline after the stop (Lambda), redelivered right after: the
 //!   time from the redelivery to Running, against the ECS work that was left.
 
@@ -29,6 +32,10 @@ fn total_calls(sim: &Simulator) -> u64 {
 }
 
 fn sim_of(stop: u64, reset: u64, start: u64) -> Simulator {
+    sim_at(stop, reset, start, 0)
+}
+
+fn sim_at(stop: u64, reset: u64, start: u64, latency_ms: u64) -> Simulator {
     sim_with(Scenario {
         timings: Timings {
             stop_ms: stop,
@@ -36,8 +43,69 @@ fn sim_of(stop: u64, reset: u64, start: u64) -> Simulator {
             start_ms: start,
             ..Timings::default()
         },
+        faults: ecs_rollback::sim::Faults {
+            latency_ms: latency_ms.saturating_sub(latency_ms / 8),
+            latency_jitter_ms: latency_ms / 4,
+            ..Default::default()
+        },
         ..Default::default()
     })
+}
+
+/// When the instance left Running and when it was Running again, seen in process every 10 ms
+/// from `t0` (both `None` if it never left Running).
+struct Watch {
+    left: Option<Instant>,
+    back: Option<Instant>,
+}
+
+fn watch(
+    sim: &Simulator,
+) -> (
+    tokio::task::JoinHandle<Watch>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sim, stop) = (sim.clone(), done.clone());
+    let handle = tokio::spawn(async move {
+        let mut w = Watch {
+            left: None,
+            back: None,
+        };
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let running = sim.instance_status(WEB).as_deref() == Some("Running");
+            match (running, w.left, w.back) {
+                (false, None, _) => w.left = Some(Instant::now()),
+                (true, Some(_), None) => w.back = Some(Instant::now()),
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        w
+    });
+    (handle, done)
+}
+
+async fn watched<F: std::future::Future<Output = (Duration, bool)>>(
+    sim: &Simulator,
+    run: F,
+) -> (Duration, bool, Option<Duration>, Option<Duration>) {
+    let t0 = Instant::now();
+    let (handle, done) = watch(sim);
+    let (wall, ok) = run.await;
+    // One more look after the answer: the start may be seen only now.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let w = handle.await.unwrap_or(Watch {
+        left: None,
+        back: None,
+    });
+    let to_running = w.back.map(|b| b - t0);
+    let out = match (w.left, w.back) {
+        (Some(l), Some(b)) => Some(b - l),
+        _ => None,
+    };
+    (wall, ok, to_running, out)
 }
 
 fn client(base: &str) -> EcsClient {
@@ -103,62 +171,71 @@ async fn baseline(ecs: &EcsClient, snapshot: &str) -> (Duration, bool) {
 #[tokio::main]
 async fn main() {
     println!("time to recovery: one rollback, ecs-rollback (default settings) vs a plain client");
-    for (stop, reset, start) in [
-        (12_000, 6_000, 15_000),
-        (20_000, 20_000, 20_000),
-        (2_000, 2_000, 2_000),
-    ] {
-        let work = Duration::from_millis(stop + reset + start);
-        let line = |who: &str, wall: Duration, calls: u64, ok: bool| {
-            println!(
-                "  {:>5.1}/{:>4.1}/{:>4.1} s  {who:<34} {:>6.2} s wall, overhead {:>5.2} s, {:>3} ECS calls{}",
-                stop as f64 / 1000.0,
-                reset as f64 / 1000.0,
-                start as f64 / 1000.0,
-                wall.as_secs_f64(),
-                wall.saturating_sub(work).as_secs_f64(),
-                calls,
-                if ok { "" } else { " (did not succeed!)" }
-            )
-        };
-        // The same simulator for both of ours: the second run learns from the first.
-        let sim = sim_of(stop, reset, start);
-        let base = serve(&sim).await;
-        let ecs = client(&base);
-        let (wall, ok) = ours(&ecs, "bench-first", WEB_SNAP_TAGGED).await;
-        let first_calls = total_calls(&sim);
-        line("ecs-rollback, first of the disk", wall, first_calls, ok);
-        // The next rollback of a disk (the cooldown would refuse it here): a fresh simulator
-        // whose disk carries the durations the first run measured.
-        let sim2 = sim_of(stop, reset, start);
-        let base2 = serve(&sim2).await;
-        let ecs2 = client(&base2);
-        let learned = ecs_rollback::ledger::Durations {
-            stop: Some(stop),
-            reset: Some(reset),
-            start: Some(start),
-            snapshot: None,
-        };
-        let tags = [(
-            ecs_rollback::ledger::DURATIONS_TAG.to_owned(),
-            learned.encode(),
-        )];
-        ecs2.tag_resources(REGION, "disk", &[WEB_SYS.to_owned()], &tags)
-            .await
-            .expect("seed the learned durations");
-        let before = total_calls(&sim2);
-        let (wall, ok) = ours(&ecs2, "bench-learned", WEB_SNAP_TAGGED).await;
-        line(
-            "ecs-rollback, durations learned",
-            wall,
-            total_calls(&sim2) - before,
-            ok,
-        );
-        let sim3 = sim_of(stop, reset, start);
-        let base3 = serve(&sim3).await;
-        let ecs3 = client(&base3);
-        let (wall, ok) = baseline(&ecs3, WEB_SNAP_TAGGED).await;
-        line("plain client, 1 s polls", wall, total_calls(&sim3), ok);
+    println!("  steps stop/reset/start, latency per ECS answer; to Running: from the request; out: not Running");
+    for latency in [0u64, 150] {
+        for (stop, reset, start) in [(12_000, 6_000, 15_000), (2_000, 2_000, 2_000)] {
+            let work = Duration::from_millis(stop + reset + start);
+            let line = |who: &str,
+                        (wall, ok, to_running, out): (
+                Duration,
+                bool,
+                Option<Duration>,
+                Option<Duration>,
+            ),
+                        calls: u64| {
+                let secs = |d: Option<Duration>| {
+                    d.map_or("  -  ".to_owned(), |d| format!("{:>5.2}", d.as_secs_f64()))
+                };
+                println!(
+                    "  {:>4.1}/{:>3.1}/{:>4.1} s {latency:>3} ms  {who:<32} to Running {} s, out {} s, {:>6.2} s wall, overhead {:>5.2} s, {:>3} calls{}",
+                    stop as f64 / 1000.0,
+                    reset as f64 / 1000.0,
+                    start as f64 / 1000.0,
+                    secs(to_running),
+                    secs(out),
+                    wall.as_secs_f64(),
+                    wall.saturating_sub(work).as_secs_f64(),
+                    calls,
+                    if ok { "" } else { " (did not succeed!)" }
+                )
+            };
+            // The first rollback of a disk: it knows nothing of its steps.
+            let sim = sim_at(stop, reset, start, latency);
+            let base = serve(&sim).await;
+            let ecs = client(&base);
+            let m = watched(&sim, ours(&ecs, "bench-first", WEB_SNAP_TAGGED)).await;
+            line("ecs-rollback, first of the disk", m, total_calls(&sim));
+            // The next rollback of a disk (the cooldown would refuse it here): a fresh
+            // simulator whose disk carries the durations the first run measured.
+            let sim2 = sim_at(stop, reset, start, latency);
+            let base2 = serve(&sim2).await;
+            let ecs2 = client(&base2);
+            let learned = ecs_rollback::ledger::Durations {
+                stop: Some(stop),
+                reset: Some(reset),
+                start: Some(start),
+                snapshot: None,
+            };
+            let tags = [(
+                ecs_rollback::ledger::DURATIONS_TAG.to_owned(),
+                learned.encode(),
+            )];
+            ecs2.tag_resources(REGION, "disk", &[WEB_SYS.to_owned()], &tags)
+                .await
+                .expect("seed the learned durations");
+            let before = total_calls(&sim2);
+            let m = watched(&sim2, ours(&ecs2, "bench-learned", WEB_SNAP_TAGGED)).await;
+            line(
+                "ecs-rollback, durations learned",
+                m,
+                total_calls(&sim2) - before,
+            );
+            let sim3 = sim_at(stop, reset, start, latency);
+            let base3 = serve(&sim3).await;
+            let ecs3 = client(&base3);
+            let m = watched(&sim3, baseline(&ecs3, WEB_SNAP_TAGGED)).await;
+            line("plain client, 1 s polls", m, total_calls(&sim3));
+        }
     }
 
     // Killed at its deadline right after the stop, redelivered at once (Lambda).

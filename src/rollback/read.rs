@@ -201,20 +201,26 @@ impl Run<'_> {
         } else {
             Some(disk.instance_id.clone())
         };
-        let instance = match &instance_id {
-            Some(id) if !disk.instance_id.is_empty() => Some(self.read_instance(id).await?),
-            _ => None,
-        };
-        self.target.instance_id = instance_id;
+        // The instance and the disk's snapshots at once: each needs only the disk.
         let q = SnapshotQuery {
             disk_id: Some(disk.disk_id.clone()),
             ..Default::default()
         };
-        let snapshots = self
-            .ecs
-            .describe_snapshots(&self.region, &q)
-            .await
-            .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))?;
+        let read_instance = async {
+            match &instance_id {
+                Some(id) if !disk.instance_id.is_empty() => self.read_instance(id).await.map(Some),
+                _ => Ok(None),
+            }
+        };
+        let read_snapshots = async {
+            self.ecs
+                .describe_snapshots(&self.region, &q)
+                .await
+                .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))
+        };
+        let (instance, snapshots) = tokio::join!(read_instance, read_snapshots);
+        let (instance, snapshots) = (instance?, snapshots?);
+        self.target.instance_id = instance_id;
         Ok(Seen {
             disk,
             instance,

@@ -48,6 +48,13 @@ pub struct Faults {
     /// lost for a while), each opened by a call of another action (the ledger's writes refused
     /// right after a reset, say).
     pub brownouts: Vec<Brownout>,
+    /// Every answer this much later (ms): the network and the API's own time, which real ECS
+    /// answers take (roughly 50-300 ms a call from outside its region); 0 answers at once. A
+    /// knob of the scenario, not an ECS rule.
+    pub latency_ms: u64,
+    /// Plus a uniform draw from 0 to this many ms per call (drawn only when not 0, so the
+    /// other faults' sequence is the same with and without it).
+    pub latency_jitter_ms: u64,
 }
 
 /// A window of refusals: from the moment the `nth` call of `after` is let through, for
@@ -79,6 +86,8 @@ impl Default for Faults {
             rate_window_ms: 60_000,
             throttle_code: ThrottleCode::default(),
             brownouts: Vec::new(),
+            latency_ms: 0,
+            latency_jitter_ms: 0,
         }
     }
 }
@@ -276,7 +285,7 @@ impl Injector {
 
     /// The fate of one call of `action` in `region`, signed by `caller`.
     pub fn decide(&mut self, region: &str, action: &str, caller: &str) -> Fate {
-        let fate = self.fate(region, action, caller);
+        let mut fate = self.fate(region, action, caller);
         match &fate.refuse {
             Some(e) if e.code.starts_with("Throttling") => self.stats.throttled += 1,
             Some(_) => self.stats.errors += 1,
@@ -284,6 +293,11 @@ impl Injector {
         }
         self.stats.dropped += u64::from(fate.drop);
         self.stats.slowed += u64::from(!fate.delay.is_zero());
+        let jitter = match self.faults.latency_jitter_ms {
+            0 => 0,
+            j => self.rng.u64(0..=j),
+        };
+        fate.delay += Duration::from_millis(self.faults.latency_ms + jitter);
         fate
     }
 
@@ -405,6 +419,30 @@ impl Injector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_delays_every_answer_within_its_jitter() {
+        let mut inj = Injector::new(Faults {
+            latency_ms: 150,
+            latency_jitter_ms: 40,
+            ..Default::default()
+        });
+        let delays: Vec<u64> = (0..200)
+            .map(|_| {
+                inj.decide("cn-hangzhou", "DescribeDisks", "ak")
+                    .delay
+                    .as_millis() as u64
+            })
+            .collect();
+        assert!(delays.iter().all(|d| (150..=190).contains(d)), "{delays:?}");
+        assert!(delays.iter().any(|d| *d != delays[0]), "jittered");
+        assert_eq!(inj.stats.slowed, 0, "latency is not a fault");
+        let mut none = Injector::new(Faults::default());
+        assert!(none
+            .decide("cn-hangzhou", "DescribeDisks", "ak")
+            .delay
+            .is_zero());
+    }
 
     #[test]
     fn scripted_fault_hits_the_nth_call_only() {
