@@ -658,7 +658,13 @@ pub fn contested(
         });
     }
     match &ledger.run {
-        Some(run) if run.key != me && !run.phase.is_final() && now - run.since <= lease_secs => {
+        // A holder gone (`abandoned`) is no rival: `decide` told this run to take it over.
+        Some(run)
+            if run.key != me
+                && !run.phase.is_final()
+                && now - run.since <= lease_secs
+                && !abandoned(ledger, run, now, heartbeat_secs) =>
+        {
             Some(Rival {
                 key: run.key.clone(),
                 same_key: false,
@@ -1104,6 +1110,26 @@ mod tests {
             None,
             "our own run is no rival"
         );
+        // Another key's run within the lease, but its holder gone (no live claim of its key,
+        // its phase older than a heartbeat): `decide` takes it over, and the contest agrees
+        // (the property over the world found them disagreeing: a take-over refused as
+        // RollbackInProgress for the whole lease).
+        let gone = run("other", Phase::Resetting, NOW - BEAT - 1).encode();
+        let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str()), (RUN_TAG, gone.as_str())]);
+        assert!(matches!(
+            decide(&l, &me, NOW, LEASE, BEAT, 0),
+            Decision::TakeOver(_)
+        ));
+        assert_eq!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT), None);
+        // With a live claim of its key, it is still there.
+        let theirs_claim = claim_tag("inv-other");
+        let live = claim_value(NOW - 1, &digest("other"), None);
+        let l = Ledger::from_tags([
+            (mine.as_str(), now_mine.as_str()),
+            (theirs_claim.as_str(), live.as_str()),
+            (RUN_TAG, gone.as_str()),
+        ]);
+        assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
     }
 
     #[test]
