@@ -17,9 +17,6 @@ pub(super) struct Held {
     pub(super) tag: String,
     /// The power state to restore, as the hold records it.
     pub(super) was_running: bool,
-    /// Taken from an earlier holder (gone, or a delivery of this key): not this run's own
-    /// observation, so it is kept for the next one if this run ends part-way.
-    pub(super) inherited: bool,
     /// Tags of holders gone or finished, removed with this run's own.
     pub(super) superseded: Vec<String>,
 }
@@ -132,7 +129,6 @@ impl Run<'_> {
                     instance: iid,
                     tag: tag.0,
                     was_running,
-                    inherited,
                     superseded,
                 });
                 if waited {
@@ -315,25 +311,32 @@ impl Run<'_> {
         all
     }
 
-    /// At the end of the run: releases the hold, unless the instance may not be in its final
-    /// power state (`finished`: this run brought it there) and this run stopped it or inherited
-    /// the power state to restore from a holder that may have: then the hold stays, and the next
-    /// delivery, or whoever takes it over, inherits that power state. A release that fails is a
-    /// warning.
+    /// At the end of the run: releases the hold once the instance is in its final power state
+    /// (`finished`), or when this delivery changed nothing (it never took the disk, or its
+    /// record never passed `claimed`): the holders it found gone keep their tags and their power
+    /// state to restore. A delivery that took the disk and ended part-way (its stop may stand)
+    /// keeps its tag, which carries the power state to restore for the next delivery, or for
+    /// whoever takes it over once it is gone; the tags it superseded go. A release that fails is
+    /// a warning.
     pub(super) async fn release_instance(&mut self, finished: bool) {
         let Some(held) = self.hold.take() else {
             return;
         };
-        let part_way = self
-            .record
-            .as_ref()
-            .is_some_and(|r| r.phase > Phase::Claimed);
-        if !finished && (part_way || held.inherited) {
+        let part_way = self.took_disk
+            && self
+                .record
+                .as_ref()
+                .is_some_and(|r| r.phase > Phase::Claimed);
+        let keys = if finished {
+            let mut keys = vec![held.tag.clone()];
+            keys.extend(held.superseded.iter().cloned());
+            keys
+        } else if part_way {
             tracing::info!(instance = %held.instance, "the run ended part-way: its hold on the instance stays for the next delivery");
-            return;
-        }
-        let mut keys = vec![held.tag.clone()];
-        keys.extend(held.superseded.iter().cloned());
+            held.superseded.clone()
+        } else {
+            vec![held.tag.clone()]
+        };
         if !self.remove_instance_tags(&held.instance, &keys).await {
             self.warnings.push(format!(
                 "the hold on instance {} could not be removed; the next rollback of one of its disks finds it finished",

@@ -234,6 +234,7 @@ impl Run<'_> {
                 beat,
             ) else {
                 self.lease.taken(&self.disk_id(), written);
+                self.took_disk = true;
                 return Ok(seen);
             };
             self.remove_tag(&tag.0).await;

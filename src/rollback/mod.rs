@@ -136,6 +136,7 @@ impl<'a> Rollback<'a> {
             stop_asked: None,
             verification: None,
             hold: None,
+            took_disk: false,
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -280,6 +281,8 @@ struct Run<'a> {
     verification: Option<crate::report::Verification>,
     /// This run's hold on the instance (`instance_hold.rs`).
     hold: Option<instance_hold::Held>,
+    /// This delivery won the disk's claim contest at least once.
+    took_disk: bool,
 }
 
 /// What one observation of the resources found.
