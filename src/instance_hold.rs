@@ -205,6 +205,26 @@ pub fn contested<'a>(
     })
 }
 
+/// The holds as an operator reads them (`status`, `release`): one line each.
+pub fn describe(instance: &str, holds: &[Hold], now: i64) -> Vec<String> {
+    if holds.is_empty() {
+        return vec![format!("instance {instance}: not held")];
+    }
+    holds
+        .iter()
+        .map(|h| {
+            format!(
+                "instance {instance}: HELD by key {} (disk {}, invocation {}), power state to restore: {}, hold written {}s ago",
+                h.key,
+                h.disk,
+                h.invocation,
+                if h.was_running { "running" } else { "stopped" },
+                (now - h.at).max(0)
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +285,21 @@ mod tests {
             None,
             "w must say r or s"
         );
+    }
+
+    #[test]
+    fn an_operator_reads_who_holds_the_instance_and_the_power_state_to_restore() {
+        let lines = describe("i-1", &[hold("inv-a", A, true, NOW - 30)], NOW);
+        assert_eq!(lines.len(), 1);
+        for want in [
+            "instance i-1: HELD by key aaaaaaaaaaaaaaaa",
+            "disk d-bp1webapp0000sys01",
+            "power state to restore: running",
+            "30s ago",
+        ] {
+            assert!(lines[0].contains(want), "{want:?} in {}", lines[0]);
+        }
+        assert_eq!(describe("i-1", &[], NOW), ["instance i-1: not held"]);
     }
 
     #[test]

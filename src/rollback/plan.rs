@@ -200,15 +200,18 @@ impl Run<'_> {
         takeover: Option<RunRecord>,
         planned: &Decision,
     ) -> Res<Outcome> {
-        // The instance before the disk (`instance_hold.rs`): the power state to restore is the
-        // first holder's, whatever the instance looks like now.
-        self.hold_instance(
-            seen.instance.as_ref(),
-            instance_tags_clear(seen.instance.as_ref()),
-            None,
-            takeover.as_ref().map(|r| r.was_running),
-        )
-        .await?;
+        if !instance_tags_clear(seen.instance.as_ref()) {
+            // A hold on the instance: another rollback of one of its disks may be stopping or
+            // starting it right now. Judge the instance once it is released (a wait plans
+            // again from a new read).
+            self.hold_instance(
+                seen.instance.as_ref(),
+                false,
+                None,
+                takeover.as_ref().map(|r| r.was_running),
+            )
+            .await?;
+        }
         let waited = self.wait_other_snapshots(seen, now).await?;
         let seen = waited.as_ref().unwrap_or(seen);
         let mut plan = self.preflight(seen, now).await.inspect_err(|h| {
@@ -231,14 +234,6 @@ impl Run<'_> {
                 "took over an abandoned run (key digest {}, phase {})",
                 stale.key, stale.phase
             ));
-        }
-        if let Some(w) = self.held_power() {
-            // The instance's hold records the power state before any rollback of its disks
-            // touched it (a rollback of another disk may have it stopped right now).
-            plan.was_running = w;
-            if self.req.start_after_reset.is_none() {
-                plan.end_running = w && seen.instance.is_some();
-            }
         }
         self.target.snapshot_id = Some(plan.snapshot_id.clone());
         self.target.snapshot_status = Some(plan.snapshot_status.clone());
@@ -276,6 +271,23 @@ impl Run<'_> {
             need += self.estimate(self.s.estimate_start, self.learned.start);
         }
         self.fits("the rollback", need)?;
+        // The instance before the disk (`instance_hold.rs`), once every check passed: the power
+        // state to restore is the first holder's, whatever the instance looks like now (a
+        // rollback of another of its disks may have it stopped right now). After a wait for
+        // another holder, the run plans again from a new read.
+        self.hold_instance(
+            seen.instance.as_ref(),
+            instance_tags_clear(seen.instance.as_ref()),
+            None,
+            takeover.as_ref().map(|r| r.was_running),
+        )
+        .await?;
+        if let Some(w) = self.held_power() {
+            plan.was_running = w;
+            if self.req.start_after_reset.is_none() {
+                plan.end_running = w && seen.instance.is_some();
+            }
+        }
         let instance = seen.instance.as_ref().map(|i| i.instance_id.clone());
         self.claim(&plan, takeover.as_ref(), instance, planned)
             .await?;
