@@ -658,7 +658,14 @@ pub fn contested(
         });
     }
     match &ledger.run {
-        Some(run) if run.key != me && !run.phase.is_final() && now - run.since <= lease_secs => {
+        // An abandoned run (its holder gone, `abandoned`) is taken over within the lease too, as
+        // `decide` says: it is no rival.
+        Some(run)
+            if run.key != me
+                && !run.phase.is_final()
+                && now - run.since <= lease_secs
+                && !abandoned(ledger, run, now, heartbeat_secs) =>
+        {
             Some(Rival {
                 key: run.key.clone(),
                 same_key: false,
@@ -1097,6 +1104,12 @@ mod tests {
             (RUN_TAG, theirs.as_str()),
         ]);
         assert!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT).is_some());
+        // Another key's run within the lease whose holder is gone (no live claim of its key, its
+        // phase older than a heartbeat): taken over, as `decide` says, not yielded to for the
+        // rest of the lease.
+        let gone = run("other", Phase::Resetting, NOW - BEAT - 1).encode();
+        let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str()), (RUN_TAG, gone.as_str())]);
+        assert_eq!(contested(&l, "inv-mine", &me, NOW, LEASE, BEAT), None);
         let ours = run("mine", Phase::Resetting, NOW).encode();
         let l = Ledger::from_tags([(mine.as_str(), now_mine.as_str()), (RUN_TAG, ours.as_str())]);
         assert_eq!(
