@@ -334,7 +334,11 @@ async fn a_holder_that_does_not_finish_in_time_refuses_the_other_disk_instance_h
     assert_eq!(second.outcome, Outcome::Rejected, "{}", err(&second));
     let e = second.error.as_ref().expect("error");
     assert_eq!(e.code, "InstanceHeld", "{e:?}");
-    assert!(e.message.contains(WEB_SYS), "names the holder's disk: {}", e.message);
+    assert!(
+        e.message.contains(WEB_SYS),
+        "names the holder's disk: {}",
+        e.message
+    );
     assert!(e.retryable);
     assert_eq!(changed, 0, "the refused run changed nothing");
     assert_eq!(resets_while_stopped(&b.changes(), WEB_DATA), 0);
@@ -343,4 +347,47 @@ async fn a_holder_that_does_not_finish_in_time_refuses_the_other_disk_instance_h
     assert_eq!(again.outcome, Outcome::Succeeded, "{}", err(&again));
     assert_eq!(b.settled_status(WEB).await, "Running");
     assert_eq!(resets_while_stopped(&b.changes(), WEB_DATA), 1);
+}
+
+#[tokio::test]
+async fn a_failed_run_brings_the_instance_back_then_releases_the_hold_for_the_other_disk() {
+    // The system disk's ResetDisk is refused for good (a code nobody foresaw): the run brings
+    // the instance back and records the failure; its hold goes, and the data disk's run, which
+    // arrived meanwhile, records the instance as running.
+    let b = bench_with(
+        Scenario {
+            timings: timings(),
+            faults: scripted_fault(
+                "ResetDisk",
+                1,
+                ecs_rollback::sim::FaultKind::Error {
+                    status: 400,
+                    code: "Unforeseen.Refusal".into(),
+                    message: String::new(),
+                },
+            ),
+            ..Default::default()
+        },
+        Settings::fast(),
+    )
+    .await;
+    let other = b.other();
+    let (first, second) = tokio::join!(b.run(sys("refused-sys")), async {
+        first_applied(&b, "StopInstance", WEB).await;
+        run_on(&other, &data("after-refusal-data")).await
+    });
+    assert_eq!(first.outcome, Outcome::Failed, "{}", err(&first));
+    assert!(!first.error.as_ref().is_some_and(|e| e.retryable));
+    assert_eq!(second.outcome, Outcome::Succeeded, "{}", err(&second));
+    let record = b.run_record(WEB_DATA).expect("record");
+    assert!(record.was_running && record.end_running, "{record:?}");
+    assert_eq!(b.settled_status(WEB).await, "Running");
+    let events = b.changes();
+    assert_eq!(resets_while_stopped(&events, WEB_SYS), 0);
+    assert_eq!(resets_while_stopped(&events, WEB_DATA), 1);
+    assert!(
+        holds(&b, WEB).await.is_empty(),
+        "{:?}",
+        holds(&b, WEB).await
+    );
 }
