@@ -57,10 +57,13 @@ pub enum Code {
     /// The rollback's check failed and `onVerifyFailure: undo` rolled the disk back to the
     /// undo snapshot this run took.
     RolledBackToUndo,
+    /// Another rollback holds the disk's instance (a rollback of another of its disks) and did
+    /// not release it in time: nothing was touched; retry later.
+    InstanceHeld,
 }
 
 impl Code {
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 24] = [
         Code::InvalidRequest,
         Code::NotOptedIn,
         Code::CooldownActive,
@@ -84,6 +87,7 @@ impl Code {
         Code::VerificationFailed,
         Code::Unverified,
         Code::RolledBackToUndo,
+        Code::InstanceHeld,
     ];
 
     /// The code as the result event carries it.
@@ -112,6 +116,7 @@ impl Code {
             Code::VerificationFailed => "VerificationFailed",
             Code::Unverified => "Unverified",
             Code::RolledBackToUndo => "RolledBackToUndo",
+            Code::InstanceHeld => "InstanceHeld",
         }
     }
 }

@@ -14,6 +14,7 @@ const PURE: &[&str] = &[
     "request",
     "ledger",
     "claim",
+    "instance_hold",
     "report",
     "preflight",
     "hold",

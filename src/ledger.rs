@@ -377,6 +377,15 @@ impl History {
         }
     }
 
+    /// Remembers the key of a run taken over past its reset (the run tag is overwritten), so a
+    /// redelivery of it never resets again; the last success stays as it was.
+    pub fn remember(&mut self, key: &str, failed: bool) {
+        if self.find(key).is_none() {
+            self.keys.insert(0, (short(key, 12), failed));
+            self.keys.truncate(HISTORY_KEYS);
+        }
+    }
+
     /// `Some(failed)` when the key finished before.
     pub fn find(&self, digest: &str) -> Option<bool> {
         let k = short(digest, 12);
@@ -658,7 +667,8 @@ pub fn contested(
         });
     }
     match &ledger.run {
-        // A holder gone (`abandoned`) is no rival: `decide` told this run to take it over.
+        // An abandoned run (its holder gone, `abandoned`) is taken over within the lease too, as
+        // `decide` says: it is no rival.
         Some(run)
             if run.key != me
                 && !run.phase.is_final()
@@ -1056,6 +1066,31 @@ mod tests {
         assert_eq!(
             decide_request(&l, &me, NOW, LEASE, BEAT, 0, Some(NOW - 120)),
             Decision::Resume(part_way)
+        );
+    }
+
+    #[test]
+    fn a_key_taken_over_past_its_reset_is_remembered_without_a_success() {
+        let mut h = History::default();
+        h.push(&digest("earlier"), false, NOW - 500);
+        let taken = run_key(&digest("taken"));
+        h.remember(&taken, false);
+        h.remember(&taken, true);
+        assert_eq!(
+            h.find(&digest("taken")),
+            Some(false),
+            "once, as first remembered"
+        );
+        assert_eq!(
+            h.last_success,
+            Some(NOW - 500),
+            "the last success is not moved"
+        );
+        assert_eq!(History::decode(&h.encode()), h);
+        let l = ledger(None, h);
+        assert_eq!(
+            decide(&l, &digest("taken"), NOW, LEASE, BEAT, 0),
+            Decision::Duplicate
         );
     }
 

@@ -14,6 +14,7 @@ pub mod fit;
 pub mod handler;
 pub mod hold;
 pub mod ids;
+pub mod instance_hold;
 pub mod lambda;
 pub mod ledger;
 pub mod logging;

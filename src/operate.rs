@@ -77,6 +77,25 @@ pub async fn read_disk_with(
     Ok((disk, instance_status))
 }
 
+/// The holds on the instance (`instance_hold.rs`): who holds it, for which disk, and the power
+/// state to restore.
+pub async fn read_instance_holds(
+    ecs: &EcsClient,
+    region: &str,
+    instance: &str,
+) -> Result<Vec<crate::instance_hold::Hold>, String> {
+    let tags = ecs
+        .list_tag_resources(region, "instance", &[instance.to_owned()])
+        .await
+        .map_err(|e| format!("reading the tags of {instance}: {e}"))?;
+    Ok(crate::instance_hold::holds(
+        tags.iter()
+            .filter(|t| t.resource_id == instance)
+            .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+    )
+    .0)
+}
+
 /// Why a release did not happen (or happened only in part).
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReleaseError {
@@ -165,6 +184,12 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool, live:
         rules(&read.handler.settings),
         read.handler.ecs.now().timestamp(),
     );
+    let now = read.handler.ecs.now().timestamp();
+    let instance = Some(read.disk.instance_id.clone()).filter(|i| !i.is_empty());
+    let holds = match &instance {
+        Some(iid) => Some(read_instance_holds(&read.handler.ecs, &read.region, iid).await),
+        None => None,
+    };
     let paused = match &read.handler.controls.control {
         Some(c) => {
             crate::handler::gate::read_pause(&read.handler.ecs, &read.region, &c.key_pair).await
@@ -184,6 +209,25 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool, live:
                     Err(e) => serde_json::json!({"unknown": e.to_string()}),
                 },
             );
+            let holds = match &holds {
+                Some(Ok(holds)) => serde_json::Value::Array(
+                    holds
+                        .iter()
+                        .map(|h| {
+                            serde_json::json!({
+                                "keyDigest": h.key,
+                                "diskId": h.disk,
+                                "invocation": h.invocation,
+                                "restorePower": if h.was_running { "running" } else { "stopped" },
+                                "since": h.at,
+                            })
+                        })
+                        .collect(),
+                ),
+                Some(Err(e)) => serde_json::json!({"unknown": e}),
+                None => serde_json::Value::Null,
+            };
+            m.insert("instanceHolds".into(), holds);
         }
         match serde_json::to_string_pretty(&v) {
             Ok(s) => println!("{s}"),
@@ -195,6 +239,15 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool, live:
     } else {
         println!("{}", pause_line(&read.region, &paused));
         print!("{}", status.render());
+        match (&instance, &holds) {
+            (Some(iid), Some(Ok(holds))) => {
+                for line in crate::instance_hold::describe(iid, holds, now) {
+                    println!("{line}");
+                }
+            }
+            (Some(iid), Some(Err(e))) => println!("instance {iid}: hold unknown ({e})"),
+            _ => {}
+        }
     }
     ExitCode::SUCCESS
 }
@@ -375,7 +428,33 @@ pub async fn release_cmd(
         }
         Err(e) => return fail(e.to_string(), 1),
     };
+    let instance = Some(read.disk.instance_id.clone()).filter(|i| !i.is_empty());
+    let own_holds: Vec<String> = match &instance {
+        Some(iid) => match read_instance_holds(&read.handler.ecs, &read.region, iid).await {
+            Ok(holds) => {
+                for line in crate::instance_hold::describe(iid, &holds, now) {
+                    println!("{line}");
+                }
+                holds
+                    .iter()
+                    .filter(|h| h.key == crate::ledger::run_key(&key.digest()))
+                    .map(|h| crate::instance_hold::hold_tag(&h.invocation))
+                    .collect()
+            }
+            Err(e) => {
+                println!("instance {iid}: hold unknown ({e})");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
     print!("{}", plan.render(&read.disk.disk_id));
+    if !own_holds.is_empty() {
+        println!(
+            "remove the key's hold on the instance: {}",
+            own_holds.join(", ")
+        );
+    }
     if !yes {
         use std::io::{BufRead, IsTerminal, Write};
         if !std::io::stdin().is_terminal() {
@@ -399,5 +478,20 @@ pub async fn release_cmd(
         Err(e) => return fail(e.to_string(), 1),
     }
     println!("released: {} is no longer held", read.disk.disk_id);
+    if let (Some(iid), false) = (&instance, own_holds.is_empty()) {
+        // The key is ended: its hold on the instance would be judged finished anyway.
+        let ids = [iid.clone()];
+        match read
+            .handler
+            .ecs
+            .untag_resources(&read.region, "instance", &ids, &own_holds)
+            .await
+        {
+            Ok(_) => println!("released: the key's hold on instance {iid}"),
+            Err(e) => eprintln!(
+                "ecs-rollback release: the key's hold on instance {iid} stays ({e}); it is judged finished, as the key is ended"
+            ),
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -234,6 +234,7 @@ impl Run<'_> {
                 beat,
             ) else {
                 self.lease.taken(&self.disk_id(), written);
+                self.took_disk = true;
                 return Ok(seen);
             };
             self.remove_tag(&tag.0).await;
@@ -340,10 +341,19 @@ impl Run<'_> {
             // A take-over inherits the instance the abandoned run stopped.
             instance: takeover.and_then(|r| r.instance.clone()).or(instance),
         };
-        let tags = [
+        let mut tags = vec![
             (ledger::RUN_TAG.to_owned(), record.encode()),
             self.claim_tags(),
         ];
+        if let Some(stale) = takeover.filter(|r| r.phase.reset_issued()) {
+            // The abandoned run reset the disk (its final record may have failed to be written):
+            // its key goes into the history with this record, so a redelivery of it is a
+            // duplicate once its run tag is overwritten, never a second reset. The history is
+            // the one the claim contest read.
+            let mut history = fresh.history.clone();
+            history.remember(&stale.key, stale.failure.is_some());
+            tags.push((ledger::HISTORY_TAG.to_owned(), history.encode()));
+        }
         self.write_tags(&tags)
             .await
             .map_err(|e| refuse_ledger(&e))?;

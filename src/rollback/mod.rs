@@ -22,6 +22,7 @@ mod cadence;
 mod dry_run;
 mod finish;
 mod halt;
+mod instance_hold;
 mod lease;
 mod ledger_io;
 mod plan;
@@ -134,6 +135,8 @@ impl<'a> Rollback<'a> {
             learned: ledger::Durations::default(),
             stop_asked: None,
             verification: None,
+            hold: None,
+            took_disk: false,
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -186,6 +189,15 @@ impl<'a> Rollback<'a> {
                 .instrument(span.clone())
                 .await;
         }
+        // The instance's hold: released once the instance is in its final power state (or
+        // nothing was changed); kept for the next delivery otherwise.
+        let finished = match &result {
+            Ok(outcome) => *outcome == Outcome::Succeeded,
+            Err(h) => !h.error.retryable && run.record.is_some(),
+        };
+        run.release_instance(finished)
+            .instrument(span.clone())
+            .await;
         if let (Some(cache), Some(iid)) = (run.cache, run.instance_id()) {
             cache.forget(&run.region, &iid).await;
         }
@@ -267,6 +279,10 @@ struct Run<'a> {
     stop_asked: Option<DateTime<Utc>>,
     /// What the service check found (`verify.rs`).
     verification: Option<crate::report::Verification>,
+    /// This run's hold on the instance (`instance_hold.rs`).
+    hold: Option<instance_hold::Held>,
+    /// This delivery won the disk's claim contest at least once.
+    took_disk: bool,
 }
 
 /// What one observation of the resources found.

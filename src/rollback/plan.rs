@@ -12,6 +12,16 @@ impl Run<'_> {
         let mut replans = 0;
         loop {
             match self.execute_once().await {
+                Err(h) if h.error.code == instance_hold::INSTANCE_WAITED => {
+                    // Another run held the instance while this one waited: what was read before
+                    // is old. Nothing was changed by this delivery; the hold is its own now.
+                    self.record = None;
+                    self.resumed_from = None;
+                    self.before = None;
+                    // The warnings stay: the hold's (an inherited power state) still holds.
+                    self.steps.truncate(steps);
+                    tracing::info!("the instance is held by this run now; planning again");
+                }
                 Err(h) if h.error.code == LEDGER_CHANGED => {
                     // Nothing was changed yet by this delivery: give the claim back, read again.
                     self.release_claim().await;
@@ -120,10 +130,32 @@ impl Run<'_> {
         self.resumed_from = Some(record.phase);
         // The instance this run stopped is the one to act on and bring back, wherever the disk
         // is attached now (detached meanwhile: still that one).
+        let mut tags_clear = instance_tags_clear(seen.instance.as_ref());
         if let Some(iid) = record.instance.clone() {
             if seen.instance.as_ref().map(|i| i.instance_id.as_str()) != Some(iid.as_str()) {
                 seen.instance = self.read_instance(&iid).await.ok();
                 self.target.instance_id = Some(iid);
+                tags_clear = false;
+            }
+        }
+        // The instance before the disk: no other key's run of another of its disks is between
+        // this run's stop and its start. The record's power state to restore is the hold's.
+        let held = self
+            .hold_instance(
+                seen.instance.as_ref(),
+                tags_clear,
+                Some(record.was_running),
+                None,
+            )
+            .await;
+        match held {
+            Ok(()) => {}
+            Err(h) if h.error.retryable => return Err(h),
+            Err(h) => {
+                // The hold cannot be written for good (quota, permission): nothing more is
+                // changed, but the instance this key stopped must not stay stopped.
+                let h = self.failed("claim", t0, None, h);
+                return self.restore_after_failure(h.error).await.map(Some);
             }
         }
         // A twin of this key may be running right now: contest the disk like anyone else
@@ -168,6 +200,18 @@ impl Run<'_> {
         takeover: Option<RunRecord>,
         planned: &Decision,
     ) -> Res<Outcome> {
+        if !instance_tags_clear(seen.instance.as_ref()) {
+            // A hold on the instance: another rollback of one of its disks may be stopping or
+            // starting it right now. Judge the instance once it is released (a wait plans
+            // again from a new read).
+            self.hold_instance(
+                seen.instance.as_ref(),
+                false,
+                None,
+                takeover.as_ref().map(|r| r.was_running),
+            )
+            .await?;
+        }
         let waited = self.wait_other_snapshots(seen, now).await?;
         let seen = waited.as_ref().unwrap_or(seen);
         let mut plan = self.preflight(seen, now).await.inspect_err(|h| {
@@ -227,6 +271,23 @@ impl Run<'_> {
             need += self.estimate(self.s.estimate_start, self.learned.start);
         }
         self.fits("the rollback", need)?;
+        // The instance before the disk (`instance_hold.rs`), once every check passed: the power
+        // state to restore is the first holder's, whatever the instance looks like now (a
+        // rollback of another of its disks may have it stopped right now). After a wait for
+        // another holder, the run plans again from a new read.
+        self.hold_instance(
+            seen.instance.as_ref(),
+            instance_tags_clear(seen.instance.as_ref()),
+            None,
+            takeover.as_ref().map(|r| r.was_running),
+        )
+        .await?;
+        if let Some(w) = self.held_power() {
+            plan.was_running = w;
+            if self.req.start_after_reset.is_none() {
+                plan.end_running = w && seen.instance.is_some();
+            }
+        }
         let instance = seen.instance.as_ref().map(|i| i.instance_id.clone());
         self.claim(&plan, takeover.as_ref(), instance, planned)
             .await?;
@@ -417,6 +478,16 @@ impl Run<'_> {
             }),
         }
     }
+}
+
+/// Whether the instance, as read with the disk, carried no hold (`instance_hold.rs`).
+fn instance_tags_clear(instance: Option<&Instance>) -> bool {
+    instance.is_some_and(|i| {
+        !i.tags
+            .tag
+            .iter()
+            .any(|t| crate::instance_hold::is_hold_tag(&t.tag_key))
+    })
 }
 
 /// The decisions that end a run before anything is touched, as the refusal each reports.

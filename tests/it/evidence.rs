@@ -332,9 +332,10 @@ async fn both_tag_quota_answers_refuse_the_ledger_for_good() {
         (400, "OperationDenied.QuotaExceed"),
         (403, "QuotaExceed.Tags"),
     ] {
+        // TagResources 1 is the instance's hold (issue 22), 2 the disk's claim.
         let faults = scripted_fault(
             "TagResources",
-            1,
+            2,
             FaultKind::Error {
                 status,
                 code: quota.into(),

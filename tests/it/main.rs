@@ -11,6 +11,7 @@ mod events;
 mod evidence;
 mod fc;
 mod fuzz;
+mod instance;
 mod lambda;
 mod least_privilege;
 mod operate;

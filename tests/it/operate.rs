@@ -81,6 +81,8 @@ async fn status_shows_a_hold_and_release_clears_it_only_when_told_to() {
         "power state to restore: running".into(),
         "lease: live".into(),
         format!("attached to {WEB} (Stopped)"),
+        // The instance's hold (issue 22): who holds it, the power state to restore.
+        format!("instance {WEB}: HELD by key {held_key} (disk {WEB_SYS}"),
     ] {
         assert!(out.contains(&want), "{want:?} in:\n{out}");
     }
@@ -91,6 +93,8 @@ async fn status_shows_a_hold_and_release_clears_it_only_when_told_to() {
     assert_eq!(s["hold"]["restorePower"], "running");
     assert_eq!(s["hold"]["resetIssued"], false);
     assert_eq!(s["hold"]["liveClaims"], 1);
+    assert_eq!(s["instanceHolds"][0]["keyDigest"], held_key);
+    assert_eq!(s["instanceHolds"][0]["restorePower"], "running");
 
     let before = tags_of(&sim, WEB_SYS);
     let changes = sim.events().len();
@@ -138,6 +142,10 @@ async fn status_shows_a_hold_and_release_clears_it_only_when_told_to() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("FORCED") && out.contains("released"), "{out}");
+    assert!(
+        out.contains(&format!("released: the key's hold on instance {WEB}")),
+        "{out}"
+    );
     let tags = tags_of(&sim, WEB_SYS);
     let keys: Vec<&String> = tags.as_object().expect("tags").keys().collect();
     assert!(
@@ -174,6 +182,7 @@ async fn status_shows_a_hold_and_release_clears_it_only_when_told_to() {
         out.contains("not held") && out.contains("last released by hand"),
         "{out}"
     );
+    assert!(out.contains(&format!("instance {WEB}: not held")), "{out}");
     // A redelivery of the released key touches nothing; a new key rolls the disk back.
     let handler = Handler::new(
         http_client(&base, sim_credentials(), Duration::from_secs(5)),

@@ -744,6 +744,66 @@ async fn world_promises_hold(world: World, episodes: Vec<Episode>) {
     }
 }
 
+/// Found by the property while the instance hold was added (issue 22): a brownout of the tag
+/// API from the reset on, longer than the lease's renewals last, leaves key A's record at
+/// `resetting` with its holder gone (its claim lapsed). Key B decided to take the disk over
+/// (change 24) but then yielded to A's record in the claim contest for the rest of the lease,
+/// retryable for 20 minutes without a fault. The contest now agrees with the decision.
+#[tokio::test]
+async fn a_run_whose_holder_is_gone_is_taken_over_in_the_claim_contest_too() {
+    let deliver = |key, brownout| Episode::Deliver {
+        key,
+        offset_min: 0,
+        dated: false,
+        stay_stopped: false,
+        brownout,
+    };
+    world_promises_hold(
+        World {
+            tag_lag_list_ms: 0,
+            tag_lag_describe_ms: 0,
+            reset_status_lag_ms: 0,
+            reset_disk_status: None,
+            reset_dry_run: None,
+        },
+        vec![
+            deliver(0, Some(("ResetDisk", 1, 2000, 403, "Forbidden.RAM"))),
+            deliver(1, None),
+        ],
+    )
+    .await;
+}
+
+/// Found by the property once the contest took over such runs: key B's final record could not
+/// be written (a brownout from its start on), key A took the disk over and overwrote B's run
+/// tag, and a redelivery of B, found in neither the run tag nor the history, rolled the disk
+/// back a second time. The take-over now remembers B's key in the history.
+#[tokio::test]
+async fn a_key_whose_run_was_taken_over_past_its_reset_never_resets_again() {
+    let deliver = |key, brownout| Episode::Deliver {
+        key,
+        offset_min: 0,
+        dated: false,
+        stay_stopped: false,
+        brownout,
+    };
+    world_promises_hold(
+        World {
+            tag_lag_list_ms: 0,
+            tag_lag_describe_ms: 0,
+            reset_status_lag_ms: 0,
+            reset_disk_status: None,
+            reset_dry_run: None,
+        },
+        vec![
+            deliver(1, Some(("StartInstance", 1, 2000, 403, "Forbidden.RAM"))),
+            deliver(0, None),
+            deliver(1, None),
+        ],
+    )
+    .await;
+}
+
 fn world_cases() -> u32 {
     std::env::var("ECS_ROLLBACK_WORLD_CASES")
         .ok()
