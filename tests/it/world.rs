@@ -744,6 +744,30 @@ async fn world_promises_hold(world: World, episodes: Vec<Episode>) {
     }
 }
 
+impl World {
+    /// No lag, no unforeseen answer: only the episodes' own faults.
+    fn plain() -> Self {
+        World {
+            tag_lag_list_ms: 0,
+            tag_lag_describe_ms: 0,
+            reset_status_lag_ms: 0,
+            reset_disk_status: None,
+            reset_dry_run: None,
+        }
+    }
+}
+
+/// A delivery of `key` now, with no time, to end running, with `brownout` opened by a call.
+fn deliver(key: usize, brownout: Option<(&'static str, u32, u64, u16, &'static str)>) -> Episode {
+    Episode::Deliver {
+        key,
+        offset_min: 0,
+        dated: false,
+        stay_stopped: false,
+        brownout,
+    }
+}
+
 /// Found by the property while the instance hold was added (issue 22): a brownout of the tag
 /// API from the reset on, longer than the lease's renewals last, leaves key A's record at
 /// `resetting` with its holder gone (its claim lapsed). Key B decided to take the disk over
@@ -751,21 +775,8 @@ async fn world_promises_hold(world: World, episodes: Vec<Episode>) {
 /// retryable for 20 minutes without a fault. The contest now agrees with the decision.
 #[tokio::test]
 async fn a_run_whose_holder_is_gone_is_taken_over_in_the_claim_contest_too() {
-    let deliver = |key, brownout| Episode::Deliver {
-        key,
-        offset_min: 0,
-        dated: false,
-        stay_stopped: false,
-        brownout,
-    };
     world_promises_hold(
-        World {
-            tag_lag_list_ms: 0,
-            tag_lag_describe_ms: 0,
-            reset_status_lag_ms: 0,
-            reset_disk_status: None,
-            reset_dry_run: None,
-        },
+        World::plain(),
         vec![
             deliver(0, Some(("ResetDisk", 1, 2000, 403, "Forbidden.RAM"))),
             deliver(1, None),
@@ -780,21 +791,8 @@ async fn a_run_whose_holder_is_gone_is_taken_over_in_the_claim_contest_too() {
 /// back a second time. The take-over now remembers B's key in the history.
 #[tokio::test]
 async fn a_key_whose_run_was_taken_over_past_its_reset_never_resets_again() {
-    let deliver = |key, brownout| Episode::Deliver {
-        key,
-        offset_min: 0,
-        dated: false,
-        stay_stopped: false,
-        brownout,
-    };
     world_promises_hold(
-        World {
-            tag_lag_list_ms: 0,
-            tag_lag_describe_ms: 0,
-            reset_status_lag_ms: 0,
-            reset_disk_status: None,
-            reset_dry_run: None,
-        },
+        World::plain(),
         vec![
             deliver(1, Some(("StartInstance", 1, 2000, 403, "Forbidden.RAM"))),
             deliver(0, None),
