@@ -60,10 +60,17 @@ pub enum Code {
     /// Another rollback holds the disk's instance (a rollback of another of its disks) and did
     /// not release it in time: nothing was touched; retry later.
     InstanceHeld,
+    /// A whole-instance request: the snapshots a rule picks for the disks lie further apart
+    /// than `maxSkewSeconds`: nothing was touched.
+    SnapshotsApart,
+    /// A whole-instance request: some disks were reset and one could not be; the instance was
+    /// left stopped rather than run on disks from two points in time (the result says which
+    /// disk holds what, and how to finish or undo).
+    PartialRollback,
 }
 
 impl Code {
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 26] = [
         Code::InvalidRequest,
         Code::NotOptedIn,
         Code::CooldownActive,
@@ -88,6 +95,8 @@ impl Code {
         Code::Unverified,
         Code::RolledBackToUndo,
         Code::InstanceHeld,
+        Code::SnapshotsApart,
+        Code::PartialRollback,
     ];
 
     /// The code as the result event carries it.
@@ -117,6 +126,8 @@ impl Code {
             Code::Unverified => "Unverified",
             Code::RolledBackToUndo => "RolledBackToUndo",
             Code::InstanceHeld => "InstanceHeld",
+            Code::SnapshotsApart => "SnapshotsApart",
+            Code::PartialRollback => "PartialRollback",
         }
     }
 }

@@ -63,6 +63,11 @@ id_type!(
     SnapshotId,
     "s"
 );
+id_type!(
+    /// `ssg-…`: a snapshot-consistent group (CreateSnapshotGroup).
+    SnapshotGroupId,
+    "ssg"
+);
 
 /// `cn-hangzhou`, `ap-southeast-1`, …: lowercase words joined by `-`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]

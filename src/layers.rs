@@ -15,6 +15,7 @@ const PURE: &[&str] = &[
     "ledger",
     "claim",
     "instance_hold",
+    "instance_plan",
     "report",
     "preflight",
     "hold",

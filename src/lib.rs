@@ -15,6 +15,7 @@ pub mod handler;
 pub mod hold;
 pub mod ids;
 pub mod instance_hold;
+pub mod instance_plan;
 pub mod lambda;
 pub mod ledger;
 pub mod logging;

@@ -148,6 +148,26 @@ pub struct Target {
     pub snapshot_status: Option<String>,
     /// The undo snapshot (`preserveCurrent`): the disk as it was before the reset.
     pub undo_snapshot_id: Option<String>,
+    /// A whole-instance request: each disk, its snapshot and what it holds now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disks: Option<Vec<DiskResult>>,
+}
+
+/// One disk of a whole-instance request, in its result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskResult {
+    pub disk_id: String,
+    pub snapshot_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo_snapshot_id: Option<String>,
+    /// The disk's own run's outcome.
+    pub outcome: String,
+    /// What the disk holds now: `rolled back to s-…`, `as before (not touched)`, `not rolled
+    /// back (code)`.
+    pub holds: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
 }
 
 /// What the service check after the start found (`verify`): each check made, and the time

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::ids::{DiskId, InstanceId, RegionId, SnapshotId};
+use crate::ids::{DiskId, InstanceId, RegionId, SnapshotGroupId, SnapshotId};
 
 /// A request that cannot be run, and the field that says why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +63,18 @@ struct RawRequest {
     /// `report` (default) or `undo`.
     #[serde(default)]
     on_verify_failure: Option<crate::verify::OnVerifyFailure>,
+    /// The whole instance: `"all"` its disks, or a list of its disk IDs (`instanceId` needed).
+    #[serde(default)]
+    disks: Option<Value>,
+    /// A snapshot-consistent group (`ssg-…`): every disk to its snapshot in it.
+    #[serde(default, alias = "SnapshotGroupId")]
+    snapshot_group_id: Option<String>,
+    /// With a rule per disk: the most the snapshots chosen may lie apart, in seconds.
+    #[serde(default)]
+    max_skew_seconds: Option<u64>,
+    /// The instance may run on disks from two points in time when one disk cannot be reset.
+    #[serde(default)]
+    allow_partial: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +110,35 @@ pub enum SnapshotChoice {
         before: Option<DateTime<Utc>>,
     },
 }
+
+/// Which disks of the instance a whole-instance request rolls back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DiskSet {
+    /// Every disk attached to the instance.
+    All,
+    /// These, each attached to the instance.
+    List(Vec<DiskId>),
+}
+
+/// A whole-instance request (`disks`): one stop, every disk reset to one point in time, one start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceScope {
+    pub disks: DiskSet,
+    /// Every disk to its snapshot in this group; otherwise the request's rule per disk.
+    pub snapshot_group: Option<SnapshotGroupId>,
+    /// With a rule per disk: the most the chosen snapshots' creation times may lie apart.
+    pub max_skew_secs: u64,
+    /// One disk's reset failing for good still lets the instance start on the others.
+    pub allow_partial: bool,
+}
+
+/// The skew allowed between the snapshots a rule picks for the disks of one instance when the
+/// request names none: snapshot policies start every disk's snapshot within the same minute.
+pub const DEFAULT_MAX_SKEW_SECS: u64 = 300;
+/// The most disks one instance request names (a snapshot-consistent group holds 16).
+pub const MAX_DISKS: usize = 16;
 
 /// What set the request off.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -187,6 +228,32 @@ pub struct RollbackRequest {
     pub verify: Option<crate::verify::VerifySpec>,
     /// `None`: the deployment's, else `report`.
     pub on_verify_failure: Option<crate::verify::OnVerifyFailure>,
+    /// A whole-instance request (`disks`); `None`: one disk.
+    pub scope: Option<InstanceScope>,
+}
+
+impl RollbackRequest {
+    /// The key of one disk's run in a whole-instance request.
+    pub fn member_key(&self, disk: &str) -> IdempotencyKey {
+        IdempotencyKey(format!("{}#{disk}", self.key.as_str()))
+    }
+
+    /// One disk's share of a whole-instance request: that disk, that snapshot, a key of its own
+    /// derived from the request's (the disk's ledger keeps its promises per key).
+    /// `snapshot` `None`: the disk's record names it (a request begun).
+    pub fn member(&self, disk: DiskId, snapshot: Option<SnapshotId>) -> RollbackRequest {
+        let key = self.member_key(disk.as_str());
+        RollbackRequest {
+            disk: Some(disk),
+            snapshot: match snapshot {
+                Some(s) => SnapshotChoice::Id(s),
+                None => self.snapshot.clone(),
+            },
+            key,
+            scope: None,
+            ..self.clone()
+        }
+    }
 }
 
 const MAX_REASON: usize = 512;
@@ -232,6 +299,38 @@ pub fn parse(
     let region = RegionId::parse(&region_raw).map_err(|m| InvalidRequest::new("regionId", m))?;
     let disk = parse_id("diskId", raw.disk_id, DiskId::parse)?;
     let instance = parse_id("instanceId", raw.instance_id, InstanceId::parse)?;
+    let scope = parse_scope(
+        &raw.disks,
+        raw.snapshot_group_id,
+        raw.max_skew_seconds,
+        raw.allow_partial,
+    )?;
+    if scope.is_some() {
+        if instance.is_none() {
+            return Err(InvalidRequest::new(
+                "instanceId",
+                "a request with disks names the instance they belong to",
+            ));
+        }
+        if disk.is_some() {
+            return Err(InvalidRequest::new(
+                "diskId",
+                "give diskId (one disk) or disks (the instance), not both",
+            ));
+        }
+        if raw.snapshot_id.is_some() {
+            return Err(InvalidRequest::new(
+                "snapshotId",
+                "a snapshot belongs to one disk: with disks, give snapshotGroupId or a snapshot rule",
+            ));
+        }
+        if scope.as_ref().is_some_and(|s| s.snapshot_group.is_some()) && raw.snapshot.is_some() {
+            return Err(InvalidRequest::new(
+                "snapshot",
+                "give snapshotGroupId or snapshot, not both",
+            ));
+        }
+    }
     if disk.is_none() && instance.is_none() {
         return Err(InvalidRequest::new(
             "diskId",
@@ -336,6 +435,7 @@ pub fn parse(
         ));
     }
     Ok(RollbackRequest {
+        scope,
         verify,
         on_verify_failure: raw.on_verify_failure,
         region,
@@ -350,6 +450,82 @@ pub fn parse(
         reason: raw.reason,
         trigger,
     })
+}
+
+/// The whole-instance fields: `disks` with the instance, or none of them.
+fn parse_scope(
+    disks: &Option<Value>,
+    group: Option<String>,
+    skew: Option<u64>,
+    allow_partial: Option<bool>,
+) -> Result<Option<InstanceScope>, InvalidRequest> {
+    let Some(disks) = disks else {
+        for (field, given) in [
+            ("snapshotGroupId", group.is_some()),
+            ("maxSkewSeconds", skew.is_some()),
+            ("allowPartial", allow_partial.is_some()),
+        ] {
+            if given {
+                return Err(InvalidRequest::new(
+                    field,
+                    "applies to a whole-instance request: add \"disks\": \"all\" or a list of disk IDs",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let set = match disks {
+        Value::String(s) if s == "all" => DiskSet::All,
+        Value::Array(items) => {
+            if items.is_empty() || items.len() > MAX_DISKS {
+                return Err(InvalidRequest::new(
+                    "disks",
+                    format!("1 to {MAX_DISKS} disk IDs"),
+                ));
+            }
+            let mut ids = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let field = format!("disks[{i}]");
+                let raw = item
+                    .as_str()
+                    .ok_or_else(|| InvalidRequest::new(&field, "a disk ID string"))?;
+                let id = DiskId::parse(raw).map_err(|m| InvalidRequest::new(&field, m))?;
+                if ids.contains(&id) {
+                    return Err(InvalidRequest::new(&field, "named twice"));
+                }
+                ids.push(id);
+            }
+            DiskSet::List(ids)
+        }
+        _ => {
+            return Err(InvalidRequest::new(
+                "disks",
+                "\"all\", or a list of the instance's disk IDs",
+            ))
+        }
+    };
+    let snapshot_group = group
+        .map(|g| SnapshotGroupId::parse(&g).map_err(|m| InvalidRequest::new("snapshotGroupId", m)))
+        .transpose()?;
+    if skew.is_some() && snapshot_group.is_some() {
+        return Err(InvalidRequest::new(
+            "maxSkewSeconds",
+            "a snapshot-consistent group is one point in time: no skew to allow",
+        ));
+    }
+    let max_skew_secs = skew.unwrap_or(DEFAULT_MAX_SKEW_SECS);
+    if max_skew_secs > 86_400 {
+        return Err(InvalidRequest::new(
+            "maxSkewSeconds",
+            "at most 86400 (a day): snapshots further apart are not one point in time",
+        ));
+    }
+    Ok(Some(InstanceScope {
+        disks: set,
+        snapshot_group,
+        max_skew_secs,
+        allow_partial: allow_partial.unwrap_or(false),
+    }))
 }
 
 /// The field named in serde's "unknown field `x`" or "duplicate field `x`" message.

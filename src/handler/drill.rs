@@ -20,6 +20,7 @@ fn target_of(request: &Value) -> Target {
         snapshot_id: field(["snapshotId", "SnapshotId"]),
         snapshot_status: None,
         undo_snapshot_id: None,
+        disks: None,
     }
 }
 

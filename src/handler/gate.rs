@@ -136,6 +136,7 @@ fn target_of(req: &RollbackRequest) -> Target {
         },
         snapshot_status: None,
         undo_snapshot_id: None,
+        disks: None,
     }
 }
 

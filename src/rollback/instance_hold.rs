@@ -12,6 +12,7 @@ use crate::instance_hold::{self as ih, Hold, HolderState, Verdict};
 pub(super) const INSTANCE_WAITED: &str = "InstanceWaited";
 
 /// The hold this run has on its instance.
+#[derive(Clone, Debug)]
 pub(super) struct Held {
     pub(super) instance: String,
     pub(super) tag: String,
@@ -34,6 +35,25 @@ impl Run<'_> {
         record_w: Option<bool>,
         stale_w: Option<bool>,
     ) -> Res<()> {
+        match self.group.clone() {
+            Some(link) => {
+                self.hold_for_group(&link, instance, seen_tags_clear, record_w, stale_w)
+                    .await
+            }
+            None => {
+                self.hold_instance_alone(instance, seen_tags_clear, record_w, stale_w)
+                    .await
+            }
+        }
+    }
+
+    pub(super) async fn hold_instance_alone(
+        &mut self,
+        instance: Option<&Instance>,
+        seen_tags_clear: bool,
+        record_w: Option<bool>,
+        stale_w: Option<bool>,
+    ) -> Res<()> {
         let Some(instance) = instance else {
             return Ok(());
         };
@@ -41,7 +61,7 @@ impl Run<'_> {
             return Ok(());
         }
         let iid = instance.instance_id.clone();
-        let key = ledger::run_key(&self.digest);
+        let (key, hold_disk) = self.hold_identity();
         let patience = self.s.heartbeat_timeout
             + self.s.stop_timeout
             + self.s.reset_timeout
@@ -106,7 +126,7 @@ impl Run<'_> {
             let hold = Hold {
                 invocation: self.invocation.clone(),
                 key: key.clone(),
-                disk: self.disk_id(),
+                disk: hold_disk.clone(),
                 was_running,
                 at: unix(self.now()),
             };
@@ -319,14 +339,21 @@ impl Run<'_> {
     /// whoever takes it over once it is gone; the tags it superseded go. A release that fails is
     /// a warning.
     pub(super) async fn release_instance(&mut self, finished: bool) {
-        let Some(held) = self.hold.take() else {
-            return;
-        };
         let part_way = self.took_disk
             && self
                 .record
                 .as_ref()
                 .is_some_and(|r| r.phase > Phase::Claimed);
+        self.release_hold(finished, part_way).await;
+    }
+
+    /// The release, once whether the instance is in its final power state (`finished`) and
+    /// whether something was changed (`part_way`) are known (a whole-instance request's: over
+    /// all its disks).
+    pub(super) async fn release_hold(&mut self, finished: bool, part_way: bool) {
+        let Some(held) = self.hold.take() else {
+            return;
+        };
         let keys = if finished {
             let mut keys = vec![held.tag.clone()];
             keys.extend(held.superseded.iter().cloned());

@@ -21,6 +21,7 @@
 mod cadence;
 mod dry_run;
 mod finish;
+mod group;
 mod halt;
 mod instance_hold;
 mod lease;
@@ -98,8 +99,22 @@ impl<'a> Rollback<'a> {
         self
     }
 
-    /// Runs one request to its end and reports. `deadline` bounds the run (Lambda).
+    /// Runs one request to its end and reports. `deadline` bounds the run (Lambda). A
+    /// whole-instance request (`disks`) runs every disk together (`group.rs`).
     pub async fn run(&self, req: &RollbackRequest, deadline: Option<Instant>) -> Report {
+        match &req.scope {
+            Some(scope) => Box::pin(self.run_instance(req, scope, deadline)).await,
+            None => self.run_one(req, deadline, None).await,
+        }
+    }
+
+    /// One disk's run; `link`: its place in a whole-instance request.
+    async fn run_one(
+        &self,
+        req: &RollbackRequest,
+        deadline: Option<Instant>,
+        link: Option<group::Link>,
+    ) -> Report {
         let lease = Arc::new(Lease::new(self.settings, &req.key.digest(), deadline));
         let mut run = Run {
             ecs: self.ecs,
@@ -118,13 +133,18 @@ impl<'a> Rollback<'a> {
                 },
                 snapshot_status: None,
                 undo_snapshot_id: None,
+                disks: None,
             },
             record: None,
             steps: Vec::new(),
             started: Instant::now(),
             downtime_ms: None,
             warnings: Vec::new(),
-            invocation: format!("{:016x}", fastrand::u64(..)),
+            invocation: match &link {
+                Some(l) => l.group.invocation.clone(),
+                None => format!("{:016x}", fastrand::u64(..)),
+            },
+            group: link.clone(),
             cache: self.cache,
             claimed: false,
             lease: lease.clone(),
@@ -159,11 +179,21 @@ impl<'a> Rollback<'a> {
         // Boxed: the run's future is deep, and a drill holds many of them.
         let body = Box::pin(async {
             let result = run.execute().await;
+            // A disk of a whole-instance request keeps its claim (its keeper renews it) until
+            // every disk's run has ended: the instance's hold is judged live by it.
+            let ended = match run.group.clone() {
+                Some(l) => {
+                    run.leave_group(&result);
+                    let mine = (run.finished(&result), run.part_way());
+                    Some(l.group.ended.meet(l.index, mine).await)
+                }
+                None => None,
+            };
             lease.stop();
-            result
+            (result, ended)
         });
         let keeper = lease.keep(self.ecs, &region, &tag);
-        let ((mut result, ()), ecs_calls) = crate::ecs::client::counting(
+        let (((mut result, ended), ()), ecs_calls) = crate::ecs::client::counting(
             crate::ecs::client::fenced(fence, futures_util::future::join(body, keeper))
                 .instrument(span.clone()),
         )
@@ -191,13 +221,26 @@ impl<'a> Rollback<'a> {
         }
         // The instance's hold: released once the instance is in its final power state (or
         // nothing was changed); kept for the next delivery otherwise.
-        let finished = match &result {
-            Ok(outcome) => *outcome == Outcome::Succeeded,
-            Err(h) => !h.error.retryable && run.record.is_some(),
-        };
-        run.release_instance(finished)
-            .instrument(span.clone())
-            .await;
+        match (&run.group, ended) {
+            (None, _) => {
+                let finished = run.finished(&result);
+                run.release_instance(finished)
+                    .instrument(span.clone())
+                    .await;
+            }
+            // The group's one hold, released by its first disk's run over every disk's end.
+            (Some(l), Some(all)) if l.index == 0 => {
+                if let Some((held, _)) = l.group.hold.lock().await.clone() {
+                    run.hold = Some(held);
+                }
+                let finished = all.iter().all(|(f, _)| *f);
+                let part_way = all.iter().any(|(_, p)| *p);
+                run.release_hold(finished, part_way)
+                    .instrument(span.clone())
+                    .await;
+            }
+            (Some(_), _) => run.hold = None,
+        }
         if let (Some(cache), Some(iid)) = (run.cache, run.instance_id()) {
             cache.forget(&run.region, &iid).await;
         }
@@ -283,6 +326,8 @@ struct Run<'a> {
     hold: Option<instance_hold::Held>,
     /// This delivery won the disk's claim contest at least once.
     took_disk: bool,
+    /// Its place in a whole-instance request (`group.rs`).
+    group: Option<group::Link>,
 }
 
 /// What one observation of the resources found.
@@ -396,6 +441,8 @@ impl Run<'_> {
                 ))
                 .await;
         }
+        // A disk of a whole-instance request meets the others before anything changes.
+        self.meet_before_stop().await?;
         for t in TRANSITIONS {
             if self.phase() >= t.until || !self.applies(t.when) {
                 continue;
@@ -414,7 +461,9 @@ impl Run<'_> {
                 // A run that may no longer hold the disk brings nothing back either.
                 (Err(h), _) if self.lease.is_lost() => return Err(h),
                 (Err(h), OnFailure::RetryOrRestore) if !h.error.retryable => {
-                    return self.restore_after_failure(h.error).await;
+                    // A disk of a whole-instance request brings the instance back only when
+                    // no other disk is left reset against it (`group.rs`).
+                    return self.group_failed(h.error).await;
                 }
                 (Err(h), _) => return Err(h),
             }
@@ -424,6 +473,27 @@ impl Run<'_> {
             "the transition table ended without finishing",
             false,
         )))
+    }
+
+    /// Whether the instance is in its final power state at the run's end (its hold can go).
+    fn finished(&self, result: &Res<Outcome>) -> bool {
+        match result {
+            Ok(outcome) => *outcome == Outcome::Succeeded,
+            // A whole-instance request that left the instance stopped on disks from two
+            // points in time keeps the hold (with the power state to restore) for whoever
+            // finishes it.
+            Err(h) if h.error.code == Code::PartialRollback.as_str() => false,
+            Err(h) => !h.error.retryable && self.record.is_some(),
+        }
+    }
+
+    /// This delivery took the disk and its record passed `claimed`: something may have changed.
+    fn part_way(&self) -> bool {
+        self.took_disk
+            && self
+                .record
+                .as_ref()
+                .is_some_and(|r| r.phase > Phase::Claimed)
     }
 
     fn applies(&self, when: When) -> bool {

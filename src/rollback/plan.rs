@@ -155,7 +155,7 @@ impl Run<'_> {
                 // The hold cannot be written for good (quota, permission): nothing more is
                 // changed, but the instance this key stopped must not stay stopped.
                 let h = self.failed("claim", t0, None, h);
-                return self.restore_after_failure(h.error).await.map(Some);
+                return self.group_failed(h.error).await.map(Some);
             }
         }
         // A twin of this key may be running right now: contest the disk like anyone else
@@ -167,7 +167,7 @@ impl Run<'_> {
                 // The ledger refuses this run for good (quota, permission): it cannot record
                 // anything, but the instance it stopped must not stay stopped.
                 let h = self.failed("claim", t0, None, h);
-                return self.restore_after_failure(h.error).await.map(Some);
+                return self.group_failed(h.error).await.map(Some);
             }
         }
         if let Err(h) = self.resume_checks(seen, &record) {
@@ -178,7 +178,7 @@ impl Run<'_> {
             if h.error.retryable {
                 return Err(h);
             }
-            return self.restore_after_failure(h.error).await.map(Some);
+            return self.group_failed(h.error).await.map(Some);
         }
         self.step(
             "preflight",

@@ -34,6 +34,7 @@ impl Run<'_> {
             // From `starting` on (a resumed run) the instance may be Running already, where a
             // ResetDisk DryRun says nothing of the reset: StartInstance's own waiting suffices.
             Some(iid) if record.end_running && self.phase() >= Phase::Starting => {
+                self.meet_before_start().await?;
                 self.start(&iid, self.now()).await?;
             }
             Some(iid) if record.end_running => {
@@ -44,6 +45,9 @@ impl Run<'_> {
                         h.error.message
                     ));
                 }
+                // A disk of a whole-instance request starts only once every disk's reset
+                // ended, and only on disks of one point in time (`group.rs`).
+                self.meet_before_start().await?;
                 self.start(&iid, self.now()).await?;
             }
             _ => {
@@ -54,6 +58,7 @@ impl Run<'_> {
                     }
                     return Err(self.reset_end_unconfirmed(t, h).await);
                 }
+                self.meet_before_start().await?;
                 self.step(
                     "start",
                     StepStatus::Skipped,

@@ -22,4 +22,5 @@ mod safety;
 mod signature_v3;
 mod survival;
 mod verify;
+mod whole_instance;
 mod world;
