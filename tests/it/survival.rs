@@ -152,6 +152,35 @@ async fn killed_with_sigkill_around_the_undo_snapshot_it_takes_one() {
     .await;
 }
 
+/// Whole-instance runs (both disks of web-01 to one point in time): besides each disk's
+/// invariants, the instance never runs on disks from two points in time, and it is stopped and
+/// started once each, whatever the kills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_with_sigkill_during_whole_instance_runs_every_disk_ends_on_one_point_in_time() {
+    let runs = budget("ECS_ROLLBACK_CRASH_INSTANCE_RUNS", 40);
+    let base_seed = budget("ECS_ROLLBACK_CRASH_SEED", 20_261_129) + 3000;
+    crash_campaign_on(
+        "whole-instance crash campaign",
+        json!({"instanceId": WEB, "disks": "all", "snapshot": {"before": "2026-11-29T00:00:00Z"},
+               "idempotencyKey": "crash-instance"}),
+        runs,
+        base_seed,
+        &[(WEB_SYS, WEB_SNAP_NEW), (WEB_DATA, WEB_DATA_SNAP)],
+        |sim| {
+            let events = sim.events();
+            let mut v = crate::whole_instance::one_point_in_time(&events, &[WEB_SYS, WEB_DATA]);
+            for action in ["StopInstance", "StartInstance"] {
+                let n = events.iter().filter(|e| e.action == action).count();
+                if n != 1 {
+                    v.push(format!("{n} {action} applied"));
+                }
+            }
+            v
+        },
+    )
+    .await;
+}
+
 /// The same with a `verify` command: a kill while the service check runs resumes on the same
 /// Cloud Assistant invocation, so the command runs exactly once, and the run ends verified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,6 +219,26 @@ async fn crash_campaign(
     request: Value,
     runs: u64,
     base_seed: u64,
+    extra: impl Fn(&Simulator) -> Vec<String>,
+) {
+    crash_campaign_on(
+        label,
+        request,
+        runs,
+        base_seed,
+        &[(WEB_SYS, WEB_SNAP_TAGGED)],
+        extra,
+    )
+    .await
+}
+
+/// `crash_campaign` over the disks of one request, each to end on its snapshot.
+async fn crash_campaign_on(
+    label: &str,
+    request: Value,
+    runs: u64,
+    base_seed: u64,
+    disks: &[(&str, &str)],
     extra: impl Fn(&Simulator) -> Vec<String>,
 ) {
     let dir = std::env::temp_dir().join(format!(
@@ -246,19 +295,25 @@ async fn crash_campaign(
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
-        let mut v = violations(&sim, WEB_SYS, WEB);
+        let mut v = Vec::new();
+        for (disk, _) in disks {
+            v.extend(violations(&sim, disk, WEB));
+        }
+        v.dedup();
         v.extend(extra(&sim));
         match &last {
             Some((o, _)) if o == "succeeded" || o == "duplicate" => {}
             other => v.push(format!("final result {other:?}")),
         }
-        if sim.disk(WEB_SYS).map(|d| d["content"].clone()) != Some(json!(WEB_SNAP_TAGGED)) {
-            v.push("the disk was not rolled back".into());
+        for (disk, snap) in disks {
+            if sim.disk(disk).map(|d| d["content"].clone()) != Some(json!(snap)) {
+                v.push(format!("disk {disk} was not rolled back to {snap}"));
+            }
         }
         if !v.is_empty() {
             found.push(format!("seed {seed} (kill after {delay:?}): {v:?}"));
         }
-        let r = reissued(&sim, WEB_SYS);
+        let r: usize = disks.iter().map(|(d, _)| reissued(&sim, d)).sum();
         if r > 0 {
             println!("seed {seed}: killed after {delay:?}, ResetDisk re-issued {r}x (same snapshot, instance still stopped)");
         }
