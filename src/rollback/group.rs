@@ -95,6 +95,9 @@ pub(super) struct Group {
     pub(super) hold: tokio::sync::Mutex<Option<(instance_hold::Held, bool)>>,
     pub(super) before_stop: Meeting<Ready>,
     pub(super) before_start: Meeting<Arrival>,
+    /// After the undo (verdict `Undo`): every reset disk back on its undo snapshot before the
+    /// start.
+    pub(super) after_undo: Meeting<()>,
     /// At the end: whether each run finished (the hold is released when all did) and whether
     /// it changed something (part-way: the hold stays for the next delivery).
     pub(super) ended: Meeting<(bool, bool)>,
@@ -117,6 +120,7 @@ impl Group {
             hold: tokio::sync::Mutex::new(None),
             before_stop: Meeting::new(n),
             before_start: Meeting::new(n),
+            after_undo: Meeting::new(n),
             ended: Meeting::new(n),
         }
     }
@@ -238,7 +242,8 @@ impl Run<'_> {
                     true,
                 )))
             }
-            Verdict::Undo | Verdict::LeaveStopped => Err(Halt::fail(ErrorInfo::new(
+            Verdict::Undo => self.undo_for_group(&link, &all).await,
+            Verdict::LeaveStopped => Err(Halt::fail(ErrorInfo::new(
                 Code::PartialRollback,
                 format!(
                     "this disk was reset, but another disk of the instance could not be ({}): the instance is left stopped rather than run on disks from two points in time",
@@ -256,7 +261,9 @@ impl Run<'_> {
         let Some(link) = self.group.clone() else {
             return self.restore_after_failure(error).await;
         };
-        let reset = self.phase() >= Phase::Reset;
+        // A run recorded failed (`f=`) was bringing the instance back, never past a reset.
+        let reset = self.phase() >= Phase::Reset
+            && self.record.as_ref().is_some_and(|r| r.failure.is_none());
         link.group
             .before_stop
             .leave(link.index, Ready::Out(error.clone()));
@@ -275,8 +282,97 @@ impl Run<'_> {
             Verdict::Restore | Verdict::StartPartial | Verdict::Start => {
                 self.restore_after_failure(error).await
             }
-            Verdict::Retry | Verdict::Undo | Verdict::LeaveStopped => Err(Halt::fail(error)),
+            Verdict::Undo => {
+                // From `starting` with the failure, this key never resets its disk: a crash
+                // resumes the restore, which meets the others' undo first.
+                if let Some(r) = self.record.as_mut() {
+                    r.failure = Some(error.code.clone());
+                }
+                if self.phase() < Phase::Starting {
+                    if let Err(h) = self.set_phase(Phase::Starting).await {
+                        self.warnings.push(format!(
+                            "phase starting could not be recorded: {}",
+                            h.error.message
+                        ));
+                    }
+                }
+                link.group.after_undo.meet(link.index, ()).await;
+                self.restore_after_failure(error).await
+            }
+            Verdict::Retry | Verdict::LeaveStopped => Err(Halt::fail(error)),
         }
+    }
+
+    /// Verdict `Undo`: this disk back to its undo snapshot (the disk as it was before the
+    /// request) while the instance is Stopped, the mark saying `undoing` before the call and
+    /// `undo reset` after it (a crash repeats the reset to the undo snapshot, never once it says
+    /// so), then, with every disk back, the start; the result says what was undone.
+    async fn undo_for_group(&mut self, link: &Link, all: &[Arrival]) -> Res<()> {
+        let t = self.now();
+        let undo = self
+            .record
+            .as_ref()
+            .and_then(|r| r.undo.clone())
+            .ok_or_else(|| Halt::fail(ErrorInfo::new(Code::Internal, "no undo snapshot", false)))?;
+        let iid = self.instance_id().unwrap_or_default();
+        let disk = self.disk_id();
+        let done = self
+            .read_mark()
+            .await?
+            .is_some_and(|m| m.stage == crate::verify::Stage::UndoReset);
+        if !done {
+            self.write_mark(1, crate::verify::Stage::Undoing, None)
+                .await?;
+            self.before_change("ResetDisk")?;
+            self.confirm_holder("ResetDisk (undo)").await?;
+            if self.read_instance(&iid).await?.status != "Stopped" {
+                return Err(Halt::fail(ErrorInfo::new(
+                    Code::RollbackInProgress,
+                    "the instance is not Stopped before the undo's reset; nothing was reset",
+                    true,
+                )));
+            }
+            let request_id = match self.ecs.reset_disk(&self.region, &disk, &undo, false).await {
+                Ok(ack) => Some(ack.request_id),
+                Err(e) if e.is_code("InvalidOperation.DiskResetInProgress") => None,
+                Err(e) => {
+                    let mut h = Halt::ecs(Outcome::Failed, &e);
+                    h.error.retryable = e.can_pass() || e.may_have_applied;
+                    return Err(h);
+                }
+            };
+            self.write_mark(1, crate::verify::Stage::UndoReset, None)
+                .await?;
+            self.step(
+                "undo-reset",
+                StepStatus::Done,
+                t,
+                request_id,
+                Some(format!("disk {disk} reset to the undo snapshot {undo}")),
+            );
+        }
+        if let Err(h) = self.wait_reset_done(false).await {
+            self.warnings.push(format!(
+                "the end of the undo's reset was not seen ({}); StartInstance waited for it",
+                h.error.message
+            ));
+        }
+        link.group.after_undo.meet(link.index, ()).await;
+        let record = self.record()?;
+        if record.end_running {
+            self.start(&iid, self.now()).await?;
+        }
+        let error = ErrorInfo::new(
+            Code::RolledBackToUndo,
+            format!(
+                "another disk of the instance could not be rolled back ({}), so this disk was rolled back to its undo snapshot {undo} (as it was before the request) and the instance {}",
+                first_failure(all),
+                if record.end_running { "started again" } else { "left stopped, as it was" }
+            ),
+            false,
+        );
+        let _ = self.write_final(Phase::Failed, Some(&error.code)).await;
+        Err(Halt::fail(error))
     }
 
     /// When the run ends: the meetings it will not reach are filled with how it ended.
@@ -316,6 +412,7 @@ impl Group {
         };
         self.before_stop.leave(index, ready);
         self.before_start.leave(index, arrival);
+        self.after_undo.leave(index, ());
     }
 }
 
@@ -593,6 +690,32 @@ fn group_outcome(reports: &[Report], members: &[MemberPlan]) -> (Outcome, Option
         return (outcome, None);
     }
     let err = |r: &Report| r.error.clone();
+    if reports
+        .iter()
+        .filter_map(err)
+        .any(|e| e.code == Code::RolledBackToUndo.as_str())
+    {
+        let holds = reports
+            .iter()
+            .zip(members)
+            .map(|(r, m)| format!("{}: {}", m.disk, disk_holds(r)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let cause = reports
+            .iter()
+            .filter_map(err)
+            .find(|e| e.code != Code::RolledBackToUndo.as_str())
+            .map(|e| format!("{}: {}", e.code, e.message))
+            .unwrap_or_default();
+        return (
+            Outcome::Failed,
+            Some(ErrorInfo::new(
+                Code::PartialRollback,
+                format!("one disk of the instance could not be rolled back ({cause}); the disks that were are back on their undo snapshots, so the instance is as it was before the request. The disks: {holds}"),
+                false,
+            )),
+        );
+    }
     if let Some(p) = reports
         .iter()
         .filter_map(err)
@@ -660,7 +783,18 @@ fn disk_holds(r: &Report) -> String {
         .steps
         .iter()
         .any(|s| s.name == "reset" && s.status == StepStatus::Done);
+    let undone = r
+        .steps
+        .iter()
+        .any(|s| s.name == "undo-reset" && s.status == StepStatus::Done)
+        || r.error
+            .as_ref()
+            .is_some_and(|e| e.code == Code::RolledBackToUndo.as_str());
     match r.outcome {
+        _ if undone => format!(
+            "back on its undo snapshot {} (as before the request)",
+            r.target.undo_snapshot_id.clone().unwrap_or_default()
+        ),
         Outcome::Succeeded | Outcome::Duplicate => format!("rolled back to {snap}"),
         _ if reset => format!("rolled back to {snap}"),
         Outcome::Rejected => "as before (not touched)".into(),

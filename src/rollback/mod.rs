@@ -433,8 +433,9 @@ impl Run<'_> {
         let record = self.record()?;
         if let Some(code) = record.failure.clone() {
             // A run that was bringing the instance back after a failure.
+            // A disk of a whole-instance request meets the others first (`group.rs`).
             return self
-                .restore_after_failure(ErrorInfo::new(
+                .group_failed(ErrorInfo::new(
                     &code,
                     "the run failed (recorded by an earlier delivery)",
                     false,

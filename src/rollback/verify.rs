@@ -305,7 +305,7 @@ impl Run<'_> {
     }
 
     /// This key's mark, if the disk carries one.
-    async fn read_mark(&self) -> Res<Option<VerifyMark>> {
+    pub(super) async fn read_mark(&self) -> Res<Option<VerifyMark>> {
         let disk = self.read_disk(&self.disk_id()).await.map_err(|mut h| {
             h.outcome = Outcome::Failed;
             h.error.retryable = true;
@@ -319,7 +319,12 @@ impl Run<'_> {
             .filter(|m| m.key == me))
     }
 
-    async fn write_mark(&self, round: u8, stage: Stage, invoke_id: Option<String>) -> Res<()> {
+    pub(super) async fn write_mark(
+        &self,
+        round: u8,
+        stage: Stage,
+        invoke_id: Option<String>,
+    ) -> Res<()> {
         let mark = VerifyMark {
             key: ledger::run_key(&self.digest),
             round,

@@ -283,9 +283,11 @@ async fn crash_campaign_on(
         }
         // Deliver the same event again until it finishes.
         let mut last = None;
+        let mut last_line = String::new();
         for _ in 0..60 {
             reruns += 1;
             let stdout = invoke_once(&base, &event).await;
+            last_line = stdout.lines().last().unwrap_or_default().to_owned();
             let result = stdout.lines().last().and_then(outcome_of);
             let done = matches!(&result, Some((o, _)) if o == "succeeded" || o == "duplicate");
             let retry = matches!(&result, Some((_, true)));
@@ -303,7 +305,7 @@ async fn crash_campaign_on(
         v.extend(extra(&sim));
         match &last {
             Some((o, _)) if o == "succeeded" || o == "duplicate" => {}
-            other => v.push(format!("final result {other:?}")),
+            other => v.push(format!("final result {other:?}: {last_line}")),
         }
         for (disk, snap) in disks {
             if sim.disk(disk).map(|d| d["content"].clone()) != Some(json!(snap)) {

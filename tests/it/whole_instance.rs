@@ -167,12 +167,14 @@ async fn snapshots_apart_or_missing_on_one_disk_refuse_the_whole_request_untouch
     assert_eq!(b.disk(WEB_DATA)["content"], json!("s-bp1webapp0dat00002"));
 }
 
-/// ResetDisk of the data disk refused for good (after the dry runs): the system disk was reset,
-/// so the instance is left stopped rather than run on two points in time, and the result says
-/// which disk holds what. With `allowPartial` the instance starts.
+/// ResetDisk of one disk refused for good (after the dry runs): the other disk was reset, so
+/// the instance is left stopped rather than run on two points in time, and the result says
+/// which disk holds what. With `allowPartial` the instance starts. With undo snapshots
+/// (`preserveCurrent`) the reset disk goes back to its undo snapshot and the instance starts
+/// as it was before the request.
 #[tokio::test]
 async fn one_disk_refused_for_good_leaves_the_instance_stopped_unless_partial_is_allowed() {
-    for allow in [false, true] {
+    for (allow, undo) in [(false, false), (true, false), (false, true)] {
         let refuse = ScriptedFault {
             caller: None,
             action: "ResetDisk".into(),
@@ -190,22 +192,47 @@ async fn one_disk_refused_for_good_leaves_the_instance_stopped_unless_partial_is
             ..Default::default()
         })
         .await;
-        let mut ev = whole(&format!("partial-{allow}"));
+        let mut ev = whole(&format!("partial-{allow}-{undo}"));
         if allow {
             ev["allowPartial"] = json!(true);
+        }
+        if undo {
+            ev["preserveCurrent"] = json!(true);
         }
         let r = b.run(ev).await;
         let events = b.changes();
         let resets = applied(&events, "ResetDisk");
-        assert_eq!(resets.len(), 1, "one disk reset: {events:?}");
         let reset_disk = resets[0].resource.clone();
         let other = if reset_disk == WEB_SYS {
             WEB_DATA
         } else {
             WEB_SYS
         };
+        assert_eq!(b.resets(other), 0, "{events:?}");
         assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
         assert!(one_point_in_time(&events, &[WEB_SYS, WEB_DATA]).is_empty());
+        if undo {
+            // Reset to the snapshot, then back to the undo snapshot, both while Stopped.
+            assert_eq!(resets.len(), 2, "{events:?}");
+            assert!(resets.iter().all(|e| e.resource == reset_disk));
+            // The disk holds what its undo snapshot holds.
+            let undo_id = disk_result(&r, &reset_disk)
+                .undo_snapshot_id
+                .clone()
+                .expect("undo snapshot");
+            assert_eq!(b.disk(&reset_disk)["content"], json!(undo_id));
+            let e = r.error.as_ref().expect("error");
+            assert_eq!(e.code, "PartialRollback", "{e:?}");
+            assert!(e.message.contains("undo snapshot"), "{}", e.message);
+            assert!(disk_result(&r, &reset_disk).holds.contains("undo snapshot"));
+            assert_eq!(b.settled_status(WEB).await, "Running");
+            assert!(holds(&b).await.is_empty());
+            let start = applied(&events, "StartInstance");
+            assert_eq!(start.len(), 1);
+            assert!(start[0].seq > resets[1].seq);
+            continue;
+        }
+        assert_eq!(resets.len(), 1, "one disk reset: {events:?}");
         assert!(disk_result(&r, &reset_disk)
             .holds
             .starts_with("rolled back to"));
@@ -237,7 +264,7 @@ async fn one_disk_refused_for_good_leaves_the_instance_stopped_unless_partial_is
             assert_eq!(holds(&b).await.len(), 1);
             // Sent again: the reset disk is not reset twice; the refused one is tried again
             // (its cause passed), and the instance starts on one point in time.
-            let r = b.run(whole("partial-false")).await;
+            let r = b.run(whole("partial-false-false")).await;
             assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
             assert_eq!(b.resets(&reset_disk), 1);
             assert_eq!(b.resets(other), 1);
