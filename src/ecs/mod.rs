@@ -13,8 +13,8 @@ pub mod signer_v3;
 pub mod transport;
 
 pub use client::{
-    CallKind, DiskQuery, EcsClient, InstanceQuery, RunCommandSpec, SnapshotQuery, StopOptions,
-    StoppedMode,
+    CallKind, DiskQuery, EcsClient, GroupDisks, InstanceQuery, RunCommandSpec,
+    SnapshotGroupRequest, SnapshotQuery, StopOptions, StoppedMode,
 };
 pub use credentials::{ClientConfig, CredentialSource, Credentials, Endpoint, Signing};
 pub use error::{EcsError, ErrorKind, Retry};

@@ -62,6 +62,16 @@ mod lenient {
         })
     }
 
+    /// A string that may be absent or empty: `None` then.
+    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(Some(string(d)?).filter(|s| !s.is_empty()))
+    }
+
+    /// A flag that may be absent or odd: `false` then.
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(boolean(d)?.unwrap_or(false))
+    }
+
     pub fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         Ok(match Option::<Value>::deserialize(d)? {
             Some(Value::String(s)) => parse_time(&s),
@@ -421,6 +431,97 @@ pub struct CreatedSnapshot {
     pub snapshot_id: String,
 }
 
+/// One snapshot-consistent group (DescribeSnapshotGroups `SnapshotGroups.SnapshotGroup[]`,
+/// shared/reference/ecs-snapshot-groups-and-cloud-assistant.md §2).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnapshotGroup {
+    /// `ssg-…`.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub snapshot_group_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub name: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub description: String,
+    /// Set only when every snapshot of the group comes from this one instance.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub instance_id: Option<String>,
+    /// `progressing`, `accomplished` or `failed`.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub status: String,
+    #[serde(default, deserialize_with = "lenient::time")]
+    pub creation_time: Option<DateTime<Utc>>,
+    /// `Snapshots.Snapshot[]`: one per disk still in the group (a deleted one is not listed).
+    #[serde(default, deserialize_with = "group_members")]
+    pub snapshots: Vec<SnapshotGroupMember>,
+}
+
+impl SnapshotGroup {
+    /// `accomplished`.
+    pub fn is_accomplished(&self) -> bool {
+        self.status.eq_ignore_ascii_case("accomplished")
+    }
+
+    /// The group's snapshot of `disk_id`, if it still holds one.
+    pub fn member_of_disk(&self, disk_id: &str) -> Option<&SnapshotGroupMember> {
+        self.snapshots.iter().find(|m| m.source_disk_id == disk_id)
+    }
+}
+
+/// One snapshot of a group (`Snapshots.Snapshot[]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnapshotGroupMember {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub snapshot_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub source_disk_id: String,
+    /// `system` or `data`.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub source_disk_type: String,
+    /// `"100%"`.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub progress: String,
+    /// Usable to roll back or create a disk (absent: false).
+    #[serde(default, deserialize_with = "lenient::flag")]
+    pub available: bool,
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub instant_access: Option<bool>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+wrapper!(SnapshotGroupMemberList, snapshot, SnapshotGroupMember);
+wrapper!(SnapshotGroupList, snapshot_group, SnapshotGroup);
+
+/// `Snapshots` of a group: the wrapper, absent or `null` as no members.
+fn group_members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SnapshotGroupMember>, D::Error> {
+    Ok(Option::<SnapshotGroupMemberList>::deserialize(d)?
+        .map(|l| l.snapshot)
+        .unwrap_or_default())
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeSnapshotGroupsPage {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub request_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub next_token: String,
+    #[serde(default)]
+    pub snapshot_groups: SnapshotGroupList,
+}
+
+/// CreateSnapshotGroup's answer.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreatedSnapshotGroup {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub request_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub snapshot_group_id: String,
+}
+
 /// DescribeCloudAssistantStatus: `InstanceCloudAssistantStatusSet.InstanceCloudAssistantStatus[]`
 /// (shared/reference/ecs-snapshot-groups-and-cloud-assistant.md §3).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -691,6 +792,60 @@ mod tests {
         assert_eq!(s.source_disk_size, Some(40));
         assert_eq!(s.progress, "100%");
         assert!(s.is_complete() && s.is_usable());
+    }
+
+    #[test]
+    fn snapshot_groups_as_the_reference_shapes_them() {
+        // ecs-snapshot-groups-and-cloud-assistant.md §2; numbers and flags as strings, a single
+        // member as an object, a group without InstanceId or Snapshots.
+        let page: DescribeSnapshotGroupsPage = serde_json::from_value(serde_json::json!({
+            "RequestId": "R", "NextToken": "t-1",
+            "SnapshotGroups": {"SnapshotGroup": [
+                {"SnapshotGroupId": "ssg-bp1000000000000001", "Name": "db", "Description": "",
+                 "InstanceId": "i-bp1000000000000001", "Status": "accomplished",
+                 "CreationTime": "2026-11-27T02:00:00Z", "ProgressStatus": "finished",
+                 "Snapshots": {"Snapshot": [
+                    {"SnapshotId": "s-1", "SourceDiskId": "d-1", "SourceDiskType": "system",
+                     "Progress": "100%", "Available": true, "InstantAccess": false,
+                     "Tags": {"Tag": [{"TagKey": "k", "TagValue": "v"}]}},
+                    {"SnapshotId": "s-2", "SourceDiskId": "d-2", "SourceDiskType": "data",
+                     "Progress": "40%", "Available": "false"}]}},
+                {"SnapshotGroupId": "ssg-bp1000000000000002", "InstanceId": "",
+                 "Status": "progressing", "Snapshots": {"Snapshot": {"SnapshotId": "s-3"}}},
+                {"SnapshotGroupId": "ssg-bp1000000000000003", "Snapshots": null}
+            ]}
+        }))
+        .expect("parses");
+        assert_eq!(page.next_token, "t-1");
+        let [a, b, c] = &page.snapshot_groups.snapshot_group[..] else {
+            panic!("three groups")
+        };
+        assert!(a.is_accomplished());
+        assert_eq!(a.instance_id.as_deref(), Some("i-bp1000000000000001"));
+        assert_eq!(
+            a.creation_time.map(format_time).as_deref(),
+            Some("2026-11-27T02:00:00Z")
+        );
+        let m = a.member_of_disk("d-1").expect("member");
+        assert_eq!(
+            (
+                m.snapshot_id.as_str(),
+                m.source_disk_type.as_str(),
+                m.progress.as_str()
+            ),
+            ("s-1", "system", "100%")
+        );
+        assert!(m.available);
+        assert_eq!(m.instant_access, Some(false));
+        assert_eq!(m.tags.get("k"), Some("v"));
+        let m2 = a.member_of_disk("d-2").expect("member");
+        assert!(!m2.available && m2.instant_access.is_none());
+        assert!(b.instance_id.is_none() && !b.is_accomplished());
+        assert_eq!(b.snapshots.len(), 1);
+        assert!(c.snapshots.is_empty() && c.status.is_empty());
+        let made: CreatedSnapshotGroup =
+            serde_json::from_str(r#"{"RequestId":"R","SnapshotGroupId":"ssg-1"}"#).expect("parses");
+        assert_eq!(made.snapshot_group_id, "ssg-1");
     }
 
     #[test]

@@ -390,7 +390,7 @@ async fn throttled_reads_are_retried_until_they_pass() {
             .describe_instances(REGION, &InstanceQuery::default())
             .await
             .expect("retried past throttling");
-        assert_eq!(found.len(), 4);
+        assert_eq!(found.len(), 5);
     }
     let calls = sim.call_counts()["DescribeInstances"];
     assert!(calls > 10, "throttled calls were repeated: {calls}");
@@ -449,7 +449,7 @@ async fn a_5xx_is_retried_for_reads_and_reported_for_writes() {
         .describe_disks(REGION, &DiskQuery::default())
         .await
         .expect("read retried");
-    assert_eq!(disks.len(), 5);
+    assert_eq!(disks.len(), 8);
     assert_eq!(sim.call_counts()["DescribeDisks"], 2);
     let e = c
         .start_instance(REGION, BATCH, false)
@@ -522,7 +522,7 @@ async fn a_slow_answer_times_out_a_write_is_reported_a_read_retried() {
         .describe_instances(REGION, &InstanceQuery::default())
         .await
         .expect("second attempt is fast");
-    assert_eq!(found.len(), 4);
+    assert_eq!(found.len(), 5);
     assert_eq!(sim.call_counts()["DescribeInstances"], 2);
 }
 

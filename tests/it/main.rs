@@ -20,6 +20,7 @@ mod report;
 mod rollback;
 mod safety;
 mod signature_v3;
+mod snapshot_groups;
 mod survival;
 mod verify;
 mod whole_instance;

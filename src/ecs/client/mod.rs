@@ -20,9 +20,9 @@ use crate::ecs::credentials::{AssumeRole, Cached, CredentialSource, Credentials,
 use crate::ecs::error::{EcsError, ErrorKind, Retry};
 use crate::ecs::model::{
     parse_time, Ack, AssumeRoleResponse, CloudAssistantStatusPage, CreatedSnapshot,
-    DescribeDisksPage, DescribeInstancesPage, DescribeSnapshotsPage, Disk, ErrorBody, Instance,
-    InvocationResult, InvocationResultsPage, InvocationsPage, ListTagResourcesPage, RanCommand,
-    Snapshot, TagResource,
+    CreatedSnapshotGroup, DescribeDisksPage, DescribeInstancesPage, DescribeSnapshotGroupsPage,
+    DescribeSnapshotsPage, Disk, ErrorBody, Instance, InvocationResult, InvocationResultsPage,
+    InvocationsPage, ListTagResourcesPage, RanCommand, Snapshot, SnapshotGroup, TagResource,
 };
 use crate::ecs::retry::RetryConfig;
 use crate::ecs::transport::{HttpRequest, Transport, TransportError};
@@ -35,7 +35,8 @@ mod pace;
 pub use auth::redact_token;
 use calls::{p, Params};
 pub use calls::{
-    DiskQuery, InstanceQuery, RunCommandSpec, SnapshotQuery, StopOptions, StoppedMode,
+    DiskQuery, GroupDisks, InstanceQuery, RunCommandSpec, SnapshotGroupRequest, SnapshotQuery,
+    StopOptions, StoppedMode, MAX_GROUP_IDS,
 };
 use pace::Pace;
 
@@ -115,10 +116,14 @@ pub enum Action {
     RunCommand,
     DescribeInvocations,
     DescribeInvocationResults,
+    /// Snapshot-consistent groups: one snapshot of several disks at one moment (a change, fenced
+    /// like CreateSnapshot), and their read.
+    CreateSnapshotGroup,
+    DescribeSnapshotGroups,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 16] = [
         Action::DescribeInstances,
         Action::DescribeDisks,
         Action::DescribeSnapshots,
@@ -133,6 +138,8 @@ impl Action {
         Action::RunCommand,
         Action::DescribeInvocations,
         Action::DescribeInvocationResults,
+        Action::CreateSnapshotGroup,
+        Action::DescribeSnapshotGroups,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -151,6 +158,8 @@ impl Action {
             Action::RunCommand => "RunCommand",
             Action::DescribeInvocations => "DescribeInvocations",
             Action::DescribeInvocationResults => "DescribeInvocationResults",
+            Action::CreateSnapshotGroup => "CreateSnapshotGroup",
+            Action::DescribeSnapshotGroups => "DescribeSnapshotGroups",
         }
     }
 
@@ -172,6 +181,8 @@ impl Action {
             Action::RunCommand => 11,
             Action::DescribeInvocations => 12,
             Action::DescribeInvocationResults => 13,
+            Action::CreateSnapshotGroup => 14,
+            Action::DescribeSnapshotGroups => 15,
         }
     }
 }

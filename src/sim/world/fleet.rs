@@ -1,5 +1,5 @@
-//! The fleet a scenario names (instances, disks, snapshots, as JSON), and the default fleet of
-//! the built-in simulator.
+//! The fleet a scenario names (instances, disks, snapshots, snapshot-consistent groups, as
+//! JSON), and the default fleet of the built-in simulator.
 
 use super::*;
 
@@ -71,6 +71,45 @@ pub struct SnapshotSpec {
     pub automatic: bool,
 }
 
+/// A snapshot-consistent group (ecs-snapshot-groups-and-cloud-assistant.md §2) whose member
+/// snapshots are among the fleet's `snapshots`. Its status follows its members' (a `failed`
+/// member fails it, a `progressing` one keeps it `progressing`) unless `status` pins it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotGroupSpec {
+    /// `ssg-…`.
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Shown only when every member comes from this one instance; absent, it is the members'
+    /// instance when they share one.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// `progressing`, `accomplished` or `failed`: pins the group's status; absent, the members'
+    /// statuses decide it.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// When the group was made (RFC 3339); absent, when the simulator started.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub members: Vec<SnapshotGroupMemberSpec>,
+}
+
+/// One member of a [`SnapshotGroupSpec`]: a snapshot of the fleet's `snapshots`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotGroupMemberSpec {
+    pub snapshot_id: String,
+    /// The member was deleted since the group was made (the snapshot need not be in the
+    /// fleet): the group lists the others.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FleetSpec {
@@ -80,6 +119,8 @@ pub struct FleetSpec {
     pub disks: Vec<DiskSpec>,
     #[serde(default)]
     pub snapshots: Vec<SnapshotSpec>,
+    #[serde(default)]
+    pub snapshot_groups: Vec<SnapshotGroupSpec>,
 }
 
 pub(super) fn default_region() -> String {
@@ -126,6 +167,10 @@ pub fn default_fleet() -> FleetSpec {
         locks: vec![],
         tags: tags.clone(),
     };
+    let essd = |id: &str, instance: &str, kind: &str| DiskSpec {
+        category: Some("cloud_essd".into()),
+        ..disk(id, instance, kind, &BTreeMap::new())
+    };
     // Fixed dates, not "hours ago": sample events with fixed trigger times keep finding a
     // snapshot taken before them.
     let snap =
@@ -143,6 +188,57 @@ pub fn default_fleet() -> FleetSpec {
             automatic: false,
         };
     let none = BTreeMap::new();
+    // db-05's two snapshot-consistent groups of its three ESSD disks: one member per disk, taken
+    // at the group's time.
+    let db_disks = [
+        (DB_SYS, "sys", "s-bp1dbserv0sys0000"),
+        (DB_DAT, "dat05", "s-bp1dbserv0dat0000"),
+        (DB_DAT2, "dat15", "s-bp1dbserv0dat1000"),
+    ];
+    let db_groups = [
+        (
+            "ssg-bp1dbserv0000000001",
+            "db-05-before-migration",
+            "2026-11-27T02:00:00Z",
+            1,
+        ),
+        (
+            "ssg-bp1dbserv0000000002",
+            "db-05-nightly",
+            "2026-11-28T20:00:00Z",
+            2,
+        ),
+    ];
+    let db_snapshots = db_groups.iter().flat_map(|(_, name, at, n)| {
+        db_disks.iter().map(move |(disk, part, prefix)| {
+            snap(
+                &format!("{prefix}{n}"),
+                disk,
+                &format!("{name}-{part}"),
+                at,
+                &[],
+            )
+        })
+    });
+    let snapshot_groups = db_groups
+        .iter()
+        .map(|(id, name, at, n)| SnapshotGroupSpec {
+            id: (*id).into(),
+            name: (*name).into(),
+            description: String::new(),
+            instance_id: Some(DB.into()),
+            status: None,
+            created_at: Some((*at).into()),
+            tags: BTreeMap::new(),
+            members: db_disks
+                .iter()
+                .map(|(_, _, prefix)| SnapshotGroupMemberSpec {
+                    snapshot_id: format!("{prefix}{n}"),
+                    deleted: false,
+                })
+                .collect(),
+        })
+        .collect();
     FleetSpec {
         instances: vec![
             // Running, opted in on the instance: the main demo target.
@@ -159,6 +255,9 @@ pub fn default_fleet() -> FleetSpec {
                 &opt_in,
                 &["security"],
             ),
+            // Running, opted in on the instance, three ESSD disks and two snapshot-consistent
+            // groups of them.
+            inst(DB, "db-05", "Running", &opt_in, &[]),
         ],
         disks: vec![
             disk(
@@ -186,6 +285,9 @@ pub fn default_fleet() -> FleetSpec {
                 "system",
                 &none,
             ),
+            essd(DB_SYS, DB, "system"),
+            essd(DB_DAT, DB, "data"),
+            essd(DB_DAT2, DB, "data"),
         ],
         snapshots: vec![
             snap(
@@ -237,6 +339,16 @@ pub fn default_fleet() -> FleetSpec {
                 "2026-11-28T20:00:00Z",
                 &[],
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(db_snapshots)
+        .collect(),
+        snapshot_groups,
     }
 }
+
+/// db-05 of the default fleet and its disks (all `cloud_essd`).
+const DB: &str = "i-bp1dbserv00000005";
+const DB_SYS: &str = "d-bp1dbserv0000sys05";
+const DB_DAT: &str = "d-bp1dbserv0000dat05";
+const DB_DAT2: &str = "d-bp1dbserv0000dat15";

@@ -26,13 +26,17 @@ use super::ApiError;
 mod assistant;
 mod disks;
 mod fleet;
+mod groups;
 mod instances;
 mod request;
 mod snapshots;
 mod tags;
 
 pub use assistant::{encode_output, AssistantSpec, MAX_OUTPUT};
-pub use fleet::{default_fleet, DiskSpec, FleetSpec, InstanceSpec, SnapshotSpec};
+pub use fleet::{
+    default_fleet, DiskSpec, FleetSpec, InstanceSpec, SnapshotGroupMemberSpec, SnapshotGroupSpec,
+    SnapshotSpec,
+};
 pub use request::Req;
 use request::*;
 
@@ -159,6 +163,9 @@ struct SimDisk {
     content: String,
     resets: u32,
     created: DateTime<Utc>,
+    /// Attached to an instance at some time (the fleet's disks with an instance, and those
+    /// detached since): an `Available` disk may join a snapshot-consistent group only then.
+    ever_attached: bool,
     /// Earlier states of the tags, oldest first, each with the moment it became current; kept
     /// only while `tag_read_lag_ms` can still show it.
     tag_versions: Vec<(Instant, BTreeMap<String, String>)>,
@@ -172,6 +179,22 @@ struct SimSnapshot {
     created: DateTime<Utc>,
     /// What the disk held when CreateSnapshot took it (`None` for the fleet's own snapshots).
     content: Option<String>,
+}
+
+/// A snapshot-consistent group: its member snapshots live in `World::snapshots` (a member
+/// deleted since is left out of the answers).
+#[derive(Clone, Debug)]
+struct SimGroup {
+    id: String,
+    region: String,
+    name: String,
+    description: String,
+    /// Set only when every member came from this one instance.
+    instance_id: Option<String>,
+    /// Pinned by a scenario; `None`: the members' statuses decide.
+    status: Option<String>,
+    created: DateTime<Utc>,
+    members: Vec<String>,
 }
 
 /// One state-changing call the world applied, for tests that check what happened.
@@ -193,6 +216,8 @@ pub struct World {
     instances: BTreeMap<String, SimInstance>,
     disks: BTreeMap<String, SimDisk>,
     snapshots: BTreeMap<String, SimSnapshot>,
+    /// Snapshot-consistent groups by ID.
+    groups: BTreeMap<String, SimGroup>,
     /// Key pairs (`<region>/<name>` -> tags): only their tags are served. Every region of the
     /// fleet has `ecs-rollback-control`, the resource the pause switch and the caps are kept on.
     key_pairs: BTreeMap<String, BTreeMap<String, String>>,
@@ -200,8 +225,8 @@ pub struct World {
     pub max_tags: usize,
     started: Instant,
     events: Vec<Event>,
-    /// CreateSnapshot's `ClientToken`s: token -> (the call's parameters, the snapshot made,
-    /// when it was first asked).
+    /// The `ClientToken`s of CreateSnapshot and CreateSnapshotGroup: `<action>|<token>` ->
+    /// (the call's parameters, what it made, when it was first asked).
     client_tokens: BTreeMap<String, (String, String, Instant)>,
     /// StopInstance without `StoppedMode` stops with `StopCharging` (`Scenario::economical_mode`).
     pub economical_mode: bool,
@@ -224,6 +249,7 @@ impl World {
             instances: BTreeMap::new(),
             disks: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            groups: BTreeMap::new(),
             key_pairs: BTreeMap::new(),
             timings,
             max_tags: 20,
@@ -284,6 +310,7 @@ impl World {
                     content: "original".into(),
                     resets: 0,
                     created: now - chrono::Duration::days(30),
+                    ever_attached: d.instance_id.is_some(),
                     tag_versions: Vec::new(),
                 },
             );
@@ -308,6 +335,9 @@ impl World {
                     content: None,
                 },
             );
+        }
+        for g in &fleet.snapshot_groups {
+            w.add_group(g, now)?;
         }
         Ok(w)
     }
@@ -411,6 +441,8 @@ impl World {
             "StartInstance" => self.start_instance(req, now),
             "ResetDisk" => self.reset_disk(req, now),
             "CreateSnapshot" => self.create_snapshot(req, now),
+            "CreateSnapshotGroup" => self.create_snapshot_group(req, now),
+            "DescribeSnapshotGroups" => self.describe_snapshot_groups(req),
             "TagResources" => self.tag_resources(req),
             "UntagResources" => self.untag_resources(req),
             "ListTagResources" => self.list_tag_resources(req),
@@ -455,7 +487,16 @@ impl World {
                        "name": s.spec.name, "tags": s.spec.tags, "content": s.content})
             })
             .collect();
-        json!({"instances": instances, "disks": disks, "snapshots": snapshots, "events": self.events})
+        let groups: Vec<Value> = self
+            .groups
+            .values()
+            .map(|g| {
+                json!({"id": g.id, "name": g.name, "status": self.group_status(g),
+                       "instanceId": g.instance_id, "members": g.members})
+            })
+            .collect();
+        json!({"instances": instances, "disks": disks, "snapshots": snapshots,
+               "snapshotGroups": groups, "events": self.events})
     }
 
     /// The scenario's Cloud Assistant (bad snapshots, agents that never come up, addresses).
@@ -468,6 +509,7 @@ impl World {
     pub fn detach_disk(&mut self, id: &str) -> bool {
         match self.disks.get_mut(id) {
             Some(d) => {
+                d.ever_attached |= d.spec.instance_id.is_some();
                 d.spec.instance_id = None;
                 true
             }
@@ -479,6 +521,22 @@ impl World {
         self.instances
             .get_mut(id)
             .map(|i| i.spec.locks = locks)
+            .is_some()
+    }
+
+    /// Deletes a snapshot (as DeleteSnapshot would): a group it was a member of lists the rest.
+    pub fn delete_snapshot(&mut self, id: &str) -> bool {
+        self.snapshots.remove(id).is_some()
+    }
+
+    /// Fails a snapshot (`failed`, no longer usable), e.g. one member of a group.
+    pub fn fail_snapshot(&mut self, id: &str) -> bool {
+        self.snapshots
+            .get_mut(id)
+            .map(|s| {
+                s.status = "failed".into();
+                s.ready_at = None;
+            })
             .is_some()
     }
 
@@ -500,11 +558,11 @@ impl World {
 mod tests {
     use super::*;
 
-    fn world() -> World {
+    pub(super) fn world() -> World {
         world_of(&default_fleet())
     }
 
-    fn world_of(fleet: &FleetSpec) -> World {
+    pub(super) fn world_of(fleet: &FleetSpec) -> World {
         // Resets and snapshots outlast any stall of a loaded machine between two calls; stops
         // and starts are quick (and waited out with a sleep longer than they take).
         let timings = Timings {
@@ -516,7 +574,7 @@ mod tests {
     }
 
     /// One call at a given moment (the world's clock is the caller's).
-    fn call_at(
+    pub(super) fn call_at(
         w: &mut World,
         action: &str,
         params: &[(&str, &str)],
@@ -530,11 +588,15 @@ mod tests {
         w.apply(action, &Req { params: &p }, at)
     }
 
-    fn call(w: &mut World, action: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
+    pub(super) fn call(
+        w: &mut World,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Value, ApiError> {
         call_at(w, action, params, Instant::now())
     }
 
-    fn code(r: Result<Value, ApiError>) -> (u16, String) {
+    pub(super) fn code(r: Result<Value, ApiError>) -> (u16, String) {
         match r {
             Ok(v) => panic!("accepted: {v}"),
             Err(e) => (e.status, e.code),

@@ -150,42 +150,9 @@ impl World {
             }
         }
         let token = req.get("ClientToken").filter(|t| !t.is_empty());
-        if let Some(t) = token {
-            if t.len() > 64 || !t.is_ascii() {
-                // Source: ecs-evidence.md §3, C4 (DOC-SNAP: 403 InvalidClientToken.Malformed;
-                // the message is UNCONFIRMED).
-                return Err(ApiError::new(
-                    403,
-                    "InvalidClientToken.Malformed",
-                    "The specified ClientToken is wrongly formed.",
-                ));
-            }
-        }
         let fingerprint = format!("{disk_id}|{name}|{description}|{tags:?}");
-        if let Some(t) = token {
-            if let Some((seen, id, at)) = self.client_tokens.get(t) {
-                if *seen != fingerprint {
-                    // Source: ecs-evidence.md §3, C3 (DOC-SNAP: "403 IdempotentParameterMismatch
-                    // The specified clientToken is used.").
-                    return Err(ApiError::new(
-                        403,
-                        "IdempotentParameterMismatch",
-                        "The specified clientToken is used.",
-                    ));
-                }
-                let processing = Duration::from_millis(self.timings.client_token_processing_ms);
-                if now.saturating_duration_since(*at) < processing {
-                    // Source: ecs-evidence.md §3, C3 (DOC-SNAP: "403 IdempotentProcessing The
-                    // previous idempotent request(s) is still processing."); how long is
-                    // UNCONFIRMED (`Timings::client_token_processing_ms`).
-                    return Err(ApiError::new(
-                        403,
-                        "IdempotentProcessing",
-                        "The previous idempotent request(s) is still processing.",
-                    ));
-                }
-                return Ok(json!({"SnapshotId": id}));
-            }
+        if let Some(id) = self.client_token_seen("CreateSnapshot", token, &fingerprint, now)? {
+            return Ok(json!({"SnapshotId": id}));
         }
         let disk = match self.disks.get(&disk_id) {
             Some(d) if Self::region_ok(region.as_deref(), &d.spec.region) => d,
@@ -229,12 +196,7 @@ impl World {
             ));
         }
         let content = disk.content.clone();
-        self.created_snapshots += 1;
-        let id = format!(
-            "s-sim{:012x}{:04}",
-            self.started.elapsed().as_nanos() as u64 & 0xffff_ffff_ffff,
-            self.created_snapshots % 10_000
-        );
+        let id = self.new_snapshot_id();
         self.snapshots.insert(
             id.clone(),
             SimSnapshot {
@@ -254,10 +216,7 @@ impl World {
                 content: Some(content),
             },
         );
-        if let Some(t) = token {
-            self.client_tokens
-                .insert(t.to_owned(), (fingerprint, id.clone(), now));
-        }
+        self.remember_client_token("CreateSnapshot", token, fingerprint, &id, now);
         self.record(
             "CreateSnapshot",
             &disk_id,
@@ -265,6 +224,82 @@ impl World {
             instance_status,
         );
         Ok(json!({"SnapshotId": id}))
+    }
+}
+
+impl World {
+    /// A new snapshot's ID: `s-sim` and 16 hex digits and digits, as unique as the calls.
+    pub(super) fn new_snapshot_id(&mut self) -> String {
+        self.created_snapshots += 1;
+        format!(
+            "s-sim{:012x}{:04}",
+            self.started.elapsed().as_nanos() as u64 & 0xffff_ffff_ffff,
+            self.created_snapshots % 10_000
+        )
+    }
+
+    /// A `ClientToken` of `action` (ecs-evidence.md §3, C3/C4): malformed, refused; seen before
+    /// with other parameters (`fingerprint`), refused; with the same ones, `Some` of what the
+    /// first call made (once `client_token_processing_ms` has passed; before, refused as still
+    /// processing). `None`: a token not seen, or none.
+    pub(super) fn client_token_seen(
+        &self,
+        action: &str,
+        token: Option<&str>,
+        fingerprint: &str,
+        now: Instant,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(t) = token else {
+            return Ok(None);
+        };
+        if t.len() > 64 || !t.is_ascii() {
+            // Source: ecs-evidence.md §3, C4 (DOC-SNAP: 403 InvalidClientToken.Malformed;
+            // the message is UNCONFIRMED).
+            return Err(ApiError::new(
+                403,
+                "InvalidClientToken.Malformed",
+                "The specified ClientToken is wrongly formed.",
+            ));
+        }
+        let Some((seen, id, at)) = self.client_tokens.get(&format!("{action}|{t}")) else {
+            return Ok(None);
+        };
+        if seen != fingerprint {
+            // Source: ecs-evidence.md §3, C3 (DOC-SNAP: "403 IdempotentParameterMismatch
+            // The specified clientToken is used.").
+            return Err(ApiError::new(
+                403,
+                "IdempotentParameterMismatch",
+                "The specified clientToken is used.",
+            ));
+        }
+        let processing = Duration::from_millis(self.timings.client_token_processing_ms);
+        if now.saturating_duration_since(*at) < processing {
+            // Source: ecs-evidence.md §3, C3 (DOC-SNAP: "403 IdempotentProcessing The
+            // previous idempotent request(s) is still processing."); how long is
+            // UNCONFIRMED (`Timings::client_token_processing_ms`).
+            return Err(ApiError::new(
+                403,
+                "IdempotentProcessing",
+                "The previous idempotent request(s) is still processing.",
+            ));
+        }
+        Ok(Some(id.clone()))
+    }
+
+    /// Remembers what a call with a `ClientToken` made (tokens are kept per action).
+    pub(super) fn remember_client_token(
+        &mut self,
+        action: &str,
+        token: Option<&str>,
+        fingerprint: String,
+        id: &str,
+        now: Instant,
+    ) {
+        if let Some(t) = token {
+            self.client_tokens
+                .insert(format!("{action}|{t}"), (fingerprint, id.to_owned(), now));
+        }
     }
 }
 
