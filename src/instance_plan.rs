@@ -53,6 +53,18 @@ pub fn disks<'a>(
     Ok(chosen)
 }
 
+/// The disk categories a snapshot-consistent group takes: the ESSD series
+/// (ecs-snapshot-groups-and-cloud-assistant.md §2).
+pub const GROUP_CATEGORIES: [&str; 3] = ["cloud_essd", "cloud_auto", "cloud_essd_entry"];
+/// At most 16 disks and 32 TiB in a group (the same source).
+pub const GROUP_MAX_DISKS: usize = 16;
+pub const GROUP_MAX_GIB: i64 = 32 * 1024;
+
+/// Whether a disk of this category can be in a snapshot-consistent group.
+pub fn groupable(category: &str) -> bool {
+    GROUP_CATEGORIES.contains(&category)
+}
+
 /// One disk and the snapshot it goes back to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pick {

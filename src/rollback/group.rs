@@ -98,6 +98,13 @@ pub(super) struct Group {
     /// After the undo (verdict `Undo`): every reset disk back on its undo snapshot before the
     /// start.
     pub(super) after_undo: Meeting<()>,
+    /// `preserveCurrent` with every disk ESSD-series: the disks one snapshot-consistent group
+    /// takes as they are (`None`: one undo snapshot per disk).
+    pub(super) undo_group: Option<Vec<String>>,
+    /// That group, once one run made it: each disk's snapshot in it.
+    pub(super) undo_taken: tokio::sync::Mutex<Option<Vec<(String, String)>>>,
+    /// The whole-instance request's key: the group's `ClientToken` derives from it.
+    pub(super) key: String,
     /// At the end: whether each run finished (the hold is released when all did) and whether
     /// it changed something (part-way: the hold stays for the next delivery).
     pub(super) ended: Meeting<(bool, bool)>,
@@ -111,8 +118,17 @@ pub(super) struct Link {
 }
 
 impl Group {
-    fn new(n: usize, scope: &InstanceScope, lead_key: String, lead_disk: String) -> Self {
+    fn new(
+        n: usize,
+        scope: &InstanceScope,
+        key: String,
+        (lead_key, lead_disk): (String, String),
+        undo_group: Option<Vec<String>>,
+    ) -> Self {
         Self {
+            undo_group,
+            undo_taken: tokio::sync::Mutex::new(None),
+            key,
             allow_partial: scope.allow_partial,
             invocation: format!("{:016x}", fastrand::u64(..)),
             lead_key,
@@ -202,8 +218,12 @@ impl Run<'_> {
             ),
             e.retryable,
         );
-        // Nothing changed by this run: the record says so (the instance is not touched).
-        let _ = self.write_final(Phase::Failed, Some(&error.code)).await;
+        // Nothing changed by this run. For good: the record says so (the key failed, the
+        // instance untouched). A cause that can pass: the record stays at `claimed`, and the
+        // next delivery goes on from it.
+        if !error.retryable {
+            let _ = self.write_final(Phase::Failed, Some(&error.code)).await;
+        }
         Err(Halt {
             outcome: Outcome::Rejected,
             error,
@@ -375,6 +395,132 @@ impl Run<'_> {
         Err(Halt::fail(error))
     }
 
+    /// The undo snapshot of this disk from the snapshot-consistent group the request takes of
+    /// all its disks (`None`: groups do not apply; one undo snapshot per disk). The first run
+    /// here makes the group (its `ClientToken` from the request's key: a redelivery gets the
+    /// same group), the others take their disk's snapshot in it. Taken after the stop and
+    /// before any reset: no run resets before its own undo snapshot is usable.
+    pub(super) async fn undo_from_group(
+        &mut self,
+        t: DateTime<Utc>,
+        until: Instant,
+    ) -> Res<Option<(String, Option<String>)>> {
+        let Some(link) = self.group.clone() else {
+            return Ok(None);
+        };
+        let Some(disks) = link.group.undo_group.clone() else {
+            return Ok(None);
+        };
+        let mut taken = link.group.undo_taken.lock().await;
+        let mut request_id = None;
+        if taken.is_none() {
+            let token = preserve::undo_client_token(&format!("group\n{}", link.group.key));
+            let tags = vec![
+                (
+                    UNDO_TAG.to_owned(),
+                    crate::request::IdempotencyKey::derived("group", &link.group.key)
+                        .as_str()
+                        .to_owned(),
+                ),
+                (
+                    "ecs-rollback:key".to_owned(),
+                    preserve::tag_value(&link.group.key),
+                ),
+            ];
+            let name: String = format!("ecs-rollback-undo-{}", link.group.key)
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(128)
+                .collect();
+            let description = format!(
+                "Taken by ecs-rollback before rolling back the disks of {} together",
+                self.instance_id().unwrap_or_default()
+            );
+            self.confirm_holder("CreateSnapshotGroup").await?;
+            let mut pause = self.s.poll.initial;
+            let ssg = loop {
+                self.before_change("CreateSnapshotGroup")?;
+                let ask = crate::ecs::SnapshotGroupRequest {
+                    disks: crate::ecs::GroupDisks::Disks(&disks),
+                    instant_access: None,
+                    name: &name,
+                    description: &description,
+                    tags: &tags,
+                    client_token: &token,
+                };
+                match self.ecs.create_snapshot_group(&self.region, &ask).await {
+                    Ok(id) => break id,
+                    Err(e) if e.retry == Retry::AfterStateChange && Instant::now() < until => {
+                        tracing::warn!(error = %e, "CreateSnapshotGroup not accepted yet; waiting");
+                    }
+                    Err(e) if e.is_retryable() && Instant::now() < until => {
+                        tracing::warn!(error = %e, "CreateSnapshotGroup failed; the same ClientToken is asked again");
+                    }
+                    Err(e) => {
+                        request_id = e.request_id.clone();
+                        let h = Halt::fail(ErrorInfo::new(
+                            Code::UndoSnapshotFailed,
+                            format!("the snapshot-consistent group of the instance's disks (the undo) could not be taken, so no disk was reset: {e}"),
+                            false,
+                        ));
+                        return Err(self.failed("preserve", t, request_id, h));
+                    }
+                }
+                self.wait_a_little(&mut pause).await?;
+            };
+            let groups = self
+                .ecs
+                .describe_snapshot_groups(&self.region, std::slice::from_ref(&ssg), None)
+                .await
+                .map_err(|e| Halt::ecs(Outcome::Failed, &e))?;
+            let members: Vec<(String, String)> = groups
+                .iter()
+                .filter(|g| g.snapshot_group_id == ssg)
+                .flat_map(|g| g.snapshots.iter())
+                .map(|m| (m.source_disk_id.clone(), m.snapshot_id.clone()))
+                .collect();
+            // The group's tags on its snapshots are not documented: each snapshot gets the undo
+            // tag itself, so no rule ever picks it (only its ID does).
+            let ids: Vec<String> = members.iter().map(|(_, s)| s.clone()).collect();
+            if let Err(e) = self
+                .ecs
+                .tag_resources(&self.region, "snapshot", &ids, &tags)
+                .await
+            {
+                tracing::warn!(error = %e, "could not tag the undo group's snapshots");
+                self.warnings.push(format!(
+                    "the undo group's snapshots could not be tagged {UNDO_TAG} ({e}): a snapshot rule might pick one of them later"
+                ));
+            }
+            tracing::info!(group = %ssg, snapshots = members.len(), "undo: one snapshot-consistent group of the instance's disks");
+            self.warnings.push(format!(
+                "the undo is the snapshot-consistent group {ssg} of the instance's disks"
+            ));
+            *taken = Some(members);
+        }
+        let disk = self.disk_id();
+        let mine = taken
+            .as_ref()
+            .and_then(|m| m.iter().find(|(d, _)| *d == disk))
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| {
+                Halt::fail(ErrorInfo::new(
+                    Code::UndoSnapshotFailed,
+                    format!(
+                        "the undo group holds no snapshot of {disk}, so the disk was not reset"
+                    ),
+                    false,
+                ))
+            })?;
+        Ok(Some((mine, request_id)))
+    }
+
     /// When the run ends: the meetings it will not reach are filled with how it ended.
     pub(super) fn leave_group(&self, result: &Res<Outcome>) {
         if let Some(link) = &self.group {
@@ -531,11 +677,22 @@ impl<'a> Rollback<'a> {
             }
         }
         let lead = &members[0];
+        let preserve = req
+            .preserve_current
+            .unwrap_or(self.settings.preserve_current);
+        let essd = members
+            .iter()
+            .all(|m| instance_plan::groupable(&m.category))
+            && members.len() <= instance_plan::GROUP_MAX_DISKS
+            && members.iter().map(|m| m.size_gib).sum::<i64>() <= instance_plan::GROUP_MAX_GIB;
+        let undo_group =
+            (preserve && essd).then(|| members.iter().map(|m| m.disk.clone()).collect());
         let group = Arc::new(Group::new(
             members.len(),
             scope,
-            ledger::run_key(&lead.req.key.digest()),
-            lead.disk.clone(),
+            req.key.as_str().to_owned(),
+            (ledger::run_key(&lead.req.key.digest()), lead.disk.clone()),
+            undo_group,
         ));
         for (index, m) in members.iter().enumerate() {
             if let Some(e) = &m.refused {
@@ -620,6 +777,8 @@ impl<'a> Rollback<'a> {
                 Err(e) => (None, Some(e)),
             };
             out.push(MemberPlan {
+                category: d.category.clone(),
+                size_gib: d.size.unwrap_or(0),
                 disk: d.disk_id.clone(),
                 req: req.member(disk, snapshot),
                 begun,
@@ -638,9 +797,31 @@ impl<'a> Rollback<'a> {
     ) -> Result<Vec<Pick>, ErrorInfo> {
         let region = req.region.as_str();
         if let Some(ssg) = &scope.snapshot_group {
-            // MERGE-SIM-GROUPS: DescribeSnapshotGroups arrives with the simulator's groups.
-            let (status, members): (String, Vec<Member>) = (String::new(), vec![]);
-            let _ = iid;
+            let groups = self
+                .ecs
+                .describe_snapshot_groups(region, &[ssg.to_string()], None)
+                .await
+                .map_err(|e| ErrorInfo::from_ecs(&e))?;
+            let g = groups
+                .iter()
+                .find(|g| g.snapshot_group_id == ssg.as_str())
+                .ok_or_else(|| {
+                    ErrorInfo::new(
+                        "InvalidSnapshotGroupId.NotFound",
+                        format!("snapshot-consistent group {ssg} not found in {region}"),
+                        false,
+                    )
+                })?;
+            let members: Vec<Member> = g
+                .snapshots
+                .iter()
+                .map(|s| Member {
+                    snapshot: s.snapshot_id.clone(),
+                    source_disk: s.source_disk_id.clone(),
+                    available: s.available,
+                })
+                .collect();
+            let status = g.status.clone();
             return instance_plan::from_group(ssg.as_str(), &status, &members, disks);
         }
         let q = SnapshotQuery {
@@ -665,6 +846,8 @@ impl<'a> Rollback<'a> {
 
 struct MemberPlan {
     disk: String,
+    category: String,
+    size_gib: i64,
     req: RollbackRequest,
     /// A run of this request's key began on the disk (a record, or the key in its history).
     begun: bool,

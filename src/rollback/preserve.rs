@@ -90,7 +90,11 @@ impl Run<'_> {
         let until = Instant::now() + budget;
         let (undo, request_id) = match known {
             Some(id) => (id, None),
-            None => self.create_undo(t, &record, until).await?,
+            // A whole-instance request on ESSD-series disks: one snapshot-consistent group.
+            None => match self.undo_from_group(t, until).await? {
+                Some(found) => found,
+                None => self.create_undo(t, &record, until).await?,
+            },
         };
         self.target.undo_snapshot_id = Some(undo.clone());
         if self.record.as_ref().and_then(|r| r.undo.as_deref()) != Some(undo.as_str()) {

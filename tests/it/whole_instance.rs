@@ -273,3 +273,118 @@ async fn one_disk_refused_for_good_leaves_the_instance_stopped_unless_partial_is
         }
     }
 }
+
+const DB: &str = "i-bp1dbserv00000005";
+const DB_DISKS: [&str; 3] = [
+    "d-bp1dbserv0000sys05",
+    "d-bp1dbserv0000dat05",
+    "d-bp1dbserv0000dat15",
+];
+
+/// db-05's snapshots of group `n` (1: 2026-11-27, 2: 2026-11-28), disk by disk.
+fn db_group(n: u8) -> [String; 3] {
+    [
+        format!("s-bp1dbserv0sys0000{n}"),
+        format!("s-bp1dbserv0dat0000{n}"),
+        format!("s-bp1dbserv0dat1000{n}"),
+    ]
+}
+
+fn db_disks_hold(b: &Bench, snaps: &[String; 3]) {
+    for (d, s) in DB_DISKS.iter().zip(snaps) {
+        assert_eq!(b.disk(d)["content"], json!(s), "{d}");
+        assert_eq!(b.resets(d), 1, "{d}");
+    }
+}
+
+#[tokio::test]
+async fn three_disks_to_a_snapshot_consistent_group_or_to_a_before_rule() {
+    let b = bench().await;
+    let r = b
+        .run(
+            json!({"instanceId": DB, "disks": "all", "snapshotGroupId": "ssg-bp1dbserv0000000001",
+                    "idempotencyKey": "db-ssg"}),
+        )
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    db_disks_hold(&b, &db_group(1));
+    assert_eq!(r.target.disks.as_ref().map(Vec::len), Some(3));
+    let events = b.changes();
+    assert_eq!(applied(&events, "StopInstance").len(), 1);
+    assert_eq!(applied(&events, "StartInstance").len(), 1);
+    assert!(one_point_in_time(&events, &DB_DISKS).is_empty());
+    assert_eq!(b.settled_status(DB).await, "Running");
+
+    // A `before` rule on a fresh world picks, for every disk, the snapshot of the 28th's group.
+    let b = bench().await;
+    let r = b
+        .run(
+            json!({"instanceId": DB, "disks": "all", "snapshot": {"before": "2026-11-29T00:00:00Z"},
+                    "idempotencyKey": "db-before"}),
+        )
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    db_disks_hold(&b, &db_group(2));
+    // A list: those disks only.
+    let b = bench().await;
+    let r = b
+        .run(
+            json!({"instanceId": DB, "disks": [DB_DISKS[1], DB_DISKS[2]],
+                    "snapshotGroupId": "ssg-bp1dbserv0000000002", "idempotencyKey": "db-list"}),
+        )
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    assert_eq!(b.resets(DB_DISKS[0]), 0);
+    assert_eq!(b.disk(DB_DISKS[1])["content"], json!(db_group(2)[1]));
+    // A group that does not hold every disk named: refused, untouched.
+    let b = bench().await;
+    let r = b
+        .run(
+            json!({"instanceId": WEB, "disks": "all", "snapshotGroupId": "ssg-bp1dbserv0000000002",
+                    "idempotencyKey": "web-wrong-group"}),
+        )
+        .await;
+    assert_eq!(r.outcome, Outcome::Rejected, "{r:?}");
+    assert!(b.changes().is_empty());
+}
+
+/// `preserveCurrent` on ESSD disks: one snapshot-consistent group of the disks as they are,
+/// taken while Stopped and before any reset; each disk's undo snapshot is its member.
+#[tokio::test]
+async fn preserve_current_takes_one_snapshot_consistent_group_before_any_reset() {
+    let b = bench().await;
+    let r = b
+        .run(
+            json!({"instanceId": DB, "disks": "all", "snapshotGroupId": "ssg-bp1dbserv0000000001",
+                    "preserveCurrent": true, "idempotencyKey": "db-undo"}),
+        )
+        .await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    let events = b.changes();
+    // The simulator logs one event per disk of the call, each naming the group.
+    let groups = applied(&events, "CreateSnapshotGroup");
+    let ids: std::collections::BTreeSet<&str> = groups
+        .iter()
+        .filter_map(|e| e.detail.split_whitespace().next())
+        .collect();
+    assert_eq!(ids.len(), 1, "{events:?}");
+    assert_eq!(groups.len(), 3, "{events:?}");
+    assert!(applied(&events, "CreateSnapshot").is_empty());
+    assert!(groups.iter().all(|g| g.instance_status == "Stopped"));
+    let first_reset = applied(&events, "ResetDisk")[0].seq;
+    assert!(groups[0].seq < first_reset);
+    let state = b.sim.state();
+    for d in DB_DISKS {
+        let undo = disk_result(&r, d)
+            .undo_snapshot_id
+            .clone()
+            .unwrap_or_else(|| panic!("{d}: {r:?}"));
+        let snap = state["snapshots"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == json!(undo)).cloned())
+            .unwrap_or_default();
+        assert_eq!(snap["diskId"], json!(d), "{snap}");
+        assert!(snap["tags"]["ecs-rollback:undo-of"].is_string(), "{snap}");
+    }
+    db_disks_hold(&b, &db_group(1));
+}
