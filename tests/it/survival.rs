@@ -152,28 +152,66 @@ async fn killed_with_sigkill_around_the_undo_snapshot_it_takes_one() {
     .await;
 }
 
-/// Whole-instance runs (both disks of web-01 to one point in time): besides each disk's
-/// invariants, the instance never runs on disks from two points in time, and it is stopped and
-/// started once each, whatever the kills.
+/// Whole-instance runs: db-05's three disks to a snapshot-consistent group, with the undo
+/// (`preserveCurrent`) taken as one group. Besides each disk's invariants: the instance never
+/// runs on disks from two points in time, it is stopped and started once each, and one undo
+/// group is taken, while Stopped, before any reset, whatever the kills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_with_sigkill_during_whole_instance_runs_every_disk_ends_on_one_point_in_time() {
-    let runs = budget("ECS_ROLLBACK_CRASH_INSTANCE_RUNS", 40);
+    const DB: &str = "i-bp1dbserv00000005";
+    const DISKS: [&str; 3] = [
+        "d-bp1dbserv0000sys05",
+        "d-bp1dbserv0000dat05",
+        "d-bp1dbserv0000dat15",
+    ];
+    let runs = budget("ECS_ROLLBACK_CRASH_INSTANCE_RUNS", 44);
     let base_seed = budget("ECS_ROLLBACK_CRASH_SEED", 20_261_129) + 3000;
     crash_campaign_on(
         "whole-instance crash campaign",
-        json!({"instanceId": WEB, "disks": "all", "snapshot": {"before": "2026-11-29T00:00:00Z"},
-               "idempotencyKey": "crash-instance"}),
+        json!({"instanceId": DB, "disks": "all", "snapshotGroupId": "ssg-bp1dbserv0000000001",
+               "preserveCurrent": true, "idempotencyKey": "crash-instance"}),
         runs,
         base_seed,
-        &[(WEB_SYS, WEB_SNAP_NEW), (WEB_DATA, WEB_DATA_SNAP)],
+        (
+            DB,
+            &[
+                (DISKS[0], "s-bp1dbserv0sys00001"),
+                (DISKS[1], "s-bp1dbserv0dat00001"),
+                (DISKS[2], "s-bp1dbserv0dat10001"),
+            ],
+        ),
         |sim| {
             let events = sim.events();
-            let mut v = crate::whole_instance::one_point_in_time(&events, &[WEB_SYS, WEB_DATA]);
+            let mut v = crate::whole_instance::one_point_in_time(&events, &DISKS);
             for action in ["StopInstance", "StartInstance"] {
                 let n = events.iter().filter(|e| e.action == action).count();
                 if n != 1 {
                     v.push(format!("{n} {action} applied"));
                 }
+            }
+            let groups: Vec<&Event> = events
+                .iter()
+                .filter(|e| e.action == "CreateSnapshotGroup")
+                .collect();
+            let ids: std::collections::BTreeSet<&str> = groups
+                .iter()
+                .filter_map(|e| e.detail.split_whitespace().next())
+                .collect();
+            if ids.len() != 1 {
+                v.push(format!("{} undo groups taken", ids.len()));
+            }
+            if events.iter().any(|e| e.action == "CreateSnapshot") {
+                v.push("a per-disk undo snapshot besides the group".into());
+            }
+            let first_reset = events
+                .iter()
+                .find(|e| e.action == "ResetDisk")
+                .map(|e| e.seq);
+            if groups
+                .iter()
+                .any(|g| g.instance_status != "Stopped" || Some(g.seq) > first_reset)
+            {
+                v.push("the undo group was not taken while Stopped before any reset".into());
             }
             v
         },
@@ -226,7 +264,7 @@ async fn crash_campaign(
         request,
         runs,
         base_seed,
-        &[(WEB_SYS, WEB_SNAP_TAGGED)],
+        (WEB, &[(WEB_SYS, WEB_SNAP_TAGGED)]),
         extra,
     )
     .await
@@ -238,7 +276,7 @@ async fn crash_campaign_on(
     request: Value,
     runs: u64,
     base_seed: u64,
-    disks: &[(&str, &str)],
+    (instance, disks): (&str, &[(&str, &str)]),
     extra: impl Fn(&Simulator) -> Vec<String>,
 ) {
     let dir = std::env::temp_dir().join(format!(
@@ -299,7 +337,7 @@ async fn crash_campaign_on(
         }
         let mut v = Vec::new();
         for (disk, _) in disks {
-            v.extend(violations(&sim, disk, WEB));
+            v.extend(violations(&sim, disk, instance));
         }
         v.dedup();
         v.extend(extra(&sim));
