@@ -671,8 +671,8 @@ const CHECK_ACTIONS: &[&str] = &[
     "DescribeInvocationResults",
 ];
 
-/// The snapshot-consistent group calls: the client can make them, no rollback does yet, so no
-/// property draws from them. When a rollback uses groups, move them into `ACTIONS`.
+/// The snapshot-consistent group calls of a whole-instance rollback (`snapshotGroupId`, the
+/// undo as one group), drawn from by its own property.
 const GROUP_ACTIONS: &[&str] = &["CreateSnapshotGroup", "DescribeSnapshotGroups"];
 
 fn error_code() -> impl Strategy<Value = String> {
@@ -870,6 +870,132 @@ async fn promises_hold(faults: Vec<Injected>, preserve: bool, verify: bool) {
     }
 }
 
+/// The whole-instance promises: db-05's three disks to a snapshot-consistent group (and with
+/// `preserve`, the undo as one group), one delivery with the faults, then deliveries without
+/// them until the request ends for good. Every reset while Stopped; no start between the
+/// disks' resets (never a running instance on two points in time); the instance ends Running
+/// unless the result says `PartialRollback` (then Stopped); and what the result says each disk
+/// holds is what it holds.
+async fn instance_promises_hold(faults: Vec<Injected>, preserve: bool) {
+    const DB: &str = "i-bp1dbserv00000005";
+    const DISKS: [&str; 3] = [
+        "d-bp1dbserv0000sys05",
+        "d-bp1dbserv0000dat05",
+        "d-bp1dbserv0000dat15",
+    ];
+    let b = bench_with(
+        scenario(Timings::fast(), self::faults(scripted(&faults))),
+        Settings {
+            heartbeat_timeout: Duration::from_millis(1500),
+            start_timeout: Duration::from_secs(2),
+            reset_timeout: Duration::from_secs(2),
+            stop_timeout: Duration::from_secs(2),
+            ..Settings::fast()
+        },
+    )
+    .await;
+    let event = json!({"instanceId": DB, "disks": "all", "snapshotGroupId": "ssg-bp1dbserv0000000001",
+                       "preserveCurrent": preserve, "idempotencyKey": "instance-property"});
+    let first = b.run(&event).await;
+    b.sim.set_faults(Faults::default());
+    let last = if !first.outcome.is_ok() && !retryable(&first) {
+        first.clone()
+    } else {
+        b.redeliver_until_done(&event).await
+    };
+    let events = b.sim.events();
+    let lost_reset_answer = faults
+        .iter()
+        .any(|f| f.action == "ResetDisk" && f.refusal.as_ref().is_none_or(|(s, _)| *s >= 500));
+    let results = last.target.disks.clone().unwrap_or_default();
+    for d in DISKS {
+        // The one reset to another snapshot allowed: back to the disk's own undo snapshot
+        // (verdict undo), while Stopped, before the start.
+        let undo = results
+            .iter()
+            .find(|r| r.disk_id == d)
+            .and_then(|r| r.undo_snapshot_id.clone());
+        let v: Vec<String> = violations(&events, d)
+            .into_iter()
+            .filter(|v| {
+                !(v.contains("to another snapshot")
+                    && undo.as_ref().is_some_and(|u| v.contains(u.as_str())))
+            })
+            .collect();
+        assert!(v.is_empty(), "{v:?} {last:#?} {events:#?}");
+        let resets: Vec<&str> = events
+            .iter()
+            .filter(|e| e.action == "ResetDisk" && e.resource == d)
+            .map(|e| e.detail.as_str())
+            .collect();
+        let mut distinct = resets.clone();
+        distinct.dedup();
+        assert!(
+            resets.len() == distinct.len() || lost_reset_answer,
+            "a second reset of {d} to one snapshot without a lost ResetDisk answer: {events:#?}"
+        );
+    }
+    let mixed = crate::whole_instance::one_point_in_time(&events, &DISKS);
+    assert!(mixed.is_empty(), "{mixed:?} {first:#?} {last:#?}");
+    assert!(
+        last.outcome.is_ok() || !retryable(&last),
+        "still retryable without faults: {last:#?}"
+    );
+    let partial = code(&last) == "PartialRollback"
+        && last.outcome == Outcome::Failed
+        && !last
+            .error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("undo snapshots"));
+    let want = if partial { "Stopped" } else { "Running" };
+    assert_eq!(
+        b.settled_status(DB).await,
+        want,
+        "{first:#?} {last:#?} {events:#?}"
+    );
+    // Never report what did not happen: each disk holds what the result says.
+    if last.outcome == Outcome::Succeeded || last.outcome == Outcome::Duplicate {
+        assert_eq!(results.len(), 3, "{last:#?}");
+    }
+    for r in &results {
+        let content = b.disk(&r.disk_id)["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if let Some(s) = r.holds.strip_prefix("rolled back to ") {
+            assert_eq!(content, s, "{r:?} {last:#?}");
+        } else if r.holds.starts_with("back on its undo snapshot") {
+            let undo = r.undo_snapshot_id.clone().unwrap_or_default();
+            assert_eq!(content, undo, "{r:?}");
+        } else if r.holds.starts_with("as before") {
+            assert_eq!(content, "original", "{r:?} {last:#?} {events:#?}");
+        }
+    }
+    if preserve {
+        let first_reset = events
+            .iter()
+            .find(|e| e.action == "ResetDisk")
+            .map(|e| e.seq);
+        if let Some(reset) = first_reset {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.action == "CreateSnapshotGroup" && e.seq < reset),
+                "no reset before the undo group: {events:#?}"
+            );
+        }
+    }
+}
+
+fn check_instance(faults: Vec<Injected>, preserve: bool) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(instance_promises_hold(faults, preserve));
+}
+
 fn property_cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
@@ -901,6 +1027,14 @@ proptest! {
     #[test]
     fn no_fault_at_any_call_breaks_a_promise_with_an_undo_snapshot(faults in prop::collection::vec(injected(), 1..4)) {
         check(faults, true, false);
+    }
+
+    #[test]
+    fn no_fault_at_any_call_breaks_a_promise_of_a_whole_instance_rollback(
+        faults in prop::collection::vec(injected_from([ACTIONS, GROUP_ACTIONS].concat()), 1..4),
+        preserve in any::<bool>(),
+    ) {
+        check_instance(faults, preserve);
     }
 
     #[test]
