@@ -13,7 +13,8 @@
 //!  "scheduledTime": "2026-11-29T03:00:00Z"}
 //! ```
 //! `regionId`, `snapshot`, `dryRun`, `forceStop`, `startAfterReset`, `preserveCurrent` and `reason` at the drill
-//! level are defaults for every target. Pure: the selector is resolved by the handler.
+//! level are defaults for every target; `disks` (`"all"` or a list), `maxSkewSeconds` and
+//! `allowPartial` for every instance target, which is then rolled back whole. Pure: the selector is resolved by the handler.
 
 use std::collections::BTreeMap;
 
@@ -63,6 +64,14 @@ struct DrillSpec {
     verify: Option<Value>,
     #[serde(default)]
     on_verify_failure: Option<Value>,
+    /// Every instance target rolled back whole (`"all"`, or a list): its disks to one point in
+    /// time (`crate::request::InstanceScope`); disk targets are not affected.
+    #[serde(default)]
+    disks: Option<Value>,
+    #[serde(default)]
+    max_skew_seconds: Option<Value>,
+    #[serde(default)]
+    allow_partial: Option<bool>,
 }
 
 /// Targets chosen by tags: every instance (its system disk) or every disk carrying all of them.
@@ -204,7 +213,10 @@ pub fn parse_limited(
     if let Some(v) = &spec.verify {
         crate::verify::parse(v).map_err(|e| invalid(&e.field, e.message))?;
     }
-    let fields: [(&str, Option<Value>); 8] = [
+    let fields: [(&str, Option<Value>); 11] = [
+        ("disks", spec.disks),
+        ("maxSkewSeconds", spec.max_skew_seconds),
+        ("allowPartial", spec.allow_partial.map(Value::Bool)),
         ("verify", spec.verify),
         ("onVerifyFailure", spec.on_verify_failure),
         ("snapshot", spec.snapshot),
@@ -253,8 +265,16 @@ impl DrillPlan {
             ) {
                 req.insert("regionId".into(), Value::String(r.clone()));
             }
+            // The whole-instance fields go to a target taken whole only: an instance target
+            // with `disks` of its own or from the drill (a disk target is one disk).
+            let names_disk = req.contains_key("diskId") || req.contains_key("DiskId");
+            let whole =
+                !names_disk && (req.contains_key("disks") || self.defaults.contains_key("disks"));
             for (k, v) in &self.defaults {
+                let instance_only =
+                    ["disks", "maxSkewSeconds", "allowPartial"].contains(&k.as_str());
                 let taken = req.contains_key(k)
+                    || (instance_only && !whole)
                     || (k == "snapshot"
                         && (req.contains_key("snapshotId") || req.contains_key("SnapshotId")));
                 if !taken {
@@ -328,6 +348,7 @@ impl DrillPlan {
                 json!({
                     "target": r.target.disk_id.clone().or_else(|| r.target.instance_id.clone()),
                     "outcome": r.outcome,
+                    "disks": r.target.disks.as_ref().map(|d| d.iter().map(|x| json!({"diskId": x.disk_id, "snapshotId": x.snapshot_id, "holds": x.holds})).collect::<Vec<_>>()),
                     "recoveryMs": r.downtime_ms,
                     "verifiedMs": r.verified_ms(),
                     "verification": r.verification.as_ref().map(|v| v.result.clone()),
@@ -353,6 +374,16 @@ impl DrillPlan {
                 "drill": self.name,
                 "scheduledTime": self.when.map(|t| t.to_rfc3339()),
                 "targets": reports.len() + skipped,
+                // Whole-instance targets count every disk they name.
+                "instances": reports
+                    .iter()
+                    .filter_map(|r| r.target.instance_id.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+                "disks": reports
+                    .iter()
+                    .map(|r| r.target.disks.as_ref().map_or(usize::from(r.target.disk_id.is_some() || r.target.instance_id.is_some()), Vec::len))
+                    .sum::<usize>(),
                 "succeeded": count(Outcome::Succeeded),
                 "dryRun": count(Outcome::DryRun),
                 "failed": failed,
@@ -381,6 +412,29 @@ impl DrillPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_targets_are_taken_whole_when_the_drill_says_disks() {
+        let spec = json!({"name": "whole", "regionId": "cn-hangzhou", "disks": "all",
+            "maxSkewSeconds": 600, "snapshot": {"before": "2026-11-29T00:00:00Z"},
+            "targets": [{"instanceId": "i-bp1webapp00000001"}, {"diskId": "d-bp1batch00000sys02"}]});
+        let d = parse(&spec, Some("2026-11-29T03:00:00Z")).expect("valid");
+        let reqs = d.requests(&[]);
+        assert_eq!(reqs[0].1["disks"], "all");
+        assert_eq!(reqs[0].1["maxSkewSeconds"], 600);
+        assert!(reqs[1].1.get("disks").is_none() && reqs[1].1.get("maxSkewSeconds").is_none());
+        // Each parses: the instance whole, the disk alone.
+        for (t, r) in &reqs {
+            crate::request::parse(r, None, t.clone()).expect("valid request");
+        }
+        // Without the drill's `disks`, an instance target is its system disk, and the
+        // whole-instance fields stay off it.
+        let spec = json!({"name": "one", "regionId": "cn-hangzhou", "allowPartial": true,
+            "targets": [{"instanceId": "i-bp1webapp00000001"}, {"instanceId": "i-bp1dbserv00000005", "disks": "all"}]});
+        let reqs = parse(&spec, None).expect("valid").requests(&[]);
+        assert!(reqs[0].1.get("allowPartial").is_none());
+        assert_eq!(reqs[1].1["allowPartial"], true);
+    }
 
     #[test]
     fn targets_take_the_drill_defaults_and_a_stable_key() {

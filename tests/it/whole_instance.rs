@@ -388,3 +388,33 @@ async fn preserve_current_takes_one_snapshot_consistent_group_before_any_reset()
     }
     db_disks_hold(&b, &db_group(1));
 }
+
+/// A drill with instance targets taken whole (the drill's `disks`): each instance's disks to one
+/// point in time, one result per instance, the summary counting instances and disks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_takes_instance_targets_whole_and_counts_instances_and_disks() {
+    let b = bench().await;
+    let event = json!({"drill": {"name": "whole-instances", "regionId": REGION, "disks": "all",
+                                 "snapshot": {"before": "2026-11-29T00:00:00Z"},
+                                 "targets": [{"instanceId": WEB}, {"instanceId": DB},
+                                             {"diskId": BATCH_SYS, "snapshotId": BATCH_SNAP}]},
+                       "scheduledTime": "2026-11-29T03:00:00Z"});
+    let reply = b.handler.handle(&event, None).await;
+    assert_eq!(reply.reports.len(), 3);
+    assert!(
+        reply
+            .reports
+            .iter()
+            .all(|r| r.outcome == Outcome::Succeeded),
+        "{:?}",
+        reply.reports
+    );
+    let d = &reply.summaries[0]["data"];
+    assert_eq!(d["targets"], 3, "{d}");
+    assert_eq!(d["instances"], 3, "{d}");
+    assert_eq!(d["disks"], 6, "{d}");
+    assert_eq!(d["perTarget"][1]["disks"].as_array().map(Vec::len), Some(3));
+    db_disks_hold(&b, &db_group(2));
+    assert_eq!(b.resets(WEB_DATA), 1);
+    assert!(one_point_in_time(&b.changes(), &DB_DISKS).is_empty());
+}
