@@ -348,7 +348,7 @@ impl DrillPlan {
                 json!({
                     "target": r.target.disk_id.clone().or_else(|| r.target.instance_id.clone()),
                     "outcome": r.outcome,
-                    "disks": r.target.disks.as_ref().map(|d| d.iter().map(|x| json!({"diskId": x.disk_id, "snapshotId": x.snapshot_id, "holds": x.holds})).collect::<Vec<_>>()),
+                    "disks": r.target.disks.as_ref().map(|d| d.iter().filter(|x| !x.disk_id.is_empty()).map(|x| json!({"diskId": x.disk_id, "snapshotId": x.snapshot_id, "holds": x.holds})).collect::<Vec<_>>()),
                     "recoveryMs": r.downtime_ms,
                     "verifiedMs": r.verified_ms(),
                     "verification": r.verification.as_ref().map(|v| v.result.clone()),
@@ -356,7 +356,7 @@ impl DrillPlan {
                     "withinObjective": objective_ms.zip(recovery(r)).map(|(o, t)| t <= o),
                     // The report's timeline: when each step that ran began and ended.
                     "steps": r.steps.iter()
-                        .filter(|s| crate::report::TIMED_STEPS.contains(&s.name.as_str()))
+                        .filter(|s| crate::report::TIMED_STEPS.contains(&crate::report::step_kind(&s.name)))
                         .map(|s| json!({"name": s.name, "status": s.status, "startedAt": s.started_at, "finishedAt": s.finished_at}))
                         .collect::<Vec<_>>(),
                 })

@@ -601,16 +601,23 @@ fn row(d: &Value) -> TargetRow {
             TIMELINE
                 .iter()
                 .filter_map(|(name, _)| {
-                    let s = steps.iter().find(|s| s["name"] == *name)?;
-                    let status = s["status"].as_str().unwrap_or("");
-                    if status != "done" && status != "failed" {
-                        return None;
-                    }
+                    // A whole-instance target has the step once per disk (`reset:d-…`): one
+                    // bar from the first start to the last end.
+                    let ran: Vec<&Value> = steps
+                        .iter()
+                        .filter(|s| s["name"].as_str().map(crate::report::step_kind) == Some(*name))
+                        .filter(|s| matches!(s["status"].as_str(), Some("done" | "failed")))
+                        .collect();
+                    let status = if ran.iter().any(|s| s["status"] == "failed") {
+                        "failed"
+                    } else {
+                        "done"
+                    };
                     Some(Bar {
                         step: (*name).to_owned(),
                         status: status.to_owned(),
-                        start: time(&s["startedAt"])?,
-                        end: time(&s["finishedAt"])?,
+                        start: ran.iter().filter_map(|s| time(&s["startedAt"])).min()?,
+                        end: ran.iter().filter_map(|s| time(&s["finishedAt"])).max()?,
                     })
                 })
                 .collect()

@@ -210,6 +210,11 @@ pub struct Check {
 /// target and what the drill report draws as bars.
 pub const TIMED_STEPS: [&str; 4] = ["stop", "preserve", "reset", "start"];
 
+/// What a step is, without the disk a whole-instance result appends (`reset:d-…` is a `reset`).
+pub fn step_kind(name: &str) -> &str {
+    name.split(':').next().unwrap_or(name)
+}
+
 /// Everything one request's result event says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {

@@ -274,6 +274,9 @@ pub struct Compact {
     /// Stop to the service verified, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v: Option<u64>,
+    /// A whole-instance target: how many disks it rolled back together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d: Option<usize>,
 }
 
 impl Compact {
@@ -286,13 +289,15 @@ impl Compact {
                 .iter()
                 .filter(|s| s.status == StepStatus::Done)
                 .filter_map(|s| {
-                    let n = TIMED_STEPS.iter().position(|t| *t == s.name)?;
+                    let kind = crate::report::step_kind(&s.name);
+                    let n = TIMED_STEPS.iter().position(|t| *t == kind)?;
                     let start = s.started_at.timestamp_millis();
                     Some((n, start, s.finished_at.timestamp_millis() - start))
                 })
                 .collect(),
             c: r.verification.as_ref().map(|v| v.result.clone()),
             v: r.verified_ms(),
+            d: r.target.disks.as_ref().map(Vec::len),
         }
     }
 }
@@ -356,6 +361,8 @@ fn at(ms: i64) -> DateTime<Utc> {
 pub fn from_compact(plan: &DrillPlan, t: &Map<String, Value>, c: &Compact) -> Report {
     let mut r = report(plan, t, outcome_of(&c.o).unwrap_or(Outcome::Failed));
     r.downtime_ms = c.r;
+    // The disks of a whole-instance target, counted (their IDs are in its own result).
+    r.target.disks = c.d.map(|n| vec![crate::report::DiskResult::default(); n]);
     r.steps =
         c.s.iter()
             .filter_map(|(n, start, dur)| {
@@ -573,6 +580,7 @@ mod tests {
             ],
             c: None,
             v: None,
+            d: None,
         };
         let text = serde_json::to_string(&c).expect("json");
         assert!(text.len() <= 140, "{} bytes: {text}", text.len());
@@ -590,6 +598,14 @@ mod tests {
         let r = from_compact(&p, &t, &verified);
         assert_eq!(r.verified_ms(), Some(47_000));
         assert_eq!(Compact::of(999, &r), verified);
+        // A whole-instance target keeps its count of disks.
+        let whole = Compact {
+            d: Some(3),
+            ..verified
+        };
+        let r = from_compact(&p, &t, &whole);
+        assert_eq!(r.target.disks.as_ref().map(Vec::len), Some(3));
+        assert_eq!(Compact::of(999, &r), whole);
     }
 
     #[test]
