@@ -324,6 +324,12 @@ pub fn parse(
                 "a snapshot belongs to one disk: with disks, give snapshotGroupId or a snapshot rule",
             ));
         }
+        if raw.verify.is_some() || raw.on_verify_failure.is_some() {
+            return Err(InvalidRequest::new(
+                "verify",
+                "a whole-instance request is not checked by verify yet (the check and its undo are per disk): send the check as its own request, or roll back one disk",
+            ));
+        }
         if scope.as_ref().is_some_and(|s| s.snapshot_group.is_some()) && raw.snapshot.is_some() {
             return Err(InvalidRequest::new(
                 "snapshot",
@@ -655,6 +661,79 @@ mod tests {
         let no_region =
             parse(&json!({"diskId": d}), None, Trigger::direct()).expect_err("no region");
         assert_eq!(no_region.field, "regionId");
+    }
+
+    #[test]
+    fn whole_instance_fields() {
+        let i = "i-bp1dbserv00000005";
+        let r = ok(
+            json!({"instanceId": i, "disks": "all", "snapshotGroupId": "ssg-bp1dbserv0000000001"}),
+        );
+        let scope = r.scope.clone().expect("whole");
+        assert_eq!(scope.disks, DiskSet::All);
+        assert!(!scope.allow_partial);
+        assert_eq!(scope.max_skew_secs, DEFAULT_MAX_SKEW_SECS);
+        let m = r.member(
+            DiskId::parse("d-bp1dbserv0000dat05").expect("id"),
+            Some(SnapshotId::parse("s-bp1dbserv0dat00001").expect("id")),
+        );
+        assert_eq!(
+            m.key.as_str(),
+            format!("{}#d-bp1dbserv0000dat05", r.key.as_str())
+        );
+        assert!(m.scope.is_none());
+        let r = ok(
+            json!({"instanceId": i, "disks": ["d-bp1dbserv0000sys05"], "maxSkewSeconds": 60, "allowPartial": true}),
+        );
+        let scope = r.scope.expect("whole");
+        assert_eq!(scope.max_skew_secs, 60);
+        assert!(scope.allow_partial);
+        let d = "d-bp1dbserv0000sys05";
+        for (v, f) in [
+            (json!({"disks": "all"}), "instanceId"),
+            (
+                json!({"instanceId": i, "diskId": d, "disks": "all"}),
+                "diskId",
+            ),
+            (
+                json!({"instanceId": i, "disks": "all", "snapshotId": "s-bp1dbserv0sys00001"}),
+                "snapshotId",
+            ),
+            (json!({"instanceId": i, "disks": "some"}), "disks"),
+            (json!({"instanceId": i, "disks": []}), "disks"),
+            (json!({"instanceId": i, "disks": [d, d]}), "disks[1]"),
+            (json!({"instanceId": i, "disks": ["x-1"]}), "disks[0]"),
+            (
+                json!({"instanceId": i, "disks": "all", "snapshotGroupId": "sg-1"}),
+                "snapshotGroupId",
+            ),
+            (
+                json!({"instanceId": i, "disks": "all", "snapshotGroupId": "ssg-bp1dbserv0000000001", "snapshot": {"name": "x"}}),
+                "snapshot",
+            ),
+            (
+                json!({"instanceId": i, "disks": "all", "snapshotGroupId": "ssg-bp1dbserv0000000001", "maxSkewSeconds": 5}),
+                "maxSkewSeconds",
+            ),
+            (
+                json!({"instanceId": i, "disks": "all", "maxSkewSeconds": 100000}),
+                "maxSkewSeconds",
+            ),
+            (
+                json!({"instanceId": i, "snapshotGroupId": "ssg-bp1dbserv0000000001"}),
+                "snapshotGroupId",
+            ),
+            (
+                json!({"instanceId": i, "allowPartial": true}),
+                "allowPartial",
+            ),
+            (
+                json!({"instanceId": i, "disks": "all", "verify": {"command": {"content": "true"}}}),
+                "verify",
+            ),
+        ] {
+            assert_eq!(field(v.clone()), f, "{v}");
+        }
     }
 
     #[test]

@@ -716,7 +716,13 @@ impl<'a> Rollback<'a> {
         });
         let reports = futures_util::future::join_all(runs).await;
         let (outcome, error) = group_outcome(&reports, &members);
-        group_report(plan_calls, req, base, outcome, error, reports, started)
+        let mut report = group_report(plan_calls, req, base, outcome, error, reports, started);
+        if self.settings.verify.is_some() {
+            report.warnings.push(
+                "the deployment's verify block is not run for a whole-instance request yet: check the service yourself".into(),
+            );
+        }
+        report
     }
 
     /// The disks and each one's snapshot, and whether a run of the request already began on it.

@@ -505,6 +505,9 @@ impl Run<'_> {
                 self.req.preserve_current.unwrap_or(self.s.preserve_current)
                     || self.phase() == Phase::Preserving
             }
+            // A disk of a whole-instance request: the deployment's check is not run per disk
+            // (it would check one instance once per disk, and undo one disk alone).
+            When::Verify if self.group.is_some() => self.phase() == Phase::Verifying,
             When::Verify => self.verify_plan().is_some() || self.phase() == Phase::Verifying,
         }
     }
