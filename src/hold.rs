@@ -138,6 +138,32 @@ pub struct Observed<'a> {
     pub tags: Vec<(&'a str, &'a str)>,
 }
 
+/// Every disk of the instance with its run record, one line each (`status` of a disk whose
+/// instance has several: a whole-instance request shows where each disk's run is).
+pub fn instance_disks(
+    instance: &str,
+    disks: &[(String, String, crate::ledger::Ledger)],
+) -> Vec<String> {
+    let mut out = vec![format!("instance {instance}: {} disks", disks.len())];
+    for (id, kind, ledger) in disks {
+        let run = match &ledger.run {
+            Some(r) => {
+                let mut s = format!("key {}, phase {}, snapshot {}", r.key, r.phase, r.snapshot);
+                if let Some(u) = &r.undo {
+                    s.push_str(&format!(", undo {u}"));
+                }
+                if let Some(f) = &r.failure {
+                    s.push_str(&format!(", failed {f}"));
+                }
+                s
+            }
+            None => "no run".into(),
+        };
+        out.push(format!("  {id} ({kind}): {run}"));
+    }
+    out
+}
+
 pub fn status(o: &Observed<'_>, rules: Rules, now: i64) -> DiskStatus {
     let ledger = Ledger::from_tags(o.tags.iter().copied());
     let has_ledger = o.tags.iter().any(|(k, _)| {
@@ -565,6 +591,29 @@ pub fn plan_release(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_instance_disks_each_say_where_their_run_is() {
+        let l = |tags: &[(&str, &str)]| crate::ledger::Ledger::from_tags(tags.iter().copied());
+        let disks = vec![
+            (
+                "d-sys0000001".to_owned(),
+                "system".to_owned(),
+                l(&[(
+                    "ecs-rollback:run",
+                    "k=0123456789abcdef;p=reset;t=1;s=s-a0000001;w=r;e=r",
+                )]),
+            ),
+            ("d-data000002".to_owned(), "data".to_owned(), l(&[])),
+        ];
+        let lines = instance_disks("i-inst0000001", &disks);
+        assert_eq!(lines[0], "instance i-inst0000001: 2 disks");
+        assert!(
+            lines[1].contains("phase reset") && lines[1].contains("s-a0000001"),
+            "{lines:?}"
+        );
+        assert!(lines[2].ends_with("no run"), "{lines:?}");
+    }
     use crate::ledger::RunRecord;
 
     const NOW: i64 = 1_790_000_000;

@@ -196,6 +196,11 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool, live:
         }
         None => Ok(None),
     };
+    // Every disk of the instance and its run (a whole-instance request runs one per disk).
+    let disks = match &instance {
+        Some(iid) => read_instance_disks(&read.handler.ecs, &read.region, iid).await,
+        None => Ok(vec![]),
+    };
     if json {
         let mut v = serde_json::to_value(&status).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
@@ -228,6 +233,26 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool, live:
                 None => serde_json::Value::Null,
             };
             m.insert("instanceHolds".into(), holds);
+            m.insert(
+                "instanceDisks".into(),
+                match &disks {
+                    Ok(d) => serde_json::Value::Array(
+                        d.iter()
+                            .map(|(id, kind, l)| {
+                                serde_json::json!({
+                                    "diskId": id,
+                                    "type": kind,
+                                    "keyDigest": l.run.as_ref().map(|r| r.key.clone()),
+                                    "phase": l.run.as_ref().map(|r| r.phase.to_string()),
+                                    "snapshotId": l.run.as_ref().map(|r| r.snapshot.clone()),
+                                    "undoSnapshotId": l.run.as_ref().and_then(|r| r.undo.clone()),
+                                })
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => serde_json::json!({"unknown": e}),
+                },
+            );
         }
         match serde_json::to_string_pretty(&v) {
             Ok(s) => println!("{s}"),
@@ -248,8 +273,46 @@ pub async fn status_cmd(disk_id: &str, region: Option<String>, json: bool, live:
             (Some(iid), Some(Err(e))) => println!("instance {iid}: hold unknown ({e})"),
             _ => {}
         }
+        match (&instance, &disks) {
+            (Some(iid), Ok(d)) if d.len() > 1 => {
+                for line in crate::hold::instance_disks(iid, d) {
+                    println!("{line}");
+                }
+            }
+            (Some(iid), Err(e)) => println!("instance {iid}: disks unknown ({e})"),
+            _ => {}
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// The disks attached to the instance, each with its type and ledger.
+async fn read_instance_disks(
+    ecs: &crate::ecs::EcsClient,
+    region: &str,
+    instance: &str,
+) -> Result<Vec<(String, String, crate::ledger::Ledger)>, String> {
+    let q = crate::ecs::DiskQuery {
+        instance_id: Some(instance.to_owned()),
+        ..Default::default()
+    };
+    let disks = ecs
+        .describe_disks(region, &q)
+        .await
+        .map_err(|e| format!("reading the disks of {instance}: {e}"))?;
+    Ok(disks
+        .into_iter()
+        .filter(|d| d.instance_id == instance)
+        .map(|d| {
+            let ledger = crate::ledger::Ledger::from_tags(
+                d.tags
+                    .tag
+                    .iter()
+                    .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+            );
+            (d.disk_id, d.disk_type, ledger)
+        })
+        .collect())
 }
 
 fn pause_line(
