@@ -73,6 +73,15 @@ impl Run<'_> {
 
     /// Records the phase before the call it announces. If the write fails, the call is not made.
     pub(super) async fn set_phase(&mut self, phase: Phase) -> Res<()> {
+        let record = self.write_phase(phase).await?;
+        self.phase_written(record);
+        Ok(())
+    }
+
+    /// The phase write alone (it changes nothing of the run): what `set_phase` writes, so a
+    /// read that needs no order with it (the guard's, the confirmation's) can go beside it.
+    /// The caller records the result with `phase_written` before the call it announces.
+    pub(super) async fn write_phase(&self, phase: Phase) -> Res<RunRecord> {
         let mut record = self.record()?;
         record.phase = phase;
         record.since = unix(self.now());
@@ -102,9 +111,23 @@ impl Run<'_> {
             h
         })?;
         tracing::debug!(phase = %phase, "ledger written");
+        Ok(record)
+    }
+
+    /// A phase write acknowledged (`write_phase`): the run's record from now on.
+    pub(super) fn phase_written(&mut self, record: RunRecord) {
         self.claimed = true;
         self.record = Some(record);
-        Ok(())
+    }
+
+    /// The phase written beside the confirmation of the holder (both before the call they
+    /// guard; neither needs the other's answer: the confirmation accepts this run's record at
+    /// the phase before, which a read racing the write may show).
+    pub(super) async fn set_phase_and_confirm(&mut self, phase: Phase, before: &str) -> Res<()> {
+        let (written, confirmed) =
+            tokio::join!(self.write_phase(phase), self.confirm_holder(before));
+        self.phase_written(written?);
+        confirmed
     }
 
     /// Gives the claim back (the run ends, or plans again).
@@ -133,7 +156,7 @@ impl Run<'_> {
     /// run's own writes (the record it replaced) is accepted; another key's record, or this
     /// key's record finished by a twin, stops the run (retryable: whoever holds the disk now
     /// finishes; nothing more is done here).
-    pub(super) async fn confirm_holder(&mut self, before: &str) -> Res<()> {
+    pub(super) async fn confirm_holder(&self, before: &str) -> Res<()> {
         let seen = self
             .read_ledger()
             .await
@@ -431,3 +454,4 @@ impl Run<'_> {
         Ok(())
     }
 }
+

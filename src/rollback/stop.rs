@@ -113,8 +113,10 @@ impl Run<'_> {
         if let Some(r) = self.record.as_mut() {
             r.stop_at.get_or_insert(now);
         }
-        self.set_phase(Phase::Stopping).await?;
-        self.confirm_holder("StopInstance").await
+        // The confirmation reads beside the write: both are before StopInstance, and a read
+        // that misses the write still shows this run's record (`claimed`).
+        self.set_phase_and_confirm(Phase::Stopping, "StopInstance")
+            .await
     }
 
     /// A resumed run that reads the instance (at phase `stopping`: Running; past it, before any
