@@ -227,16 +227,25 @@ impl Run<'_> {
         let lease = self.s.lease.as_secs() as i64;
         let beat = self.s.heartbeat_timeout.as_secs().max(1) as i64;
         let mut attempt = 0;
+        let mut beside = self.beside_hold_seen();
         loop {
             attempt += 1;
-            let written = Instant::now();
-            let tag = self.claim_tags();
-            let round_trip = Instant::now();
-            self.write_tags(std::slice::from_ref(&tag))
-                .await
-                .map_err(|e| refuse_ledger(&e))?;
-            self.claimed = true;
-            let seen = self.read_after_own_claim(&tag).await?;
+            let (tag, written, round_trip, seen) = match beside.take() {
+                // Written beside the instance hold and read back with it, one settle for both:
+                // the same write, wait and read as below.
+                Some((tag, written, seen)) => (tag, written, written, seen),
+                None => {
+                    let written = Instant::now();
+                    let tag = self.claim_tags();
+                    let round_trip = Instant::now();
+                    self.write_tags(std::slice::from_ref(&tag))
+                        .await
+                        .map_err(|e| refuse_ledger(&e))?;
+                    self.claimed = true;
+                    let seen = self.read_after_own_claim(&tag).await?;
+                    (tag, written, round_trip, seen)
+                }
+            };
             // Claims of invocations that died (or could not remove theirs) are cleared away,
             // so they never fill the disk's 20 tags.
             let now = unix(self.now());
@@ -455,3 +464,128 @@ impl Run<'_> {
     }
 }
 
+/// The disk's claim written beside the instance hold, so that one settle time serves both
+/// (issue 26): the hold's write and the claim's go out together, and after one settle both
+/// are read back. Used only where the claim contest follows the hold at once (a fresh run once
+/// its preflight passed, a resume) and only when the hold was taken without waiting; withdrawn
+/// whenever the hold does not end `Ok` (a wait, a rival, a refusal) or yields.
+#[derive(Default)]
+pub(super) struct BesideHold(std::sync::Mutex<Beside>);
+
+#[derive(Default)]
+enum Beside {
+    #[default]
+    Off,
+    /// The next hold write carries the disk's claim beside it.
+    Wanted,
+    /// The claim `tag` was sent (its write began at `written`), not yet seen read back.
+    Written {
+        tag: (String, String),
+        written: Instant,
+    },
+    /// Read back at least the settle time after it was written, showing itself: the claim
+    /// contest's first read.
+    Seen {
+        tag: (String, String),
+        written: Instant,
+        seen: Ledger,
+    },
+}
+
+impl BesideHold {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Beside> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Run<'_> {
+    /// Holds the instance (`instance_hold.rs`) with the disk's claim written beside the hold.
+    /// On `Ok` the claim is this run's to contest (`contest` starts from the read made with the
+    /// hold's); on `Err` it is withdrawn, so a run that waits, yields or is refused leaves no
+    /// claim behind.
+    pub(super) async fn hold_and_claim(
+        &mut self,
+        instance: Option<&Instance>,
+        seen_tags_clear: bool,
+        record_w: Option<bool>,
+        stale_w: Option<bool>,
+    ) -> Res<()> {
+        if !self.req.dry_run && self.hold.is_none() && instance.is_some() {
+            *self.beside_hold.lock() = Beside::Wanted;
+        }
+        let held = self
+            .hold_instance(instance, seen_tags_clear, record_w, stale_w)
+            .await;
+        let beside = std::mem::take(&mut *self.beside_hold.lock());
+        match (&held, beside) {
+            (Ok(()), seen @ Beside::Seen { .. }) => {
+                self.claimed = true;
+                *self.beside_hold.lock() = seen;
+            }
+            // Sent, but not seen back: the contest writes it again and reads again.
+            (Ok(()), Beside::Written { .. }) => self.claimed = true,
+            (Err(_), Beside::Written { tag, .. } | Beside::Seen { tag, .. }) => {
+                self.remove_tag(&tag.0).await;
+            }
+            _ => {}
+        }
+        held
+    }
+
+    /// Beside the hold's write (`instance_hold.rs`): the disk's claim, when wanted and the hold
+    /// is taken without a wait. A write that fails leaves it to the contest (which writes it
+    /// again and reports a refusal); it is withdrawn all the same if the hold fails.
+    pub(super) async fn write_claim_beside_hold(&self, waited: bool) {
+        let wanted = matches!(*self.beside_hold.lock(), Beside::Wanted);
+        if waited || !wanted {
+            return;
+        }
+        let written = Instant::now();
+        let tag = self.claim_tags();
+        if let Err(e) = self.write_tags(std::slice::from_ref(&tag)).await {
+            tracing::info!(error = %e, "the claim written beside the hold was not acknowledged; the claim contest writes it again");
+        }
+        *self.beside_hold.lock() = Beside::Written { tag, written };
+    }
+
+    /// Beside the hold's read-back: the disk's tags the settle time after the claim was
+    /// written, and again until the claim shows (as `read_after_own_claim`; a claim that does
+    /// not show, or a read that fails, leaves it to the contest).
+    pub(super) async fn read_claim_beside_hold(&self) {
+        const READS: u32 = 5;
+        let sent = match &*self.beside_hold.lock() {
+            Beside::Written { tag, written } => Some((tag.clone(), *written)),
+            _ => None,
+        };
+        let Some((tag, written)) = sent else {
+            return;
+        };
+        let mine = Ledger::from_tags([(tag.0.as_str(), tag.1.as_str())]).claims;
+        for _ in 0..READS {
+            tokio::time::sleep(self.s.tag_settle).await;
+            let Ok(seen) = self.read_ledger().await else {
+                return;
+            };
+            if mine.iter().all(|c| seen.claims.contains(c)) {
+                *self.beside_hold.lock() = Beside::Seen { tag, written, seen };
+                return;
+            }
+        }
+    }
+
+    /// The hold yielded to a rival: the claim beside it is withdrawn before the pause.
+    pub(super) async fn withdraw_claim_beside_hold(&self) {
+        let beside = std::mem::take(&mut *self.beside_hold.lock());
+        if let Beside::Written { tag, .. } | Beside::Seen { tag, .. } = beside {
+            self.remove_tag(&tag.0).await;
+        }
+    }
+
+    /// The claim written beside the hold and its read-back, for the contest (taken once).
+    fn beside_hold_seen(&self) -> Option<((String, String), Instant, Ledger)> {
+        match std::mem::take(&mut *self.beside_hold.lock()) {
+            Beside::Seen { tag, written, seen } => Some((tag, written, seen)),
+            _ => None,
+        }
+    }
+}

@@ -137,6 +137,7 @@ impl<'a> Rollback<'a> {
             verification: None,
             hold: None,
             took_disk: false,
+            beside_hold: Default::default(),
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -283,6 +284,8 @@ struct Run<'a> {
     hold: Option<instance_hold::Held>,
     /// This delivery won the disk's claim contest at least once.
     took_disk: bool,
+    /// The disk's claim written beside the instance hold (`ledger_io.rs`).
+    beside_hold: ledger_io::BesideHold,
 }
 
 /// What one observation of the resources found.
