@@ -401,6 +401,30 @@ impl Run<'_> {
     }
 
     pub(super) async fn write_final(&mut self, phase: Phase, failure: Option<&str>) -> Res<()> {
+        let (record, mut tags) = self.final_tags(phase, failure).await?;
+        let mut written = self.write_tags(&tags).await;
+        if matches!(&written, Err(e) if e.is_code("OperationDenied.QuotaExceed") || e.is_code("QuotaExceed.Tags"))
+            && tags.len() > 2
+        {
+            // No room for a new tag (the durations): the record and the history matter more.
+            tags.truncate(2);
+            self.warnings.push(
+                "the step durations could not be recorded: the disk has no room for the tag".into(),
+            );
+            written = self.write_tags(&tags).await;
+        }
+        written.map_err(|e| final_refused(&e))?;
+        self.record = Some(record);
+        Ok(())
+    }
+
+    /// The final record's tags: the record at `phase`, the history read again and this key
+    /// pushed onto it, the durations learned (with `done`).
+    async fn final_tags(
+        &self,
+        phase: Phase,
+        failure: Option<&str>,
+    ) -> Res<(RunRecord, Vec<(String, String)>)> {
         let mut record = self.record()?;
         let now = unix(self.now());
         record.phase = phase;
@@ -441,27 +465,70 @@ impl Run<'_> {
         if phase == Phase::Done && !learned.is_empty() {
             tags.push((ledger::DURATIONS_TAG.to_owned(), learned.encode()));
         }
-        let mut written = self.write_tags(&tags).await;
-        if matches!(&written, Err(e) if e.is_code("OperationDenied.QuotaExceed") || e.is_code("QuotaExceed.Tags"))
-            && tags.len() > 2
-        {
-            // No room for a new tag (the durations): the record and the history matter more.
-            tags.truncate(2);
-            self.warnings.push(
-                "the step durations could not be recorded: the disk has no room for the tag".into(),
-            );
-            written = self.write_tags(&tags).await;
-        }
-        written.map_err(|e| {
-            let mut h = Halt::ecs(Outcome::Failed, &e);
-            h.error.code = Code::LedgerWriteFailed.into();
-            h.error.retryable = true;
-            h.error.message = format!("the rollback ran, but its end could not be recorded ({e}); the next run with this key records it");
-            h
-        })?;
-        self.record = Some(record);
-        Ok(())
+        Ok((record, tags))
     }
+
+    /// `done` with the claim's removal sent beside it (issue 26): the answer waits for one
+    /// round trip, not two. Only while the record's phase was written less than half a
+    /// heartbeat ago: until `done` lands, every reader counts this run's holder alive by its
+    /// phase's time alone, claim or no claim (`ledger::decide`, the contest), so the removal
+    /// landing first gives nobody the disk. No renewal of the claim is in flight or starts
+    /// meanwhile (the lease's write lock), so none lands after the removal; once both are
+    /// acknowledged the claim is given back. One attempt each: if `done` is not acknowledged,
+    /// the claim is written again (the fallback holds the disk as before) and `Err` lets
+    /// `finish` ask again as it always did. `Ok(false)`: not tried (the phase is older, or no
+    /// claim is held); `finish` writes `done` alone.
+    pub(super) async fn write_done_releasing_claim(&mut self) -> Res<bool> {
+        let beat = self.s.heartbeat_timeout.as_secs().max(1) as i64;
+        let fresh = self
+            .record
+            .as_ref()
+            .is_some_and(|r| unix(self.now()) - r.since < beat / 2);
+        if !fresh || !self.claimed || self.past_send_horizon() {
+            return Ok(false);
+        }
+        let (record, tags) = self.final_tags(Phase::Done, None).await?;
+        let lease = self.lease.clone();
+        let writing = lease.writing().await;
+        let disk = [self.disk_id()];
+        let claim = [claim::claim_tag(&self.invocation)];
+        let (written, removed) = tokio::join!(
+            self.ecs.tag_resources(&self.region, "disk", &disk, &tags),
+            self.ecs
+                .untag_resources(&self.region, "disk", &disk, &claim)
+        );
+        match written {
+            Ok(_) => {
+                self.record = Some(record);
+                if removed.is_ok() {
+                    lease.give_back_held(&writing);
+                    self.claimed = false;
+                }
+                // A removal that failed is made again when the run ends, as before.
+                Ok(true)
+            }
+            Err(e) => {
+                if removed.is_ok() {
+                    // The record still says the phase before: the claim goes back on the disk
+                    // (a renewal), so the retries hold it as a run always did.
+                    let again = Instant::now();
+                    if self.write_tags(&[self.claim_tags()]).await.is_ok() {
+                        lease.renewed(again);
+                    }
+                }
+                Err(final_refused(&e))
+            }
+        }
+    }
+}
+
+/// A final record that could not be written.
+fn final_refused(e: &EcsError) -> Halt {
+    let mut h = Halt::ecs(Outcome::Failed, e);
+    h.error.code = Code::LedgerWriteFailed.into();
+    h.error.retryable = true;
+    h.error.message = format!("the rollback ran, but its end could not be recorded ({e}); the next run with this key records it");
+    h
 }
 
 /// The disk's claim written beside the instance hold, so that one settle time serves both

@@ -50,7 +50,10 @@ impl Run<'_> {
         let mut issued = 0;
         let accepted_id = loop {
             // The guard: ResetDisk only right after a read shows the instance Stopped.
-            if !self.stopped_right_now(until, &mut pause, fresh.take()).await? {
+            if !self
+                .stopped_right_now(until, &mut pause, fresh.take())
+                .await?
+            {
                 continue;
             }
             self.before_change("ResetDisk")?;
