@@ -555,7 +555,7 @@ enum Beside {
     Seen {
         tag: (String, String),
         written: Instant,
-        seen: Ledger,
+        seen: Box<Ledger>,
     },
 }
 
@@ -634,7 +634,11 @@ impl Run<'_> {
                 return;
             };
             if mine.iter().all(|c| seen.claims.contains(c)) {
-                *self.beside_hold.lock() = Beside::Seen { tag, written, seen };
+                *self.beside_hold.lock() = Beside::Seen {
+                    tag,
+                    written,
+                    seen: Box::new(seen),
+                };
                 return;
             }
         }
@@ -651,7 +655,7 @@ impl Run<'_> {
     /// The claim written beside the hold and its read-back, for the contest (taken once).
     fn beside_hold_seen(&self) -> Option<((String, String), Instant, Ledger)> {
         match std::mem::take(&mut *self.beside_hold.lock()) {
-            Beside::Seen { tag, written, seen } => Some((tag, written, seen)),
+            Beside::Seen { tag, written, seen } => Some((tag, written, *seen)),
             _ => None,
         }
     }
