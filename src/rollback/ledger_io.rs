@@ -550,6 +550,8 @@ enum Beside {
         tag: (String, String),
         written: Instant,
     },
+    /// Refused for good: the run is refused as the contest would refuse it.
+    Refused(Box<EcsError>),
     /// Read back at least the settle time after it was written, showing itself: the claim
     /// contest's first read.
     Seen {
@@ -594,6 +596,7 @@ impl Run<'_> {
             (Err(_), Beside::Written { tag, .. } | Beside::Seen { tag, .. }) => {
                 self.remove_tag(&tag.0).await;
             }
+            (Ok(()), Beside::Refused(e)) => return Err(refuse_ledger(&e)),
             _ => {}
         }
         held
@@ -609,10 +612,25 @@ impl Run<'_> {
         }
         let written = Instant::now();
         let tag = self.claim_tags();
-        if let Err(e) = self.write_tags(std::slice::from_ref(&tag)).await {
-            tracing::info!(error = %e, "the claim written beside the hold was not acknowledged; the claim contest writes it again");
-        }
-        *self.beside_hold.lock() = Beside::Written { tag, written };
+        let result = self.write_tags(std::slice::from_ref(&tag)).await;
+        let state = match result {
+            // Refused for good (the tag quota, a permission): the claim contest would be, so
+            // the run is refused as it would have been there.
+            Err(e)
+                if !e.may_have_applied
+                    && (!e.can_pass()
+                        || e.is_code("OperationDenied.QuotaExceed")
+                        || e.is_code("QuotaExceed.Tags")) =>
+            {
+                Beside::Refused(Box::new(e))
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "the claim written beside the hold was not acknowledged; the claim contest writes it again");
+                Beside::Written { tag, written }
+            }
+            Ok(()) => Beside::Written { tag, written },
+        };
+        *self.beside_hold.lock() = state;
     }
 
     /// Beside the hold's read-back: the disk's tags the settle time after the claim was
