@@ -11,7 +11,12 @@
 //!   was out of service (not Running), wall time, overhead (wall minus the ECS work) and ECS
 //!   calls. The instance's state is watched in process every 10 ms (not an ECS call);
 //! - a delivery killed at its deadline after the stop (Lambda), redelivered right after: the
-//!   time from the redelivery to Running, against the ECS work that was left.
+//!   time from the redelivery to Running, against the ECS work that was left;
+//! - the 100-target drill of `benches/bench.rs` (steps 2/3/2 s, 10 at once, the whole API
+//!   throttled at 20 requests per second), run by the binary (`invoke`) with every answer
+//!   0 ms and 150 ms late: wall, calls per target, the throttled share of the calls.
+//!
+//! `ECS_ROLLBACK_BENCH_ONLY=drill` runs the drills alone.
 
 #[path = "../tests/it/common.rs"]
 mod common;
@@ -170,6 +175,93 @@ async fn baseline(ecs: &EcsClient, snapshot: &str) -> (Duration, bool) {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var("ECS_ROLLBACK_BENCH_ONLY").as_deref() != Ok("drill") {
+        one_rollback().await;
+    }
+    println!(
+        "100-target drill at 20 requests/s (steps 2/3/2 s, 10 at once), by latency per ECS answer"
+    );
+    for latency in [0u64, 150] {
+        drill(latency).await;
+    }
+}
+
+/// The drill of `benches/bench.rs`, every ECS answer `latency_ms` late (±latency/8 jitter).
+async fn drill(latency_ms: u64) {
+    let n = 100;
+    let sim = sim_with(Scenario {
+        timings: Timings {
+            stop_ms: 2000,
+            start_ms: 2000,
+            reset_ms: 3000,
+            snapshot_ms: 2000,
+            reset_disk_status: None,
+            tag_read_lag_ms: 0,
+            ..Timings::default()
+        },
+        fleet: Some(opted_in_fleet(n, "bench", &[], n, ("drill", "bench"))),
+        faults: ecs_rollback::sim::Faults {
+            rate_limit_rps: 20,
+            latency_ms: latency_ms.saturating_sub(latency_ms / 8),
+            latency_jitter_ms: latency_ms / 4,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let base = serve(&sim).await;
+    let dir = std::env::temp_dir().join(format!("ecs-rollback-recovery-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let ev = dir.join(format!("drill-{latency_ms}.json"));
+    std::fs::write(
+        &ev,
+        json!({"drill": {"name": "bench", "selector": {"tags": {"drill": "bench"}}, "concurrency": 10, "rtoSeconds": 600},
+               "scheduledTime": "2026-11-29T03:00:00Z"})
+        .to_string(),
+    )
+    .expect("write");
+    let t = Instant::now();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-rollback"))
+        .env_clear()
+        .env(
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            ecs_rollback::sim::SIM_ACCESS_KEY_ID,
+        )
+        .env(
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            ecs_rollback::sim::SIM_ACCESS_KEY_SECRET,
+        )
+        .env("ALIBABA_CLOUD_REGION_ID", REGION)
+        .env("ECS_ROLLBACK_ECS_ENDPOINT", &base)
+        .env("ECS_ROLLBACK_COOLDOWN_SECONDS", "0")
+        .env("RUST_LOG", "warn")
+        .arg("invoke")
+        .arg(&ev)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run the drill");
+    let wall = t.elapsed();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let types: Vec<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| e["type"].as_str().map(str::to_owned))
+        .collect();
+    let succeeded = types
+        .iter()
+        .filter(|t| *t == "ecs-rollback.succeeded")
+        .count();
+    let total = total_calls(&sim);
+    let throttled = sim.fault_stats().throttled;
+    println!(
+        "  {latency_ms:>3} ms  {:>6.1} s wall, {total} ECS calls ({:.1} per target), {throttled} throttled ({:.1}% of the calls), {succeeded}/{n} succeeded",
+        wall.as_secs_f64(),
+        total as f64 / n as f64,
+        throttled as f64 * 100.0 / total.max(1) as f64
+    );
+}
+
+async fn one_rollback() {
     println!("time to recovery: one rollback, ecs-rollback (default settings) vs a plain client");
     println!("  steps stop/reset/start, latency per ECS answer; to Running: from the request; out: not Running");
     for latency in [0u64, 150] {

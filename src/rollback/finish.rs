@@ -16,7 +16,12 @@ impl Run<'_> {
         // record left unfinished holds the disk against other keys for the whole lease).
         let until = Instant::now() + self.wait_budget(self.s.heartbeat_timeout);
         let mut pause = self.s.poll.initial;
-        let mut written = self.write_final(Phase::Done, None).await;
+        // The claim's removal goes beside the first `done` when it can (`ledger_io.rs`).
+        let mut written = match self.write_done_releasing_claim().await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.write_final(Phase::Done, None).await,
+            Err(h) => Err(h),
+        };
         while written.is_err() && Instant::now() + pause < until {
             // A lease lost meanwhile ends the asking (nothing more is written), not the result:
             // the rollback happened.

@@ -132,10 +132,18 @@ impl Run<'_> {
             };
             let tag = (ih::hold_tag(&self.invocation), hold.encode());
             let round_trip = Instant::now();
-            self.write_instance_tags(&iid, std::slice::from_ref(&tag))
-                .await
-                .map_err(|e| self.hold_refused(&iid, &e))?;
-            let seen = self.read_after_own_hold(&iid, &tag).await?;
+            // The disk's claim goes beside the hold's write when the contest follows at once,
+            // and is read back with it: one settle for both (`ledger_io.rs`, BesideHold).
+            let (written, ()) = tokio::join!(
+                self.write_instance_tags(&iid, std::slice::from_ref(&tag)),
+                self.write_claim_beside_hold(waited)
+            );
+            written.map_err(|e| self.hold_refused(&iid, &e))?;
+            let (seen, ()) = tokio::join!(
+                self.read_after_own_hold(&iid, &tag),
+                self.read_claim_beside_hold()
+            );
+            let seen = seen?;
             let Some(rival) = ih::contested(&seen, &self.invocation, &key, &superseded).cloned()
             else {
                 self.warnings.extend(inherited.then(|| {
@@ -162,6 +170,7 @@ impl Run<'_> {
             };
             self.remove_instance_tags(&iid, std::slice::from_ref(&tag.0))
                 .await;
+            self.withdraw_claim_beside_hold().await;
             waited = true;
             if Instant::now() + pause >= until {
                 return Err(self.instance_held(&iid, &rival));
@@ -262,7 +271,7 @@ impl Run<'_> {
 
     /// Reads the instance's tags the settle time after this run's hold was written, and again
     /// until the hold itself shows (as for the disk's claim).
-    async fn read_after_own_hold(&mut self, iid: &str, tag: &(String, String)) -> Res<Vec<Hold>> {
+    async fn read_after_own_hold(&self, iid: &str, tag: &(String, String)) -> Res<Vec<Hold>> {
         const READS: u32 = 5;
         for _ in 0..READS {
             tokio::time::sleep(self.s.tag_settle).await;

@@ -151,6 +151,12 @@ impl Lease {
         self.state().held = None;
     }
 
+    /// Gives the claim back while holding the write lock (`writing`): the claim's removal was
+    /// made under it, so no renewal was in flight or started since, and none follows.
+    pub(super) fn give_back_held(&self, _writing: &tokio::sync::MutexGuard<'_, ()>) {
+        self.state().held = None;
+    }
+
     /// Serializes a claim write with the keeper's.
     pub(super) async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.writing.lock().await

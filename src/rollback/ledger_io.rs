@@ -73,6 +73,15 @@ impl Run<'_> {
 
     /// Records the phase before the call it announces. If the write fails, the call is not made.
     pub(super) async fn set_phase(&mut self, phase: Phase) -> Res<()> {
+        let record = self.write_phase(phase).await?;
+        self.phase_written(record);
+        Ok(())
+    }
+
+    /// The phase write alone (it changes nothing of the run): what `set_phase` writes, so a
+    /// read that needs no order with it (the guard's, the confirmation's) can go beside it.
+    /// The caller records the result with `phase_written` before the call it announces.
+    pub(super) async fn write_phase(&self, phase: Phase) -> Res<RunRecord> {
         let mut record = self.record()?;
         record.phase = phase;
         record.since = unix(self.now());
@@ -102,9 +111,23 @@ impl Run<'_> {
             h
         })?;
         tracing::debug!(phase = %phase, "ledger written");
+        Ok(record)
+    }
+
+    /// A phase write acknowledged (`write_phase`): the run's record from now on.
+    pub(super) fn phase_written(&mut self, record: RunRecord) {
         self.claimed = true;
         self.record = Some(record);
-        Ok(())
+    }
+
+    /// The phase written beside the confirmation of the holder (both before the call they
+    /// guard; neither needs the other's answer: the confirmation accepts this run's record at
+    /// the phase before, which a read racing the write may show).
+    pub(super) async fn set_phase_and_confirm(&mut self, phase: Phase, before: &str) -> Res<()> {
+        let (written, confirmed) =
+            tokio::join!(self.write_phase(phase), self.confirm_holder(before));
+        self.phase_written(written?);
+        confirmed
     }
 
     /// Gives the claim back (the run ends, or plans again).
@@ -133,7 +156,7 @@ impl Run<'_> {
     /// run's own writes (the record it replaced) is accepted; another key's record, or this
     /// key's record finished by a twin, stops the run (retryable: whoever holds the disk now
     /// finishes; nothing more is done here).
-    pub(super) async fn confirm_holder(&mut self, before: &str) -> Res<()> {
+    pub(super) async fn confirm_holder(&self, before: &str) -> Res<()> {
         let seen = self
             .read_ledger()
             .await
@@ -204,16 +227,25 @@ impl Run<'_> {
         let lease = self.s.lease.as_secs() as i64;
         let beat = self.s.heartbeat_timeout.as_secs().max(1) as i64;
         let mut attempt = 0;
+        let mut beside = self.beside_hold_seen();
         loop {
             attempt += 1;
-            let written = Instant::now();
-            let tag = self.claim_tags();
-            let round_trip = Instant::now();
-            self.write_tags(std::slice::from_ref(&tag))
-                .await
-                .map_err(|e| refuse_ledger(&e))?;
-            self.claimed = true;
-            let seen = self.read_after_own_claim(&tag).await?;
+            let (tag, written, round_trip, seen) = match beside.take() {
+                // Written beside the instance hold and read back with it, one settle for both:
+                // the same write, wait and read as below.
+                Some((tag, written, seen)) => (tag, written, written, seen),
+                None => {
+                    let written = Instant::now();
+                    let tag = self.claim_tags();
+                    let round_trip = Instant::now();
+                    self.write_tags(std::slice::from_ref(&tag))
+                        .await
+                        .map_err(|e| refuse_ledger(&e))?;
+                    self.claimed = true;
+                    let seen = self.read_after_own_claim(&tag).await?;
+                    (tag, written, round_trip, seen)
+                }
+            };
             // Claims of invocations that died (or could not remove theirs) are cleared away,
             // so they never fill the disk's 20 tags.
             let now = unix(self.now());
@@ -369,6 +401,30 @@ impl Run<'_> {
     }
 
     pub(super) async fn write_final(&mut self, phase: Phase, failure: Option<&str>) -> Res<()> {
+        let (record, mut tags) = self.final_tags(phase, failure).await?;
+        let mut written = self.write_tags(&tags).await;
+        if matches!(&written, Err(e) if e.is_code("OperationDenied.QuotaExceed") || e.is_code("QuotaExceed.Tags"))
+            && tags.len() > 2
+        {
+            // No room for a new tag (the durations): the record and the history matter more.
+            tags.truncate(2);
+            self.warnings.push(
+                "the step durations could not be recorded: the disk has no room for the tag".into(),
+            );
+            written = self.write_tags(&tags).await;
+        }
+        written.map_err(|e| final_refused(&e))?;
+        self.record = Some(record);
+        Ok(())
+    }
+
+    /// The final record's tags: the record at `phase`, the history read again and this key
+    /// pushed onto it, the durations learned (with `done`).
+    async fn final_tags(
+        &self,
+        phase: Phase,
+        failure: Option<&str>,
+    ) -> Res<(RunRecord, Vec<(String, String)>)> {
         let mut record = self.record()?;
         let now = unix(self.now());
         record.phase = phase;
@@ -409,25 +465,218 @@ impl Run<'_> {
         if phase == Phase::Done && !learned.is_empty() {
             tags.push((ledger::DURATIONS_TAG.to_owned(), learned.encode()));
         }
-        let mut written = self.write_tags(&tags).await;
-        if matches!(&written, Err(e) if e.is_code("OperationDenied.QuotaExceed") || e.is_code("QuotaExceed.Tags"))
-            && tags.len() > 2
-        {
-            // No room for a new tag (the durations): the record and the history matter more.
-            tags.truncate(2);
-            self.warnings.push(
-                "the step durations could not be recorded: the disk has no room for the tag".into(),
-            );
-            written = self.write_tags(&tags).await;
+        Ok((record, tags))
+    }
+
+    /// `done` with the claim's removal sent beside it (issue 26): the answer waits for one
+    /// round trip, not two. Only while the record's phase was written less than half a
+    /// heartbeat ago: until `done` lands, every reader counts this run's holder alive by its
+    /// phase's time alone, claim or no claim (`ledger::decide`, the contest), so the removal
+    /// landing first gives nobody the disk. No renewal of the claim is in flight or starts
+    /// meanwhile (the lease's write lock), so none lands after the removal; once both are
+    /// acknowledged the claim is given back. One attempt each: if `done` is not acknowledged,
+    /// the claim is written again (the fallback holds the disk as before) and `Err` lets
+    /// `finish` ask again as it always did. `Ok(false)`: not tried (the phase is older, or no
+    /// claim is held); `finish` writes `done` alone.
+    pub(super) async fn write_done_releasing_claim(&mut self) -> Res<bool> {
+        let beat = self.s.heartbeat_timeout.as_secs().max(1) as i64;
+        let fresh = self
+            .record
+            .as_ref()
+            .is_some_and(|r| unix(self.now()) - r.since < beat / 2);
+        // A disk of a whole-instance request keeps its claim until every disk's run has ended
+        // (the instance's hold is judged live by it: `group.rs`).
+        if !fresh || !self.claimed || self.past_send_horizon() || self.group.is_some() {
+            return Ok(false);
         }
-        written.map_err(|e| {
-            let mut h = Halt::ecs(Outcome::Failed, &e);
-            h.error.code = Code::LedgerWriteFailed.into();
-            h.error.retryable = true;
-            h.error.message = format!("the rollback ran, but its end could not be recorded ({e}); the next run with this key records it");
-            h
-        })?;
-        self.record = Some(record);
-        Ok(())
+        let (record, tags) = self.final_tags(Phase::Done, None).await?;
+        let lease = self.lease.clone();
+        let writing = lease.writing().await;
+        let disk = [self.disk_id()];
+        let claim = [claim::claim_tag(&self.invocation)];
+        let (written, removed) = tokio::join!(
+            self.ecs.tag_resources(&self.region, "disk", &disk, &tags),
+            self.ecs
+                .untag_resources(&self.region, "disk", &disk, &claim)
+        );
+        match written {
+            Ok(_) => {
+                self.record = Some(record);
+                if removed.is_ok() {
+                    lease.give_back_held(&writing);
+                    self.claimed = false;
+                }
+                // A removal that failed is made again when the run ends, as before.
+                Ok(true)
+            }
+            Err(e) => {
+                if removed.is_ok() {
+                    // The record still says the phase before: the claim goes back on the disk
+                    // (a renewal), so the retries hold it as a run always did.
+                    let again = Instant::now();
+                    if self.write_tags(&[self.claim_tags()]).await.is_ok() {
+                        lease.renewed(again);
+                    }
+                }
+                Err(final_refused(&e))
+            }
+        }
+    }
+}
+
+/// A final record that could not be written.
+fn final_refused(e: &EcsError) -> Halt {
+    let mut h = Halt::ecs(Outcome::Failed, e);
+    h.error.code = Code::LedgerWriteFailed.into();
+    h.error.retryable = true;
+    h.error.message = format!("the rollback ran, but its end could not be recorded ({e}); the next run with this key records it");
+    h
+}
+
+/// The disk's claim written beside the instance hold, so that one settle time serves both
+/// (issue 26): the hold's write and the claim's go out together, and after one settle both
+/// are read back. Used only where the claim contest follows the hold at once (a fresh run once
+/// its preflight passed, a resume) and only when the hold was taken without waiting; withdrawn
+/// whenever the hold does not end `Ok` (a wait, a rival, a refusal) or yields.
+#[derive(Default)]
+pub(super) struct BesideHold(std::sync::Mutex<Beside>);
+
+#[derive(Default)]
+enum Beside {
+    #[default]
+    Off,
+    /// The next hold write carries the disk's claim beside it.
+    Wanted,
+    /// The claim `tag` was sent (its write began at `written`), not yet seen read back.
+    Written {
+        tag: (String, String),
+        written: Instant,
+    },
+    /// Refused for good: the run is refused as the contest would refuse it.
+    Refused(Box<EcsError>),
+    /// Read back at least the settle time after it was written, showing itself: the claim
+    /// contest's first read.
+    Seen {
+        tag: (String, String),
+        written: Instant,
+        seen: Box<Ledger>,
+    },
+}
+
+impl BesideHold {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Beside> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Run<'_> {
+    /// Holds the instance (`instance_hold.rs`) with the disk's claim written beside the hold.
+    /// On `Ok` the claim is this run's to contest (`contest` starts from the read made with the
+    /// hold's); on `Err` it is withdrawn, so a run that waits, yields or is refused leaves no
+    /// claim behind.
+    pub(super) async fn hold_and_claim(
+        &mut self,
+        instance: Option<&Instance>,
+        seen_tags_clear: bool,
+        record_w: Option<bool>,
+        stale_w: Option<bool>,
+    ) -> Res<()> {
+        if !self.req.dry_run && self.hold.is_none() && instance.is_some() {
+            *self.beside_hold.lock() = Beside::Wanted;
+        }
+        let held = self
+            .hold_instance(instance, seen_tags_clear, record_w, stale_w)
+            .await;
+        let beside = std::mem::take(&mut *self.beside_hold.lock());
+        match (&held, beside) {
+            (Ok(()), seen @ Beside::Seen { .. }) => {
+                self.claimed = true;
+                *self.beside_hold.lock() = seen;
+            }
+            // Sent, but not seen back: the contest writes it again and reads again.
+            (Ok(()), Beside::Written { .. }) => self.claimed = true,
+            (Err(_), Beside::Written { tag, .. } | Beside::Seen { tag, .. }) => {
+                self.remove_tag(&tag.0).await;
+            }
+            (Ok(()), Beside::Refused(e)) => return Err(refuse_ledger(&e)),
+            _ => {}
+        }
+        held
+    }
+
+    /// Beside the hold's write (`instance_hold.rs`): the disk's claim, when wanted and the hold
+    /// is taken without a wait. A write that fails leaves it to the contest (which writes it
+    /// again and reports a refusal); it is withdrawn all the same if the hold fails.
+    pub(super) async fn write_claim_beside_hold(&self, waited: bool) {
+        let wanted = matches!(*self.beside_hold.lock(), Beside::Wanted);
+        if waited || !wanted {
+            return;
+        }
+        let written = Instant::now();
+        let tag = self.claim_tags();
+        let result = self.write_tags(std::slice::from_ref(&tag)).await;
+        let state = match result {
+            // Refused for good (the tag quota, a permission): the claim contest would be, so
+            // the run is refused as it would have been there.
+            Err(e)
+                if !e.may_have_applied
+                    && (!e.can_pass()
+                        || e.is_code("OperationDenied.QuotaExceed")
+                        || e.is_code("QuotaExceed.Tags")) =>
+            {
+                Beside::Refused(Box::new(e))
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "the claim written beside the hold was not acknowledged; the claim contest writes it again");
+                Beside::Written { tag, written }
+            }
+            Ok(()) => Beside::Written { tag, written },
+        };
+        *self.beside_hold.lock() = state;
+    }
+
+    /// Beside the hold's read-back: the disk's tags the settle time after the claim was
+    /// written, and again until the claim shows (as `read_after_own_claim`; a claim that does
+    /// not show, or a read that fails, leaves it to the contest).
+    pub(super) async fn read_claim_beside_hold(&self) {
+        const READS: u32 = 5;
+        let sent = match &*self.beside_hold.lock() {
+            Beside::Written { tag, written } => Some((tag.clone(), *written)),
+            _ => None,
+        };
+        let Some((tag, written)) = sent else {
+            return;
+        };
+        let mine = Ledger::from_tags([(tag.0.as_str(), tag.1.as_str())]).claims;
+        for _ in 0..READS {
+            tokio::time::sleep(self.s.tag_settle).await;
+            let Ok(seen) = self.read_ledger().await else {
+                return;
+            };
+            if mine.iter().all(|c| seen.claims.contains(c)) {
+                *self.beside_hold.lock() = Beside::Seen {
+                    tag,
+                    written,
+                    seen: Box::new(seen),
+                };
+                return;
+            }
+        }
+    }
+
+    /// The hold yielded to a rival: the claim beside it is withdrawn before the pause.
+    pub(super) async fn withdraw_claim_beside_hold(&self) {
+        let beside = std::mem::take(&mut *self.beside_hold.lock());
+        if let Beside::Written { tag, .. } | Beside::Seen { tag, .. } = beside {
+            self.remove_tag(&tag.0).await;
+        }
+    }
+
+    /// The claim written beside the hold and its read-back, for the contest (taken once).
+    fn beside_hold_seen(&self) -> Option<((String, String), Instant, Ledger)> {
+        match std::mem::take(&mut *self.beside_hold.lock()) {
+            Beside::Seen { tag, written, seen } => Some((tag, written, *seen)),
+            _ => None,
+        }
     }
 }

@@ -157,6 +157,7 @@ impl<'a> Rollback<'a> {
             verification: None,
             hold: None,
             took_disk: false,
+            beside_hold: Default::default(),
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -328,6 +329,8 @@ struct Run<'a> {
     took_disk: bool,
     /// Its place in a whole-instance request (`group.rs`).
     group: Option<group::Link>,
+    /// The disk's claim written beside the instance hold (`ledger_io.rs`).
+    beside_hold: ledger_io::BesideHold,
 }
 
 /// What one observation of the resources found.

@@ -141,7 +141,7 @@ impl Run<'_> {
         // The instance before the disk: no other key's run of another of its disks is between
         // this run's stop and its start. The record's power state to restore is the hold's.
         let held = self
-            .hold_instance(
+            .hold_and_claim(
                 seen.instance.as_ref(),
                 tags_clear,
                 Some(record.was_running),
@@ -274,8 +274,9 @@ impl Run<'_> {
         // The instance before the disk (`instance_hold.rs`), once every check passed: the power
         // state to restore is the first holder's, whatever the instance looks like now (a
         // rollback of another of its disks may have it stopped right now). After a wait for
-        // another holder, the run plans again from a new read.
-        self.hold_instance(
+        // another holder, the run plans again from a new read. The disk's claim is written
+        // beside the hold (one settle for both).
+        self.hold_and_claim(
             seen.instance.as_ref(),
             instance_tags_clear(seen.instance.as_ref()),
             None,

@@ -1,6 +1,6 @@
 //! Reset: requires the instance Stopped (read right before) and, with `preserveCurrent`, the
-//! undo snapshot usable; writes `resetting`, confirms the record, calls ResetDisk, records
-//! `reset`. A `DiskResetInProgress` is ours only when the ledger proves it.
+//! undo snapshot usable; writes `resetting` (beside the confirmation of the record and the
+//! guard's read), calls ResetDisk, records `reset`. A `DiskResetInProgress` is ours only when the ledger proves it.
 
 use super::*;
 
@@ -13,10 +13,35 @@ impl Run<'_> {
             need += self.estimate(self.s.estimate_start, self.learned.start);
         }
         self.fits("the reset", need)?;
-        if self.phase() != Phase::Resetting {
-            self.set_phase(Phase::Resetting).await?;
+        // The write-ahead, the confirmation of the holder and the guard's read of the instance
+        // go out together: none needs another's answer, and ResetDisk waits for all three. The
+        // guard's read is begun with the write, so it is at most one round trip older than a
+        // read after it would be; nothing of this run acts in between, and ResetDisk is sent
+        // only if it shows Stopped (else the loop reads again).
+        let iid = self.instance_id();
+        let guard_read = async {
+            match &iid {
+                Some(id) => self.read_instance(id).await.ok(),
+                None => None,
+            }
+        };
+        let mut fresh = if self.phase() != Phase::Resetting {
+            let (written, confirmed, fresh) = tokio::join!(
+                self.write_phase(Phase::Resetting),
+                self.confirm_holder("ResetDisk"),
+                guard_read
+            );
+            self.phase_written(written?);
+            confirmed?;
+            fresh
+        } else {
+            let (confirmed, fresh) = tokio::join!(self.confirm_holder("ResetDisk"), guard_read);
+            confirmed?;
+            fresh
+        };
+        if let (Some(cache), Some(i)) = (self.cache, fresh.as_ref()) {
+            cache.put(&self.region, i).await;
         }
-        self.confirm_holder("ResetDisk").await?;
         let disk = self.disk_id();
         let snapshot = record.snapshot.clone();
         let budget = self.wait_budget(self.s.reset_timeout);
@@ -25,7 +50,10 @@ impl Run<'_> {
         let mut issued = 0;
         let accepted_id = loop {
             // The guard: ResetDisk only right after a read shows the instance Stopped.
-            if !self.stopped_right_now(until, &mut pause).await? {
+            if !self
+                .stopped_right_now(until, &mut pause, fresh.take())
+                .await?
+            {
                 continue;
             }
             self.before_change("ResetDisk")?;
@@ -73,16 +101,28 @@ impl Run<'_> {
     /// The guard before ResetDisk: `true` when a fresh read shows the instance Stopped (or the
     /// disk is not attached), `false` to read again (a failed poll, Stopping); an instance
     /// started again since this key stopped it ends the run.
-    async fn stopped_right_now(&mut self, until: Instant, pause: &mut Duration) -> Res<bool> {
+    /// `fresh`: a read of the instance made right before (not from the shared poll).
+    async fn stopped_right_now(
+        &mut self,
+        until: Instant,
+        pause: &mut Duration,
+        fresh: Option<Instance>,
+    ) -> Res<bool> {
         let Some(iid) = self.instance_id() else {
             return Ok(true);
         };
-        let Some(inst) = self.poll_instance(&iid, until, pause).await? else {
-            return Ok(false);
+        let inst = match fresh {
+            Some(inst) => inst,
+            None => {
+                let Some(inst) = self.poll_instance(&iid, until, pause).await? else {
+                    return Ok(false);
+                };
+                if inst.status == "Stopped" && !self.still(&iid, "Stopped").await? {
+                    return Ok(false);
+                }
+                inst
+            }
         };
-        if inst.status == "Stopped" && !self.still(&iid, "Stopped").await? {
-            return Ok(false);
-        }
         match inst.status.as_str() {
             "Stopped" if self.resumed_from.is_some_and(|p| p >= Phase::Stopping) => {
                 // An earlier delivery stopped it. Whatever phase it recorded last, the instance

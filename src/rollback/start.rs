@@ -1,4 +1,5 @@
-//! Start: writes `starting` (from here the key never resets again), then StartInstance asked
+//! Start: writes `starting` (from here the key never resets again; beside the first read of the
+//! instance), then StartInstance asked
 //! through every answer that is not Running until the deadline; the reset's end when the
 //! instance is to stay stopped; `InstanceLeftStopped` when even that fails.
 
@@ -78,18 +79,31 @@ impl Run<'_> {
     /// reset's end. `Err` only when the instance is still not Running then (see `left_stopped`),
     /// or when it no longer exists.
     pub(super) async fn start(&mut self, iid: &str, t: DateTime<Utc>) -> Res<()> {
-        if self.phase() < Phase::Starting {
+        // The first read of the instance goes beside the `starting` write (neither needs the
+        // other's answer); StartInstance is asked only after both answered.
+        let mut first = if self.phase() < Phase::Starting {
             // From `starting` on, the key never resets again. If even that cannot be written,
             // the instance comes back all the same: ECS refuses ResetDisk on an instance that is
             // not Stopped, and a later run that reads it Running before its reset stops there.
-            if let Err(h) = self.set_phase(Phase::Starting).await {
-                tracing::error!(error = %h.error.message, "could not record phase starting; starting the instance all the same");
-                self.warnings.push(format!(
-                    "phase starting could not be recorded: {}",
-                    h.error.message
-                ));
+            let (written, read) =
+                tokio::join!(self.write_phase(Phase::Starting), self.read_instance(iid));
+            match written {
+                Ok(record) => self.phase_written(record),
+                Err(h) => {
+                    tracing::error!(error = %h.error.message, "could not record phase starting; starting the instance all the same");
+                    self.warnings.push(format!(
+                        "phase starting could not be recorded: {}",
+                        h.error.message
+                    ));
+                }
             }
-        }
+            if let (Some(cache), Ok(i)) = (self.cache, read.as_ref()) {
+                cache.put(&self.region, i).await;
+            }
+            Some(read)
+        } else {
+            None
+        };
         let budget = self.wait_budget(self.s.reset_timeout + self.s.start_timeout);
         let until = Instant::now() + budget;
         let cadence = self.cadence(self.learned.start);
@@ -103,7 +117,11 @@ impl Run<'_> {
         // The last answer that was neither Running nor "the reset still runs".
         let mut unexpected: Option<String> = None;
         loop {
-            let inst = match self.read_for_start(iid).await {
+            let read = match first.take() {
+                Some(read) => read,
+                None => self.read_for_start(iid).await,
+            };
+            let inst = match read {
                 Ok(i) => Some(i),
                 Err(h) if h.error.code == "InvalidInstanceId.NotFound" => {
                     return Err(self.failed("start", t, None, h));

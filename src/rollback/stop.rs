@@ -1,6 +1,7 @@
 //! Stop: requires the run record (phase `claimed` or later); writes `stopping` (with the
 //! time), calls StopInstance only while a fresh read shows Running, waits for Stopped, records
-//! `stopped`. A resumed run at `stopping` never stops an instance started again since.
+//! `stopped` (in the reset's `resetting` when no undo snapshot comes between). A resumed run
+//! at `stopping` never stops an instance started again since.
 
 use super::*;
 
@@ -94,6 +95,13 @@ impl Run<'_> {
             None => (StepStatus::Skipped, "already Stopped"),
         };
         self.step("stop", status, t, request_id, Some(detail.into()));
+        if self.phase() == Phase::Stopping && !self.applies(When::UndoSnapshot) {
+            // `stopped` would carry nothing that `resetting`, the reset step's first write,
+            // does not (the record with its `D`), and a resume reads both the same way: the
+            // instance found Stopped, then the reset's guard and StartTime check. So the two
+            // are one write (issue 26). With an undo snapshot to take first, `stopped` stays.
+            return Ok(());
+        }
         self.set_phase(Phase::Stopped).await
     }
 
@@ -113,8 +121,10 @@ impl Run<'_> {
         if let Some(r) = self.record.as_mut() {
             r.stop_at.get_or_insert(now);
         }
-        self.set_phase(Phase::Stopping).await?;
-        self.confirm_holder("StopInstance").await
+        // The confirmation reads beside the write: both are before StopInstance, and a read
+        // that misses the write still shows this run's record (`claimed`).
+        self.set_phase_and_confirm(Phase::Stopping, "StopInstance")
+            .await
     }
 
     /// A resumed run that reads the instance (at phase `stopping`: Running; past it, before any

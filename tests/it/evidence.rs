@@ -332,10 +332,11 @@ async fn both_tag_quota_answers_refuse_the_ledger_for_good() {
         (400, "OperationDenied.QuotaExceed"),
         (403, "QuotaExceed.Tags"),
     ] {
-        // TagResources 1 is the instance's hold (issue 22), 2 the disk's claim.
+        // TagResources 1 and 2 are the instance's hold (issue 22) and the disk's claim, sent
+        // together (issue 26: either may arrive first), 3 the run record `claimed`.
         let faults = scripted_fault(
             "TagResources",
-            2,
+            3,
             FaultKind::Error {
                 status,
                 code: quota.into(),

@@ -166,7 +166,8 @@ async fn an_instance_that_cannot_be_started_is_reported_loudly_and_started_by_th
 
 #[tokio::test]
 async fn a_ledger_write_refused_once_after_the_stop_brings_the_instance_back() {
-    // TagResources: 1 the instance's hold, 2 the claim, 3 `claimed`, 4 `stopping`, 5 `stopped`.
+    // TagResources: 1 and 2 the instance's hold and the claim (sent together), 3 `claimed`,
+    // 4 `stopping`, 5 `resetting` (which carries `stopped` since issue 26).
     for (status, refusal) in [(403, "QuotaExceed.Tags"), (403, "Forbidden.RAM")] {
         let b = bench_with(
             scenario(
@@ -187,7 +188,7 @@ async fn a_ledger_write_refused_once_after_the_stop_brings_the_instance_back() {
         assert!(
             r.error
                 .as_ref()
-                .is_some_and(|e| e.message.contains("phase stopped")),
+                .is_some_and(|e| e.message.contains("phase resetting")),
             "{:?}",
             r.error
         );
@@ -250,9 +251,11 @@ async fn a_disk_detached_between_deliveries_brings_its_instance_back() {
     for on_disk in [true, false] {
         let (fleet, iid, did, sid) = one_instance(on_disk);
         let event = json!({"diskId": did, "snapshotId": sid, "idempotencyKey": format!("detached-{on_disk}")});
-        // The run dies once its stop is recorded, before its reset. On a loaded machine the
-        // watcher may wake only after the run went on to its reset (a few ms later): that
-        // world is not the one under test, so it is set up again.
+        // The run dies once its stop is recorded and the instance Stopped, before its reset
+        // (since issue 26 `stopped` is written with `resetting`, right before ResetDisk: the
+        // record says `stopping`). On a loaded machine the watcher may wake only after the run
+        // went on to its reset (a few ms later): that world is not the one under test, so it
+        // is set up again.
         let mut attempts = 0;
         let b = loop {
             attempts += 1;
@@ -273,7 +276,9 @@ async fn a_disk_detached_between_deliveries_brings_its_instance_back() {
             tokio::select! {
                 _ = b.run(&event) => panic!("the run should have been cut off"),
                 _ = async {
-                    while b.run_record(&did).is_none_or(|r| r.phase < Phase::Stopped) {
+                    while b.run_record(&did).is_none_or(|r| r.phase < Phase::Stopping)
+                        || b.status(&iid) != "Stopped"
+                    {
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                 } => {}
