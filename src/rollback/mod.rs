@@ -33,6 +33,7 @@ mod reset;
 mod start;
 mod stop;
 mod verify;
+mod whole_instance;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
