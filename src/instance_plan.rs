@@ -181,8 +181,9 @@ pub fn by_rule(
 /// Where one disk's run stands when it meets the others before the start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Arrival {
-    /// Its reset ended (or its key had finished already).
-    Ready { has_undo: bool },
+    /// Its reset ended (or its key had finished already). `undoing`: an earlier delivery's
+    /// verdict sent it back to its undo snapshot (its mark says so): that verdict stands.
+    Ready { has_undo: bool, undoing: bool },
     /// It cannot go on, for good; `reset`: its disk may have been reset.
     Failed { error: ErrorInfo, reset: bool },
     /// It ended this delivery for a cause that can pass (the ledger keeps its phase).
@@ -210,6 +211,9 @@ pub enum Verdict {
 /// The verdict over every disk's arrival. Never a start on disks from two points in time
 /// unless the request allows it.
 pub fn verdict(arrivals: &[Arrival], allow_partial: bool) -> Verdict {
+    let undoing = arrivals
+        .iter()
+        .any(|a| matches!(a, Arrival::Ready { undoing: true, .. }));
     let failed = arrivals.iter().any(|a| matches!(a, Arrival::Failed { .. }));
     let retry = arrivals.iter().any(|a| matches!(a, Arrival::Retry { .. }));
     let reset = arrivals.iter().any(|a| match a {
@@ -218,7 +222,9 @@ pub fn verdict(arrivals: &[Arrival], allow_partial: bool) -> Verdict {
         // Retry: whether its reset ran is its ledger's to say at the next delivery.
         Arrival::Retry { .. } => false,
     });
-    if !failed && !retry {
+    // An undo begun by an earlier delivery is never answered with a start on the target: the
+    // others go back too, or the instance stays stopped.
+    if !failed && !retry && !undoing {
         return Verdict::Start;
     }
     if failed && !reset && !retry {
@@ -227,11 +233,11 @@ pub fn verdict(arrivals: &[Arrival], allow_partial: bool) -> Verdict {
     if retry {
         return Verdict::Retry;
     }
-    if allow_partial {
+    if allow_partial && !undoing {
         return Verdict::StartPartial;
     }
     let undo_all = arrivals.iter().all(|a| match a {
-        Arrival::Ready { has_undo } => *has_undo,
+        Arrival::Ready { has_undo, .. } => *has_undo,
         Arrival::Failed { reset, .. } => !*reset,
         Arrival::Retry { .. } => false,
     });
@@ -351,7 +357,10 @@ mod tests {
 
     #[test]
     fn never_a_start_on_two_points_in_time_unless_allowed() {
-        let ready = |u| Arrival::Ready { has_undo: u };
+        let ready = |u| Arrival::Ready {
+            has_undo: u,
+            undoing: false,
+        };
         let failed = |reset| Arrival::Failed {
             error: ErrorInfo::new("X", "x", false),
             reset,
@@ -385,6 +394,23 @@ mod tests {
             Verdict::Retry
         );
         assert_eq!(verdict(&[failed(false), retry], true), Verdict::Retry);
+        // An undo under way stands, whatever the others now say.
+        let undoing = Arrival::Ready {
+            has_undo: true,
+            undoing: true,
+        };
+        assert_eq!(
+            verdict(&[undoing.clone(), ready(true)], false),
+            Verdict::Undo
+        );
+        assert_eq!(
+            verdict(&[undoing.clone(), ready(true)], true),
+            Verdict::Undo
+        );
+        assert_eq!(
+            verdict(&[undoing, ready(false)], false),
+            Verdict::LeaveStopped
+        );
         // Exhaustively over three disks: a start (plain or restore) with some disk reset and
         // another not is only ever the allowed partial one.
         let kinds = [ready(false), ready(true), failed(false), failed(true)];

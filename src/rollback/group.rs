@@ -95,7 +95,9 @@ pub(super) struct Group {
     pub(super) before_start: Meeting<Arrival>,
     /// After the undo (verdict `Undo`): every reset disk back on its undo snapshot before the
     /// start.
-    pub(super) after_undo: Meeting<()>,
+    /// Each run's undo confirmed (`false`: it could not be made, or the run ended): the
+    /// instance starts only when every one is.
+    pub(super) after_undo: Meeting<bool>,
     /// `preserveCurrent` with every disk ESSD-series: the disks one snapshot-consistent group
     /// takes as they are (`None`: one undo snapshot per disk).
     pub(super) undo_group: Option<Vec<String>>,
@@ -235,10 +237,18 @@ impl Run<'_> {
             return Ok(());
         };
         let has_undo = self.record.as_ref().is_some_and(|r| r.undo.is_some());
+        // An undo an earlier delivery began (its mark): the verdict stands (`verdict`).
+        let undoing = has_undo
+            && self.read_mark().await?.is_some_and(|m| {
+                matches!(
+                    m.stage,
+                    crate::verify::Stage::Undoing | crate::verify::Stage::UndoReset
+                )
+            });
         let all = link
             .group
             .before_start
-            .meet(link.index, Arrival::Ready { has_undo })
+            .meet(link.index, Arrival::Ready { has_undo, undoing })
             .await;
         match instance_plan::verdict(&all, link.group.allow_partial) {
             Verdict::Start | Verdict::Restore => Ok(()),
@@ -280,8 +290,8 @@ impl Run<'_> {
             return self.restore_after_failure(error).await;
         };
         // A run recorded failed (`f=`) was bringing the instance back, never past a reset.
-        let reset = self.phase() >= Phase::Reset
-            && self.record.as_ref().is_some_and(|r| r.failure.is_none());
+        let reset =
+            self.may_have_reset() && self.record.as_ref().is_some_and(|r| r.failure.is_none());
         link.group
             .before_stop
             .leave(link.index, Ready::Out(error.clone()));
@@ -314,8 +324,14 @@ impl Run<'_> {
                         ));
                     }
                 }
-                link.group.after_undo.meet(link.index, ()).await;
-                self.restore_after_failure(error).await
+                let undone = link.group.after_undo.meet(link.index, true).await;
+                if undone.iter().all(|u| *u) {
+                    self.restore_after_failure(error).await
+                } else {
+                    // A disk could not go back: the instance stays stopped (the undone disks
+                    // and the others are not one point in time).
+                    Err(Halt::fail(error))
+                }
             }
             Verdict::Retry | Verdict::LeaveStopped => Err(Halt::fail(error)),
         }
@@ -326,6 +342,46 @@ impl Run<'_> {
     /// `undo reset` after it (a crash repeats the reset to the undo snapshot, never once it says
     /// so), then, with every disk back, the start; the result says what was undone.
     async fn undo_for_group(&mut self, link: &Link, all: &[Arrival]) -> Res<()> {
+        let undone = self.undo_reset_for_group().await;
+        let all_undone = link.group.after_undo.meet(link.index, undone.is_ok()).await;
+        undone?;
+        if !all_undone.iter().all(|u| *u) {
+            return Err(Halt::fail(ErrorInfo::new(
+                Code::PartialRollback,
+                format!(
+                    "another disk of the instance could not be rolled back ({}), and the undo of another disk could not be completed: the instance is left stopped; this disk is back on its undo snapshot. Send the request again to go on with the undo",
+                    first_failure(all)
+                ),
+                true,
+            )));
+        }
+        let iid = self.instance_id().unwrap_or_default();
+        let undo = self
+            .record
+            .as_ref()
+            .and_then(|r| r.undo.clone())
+            .unwrap_or_default();
+        let record = self.record()?;
+        if record.end_running {
+            self.start(&iid, self.now()).await?;
+        }
+        let error = ErrorInfo::new(
+            Code::RolledBackToUndo,
+            format!(
+                "another disk of the instance could not be rolled back ({}), so this disk was rolled back to its undo snapshot {undo} (as it was before the request) and the instance {}",
+                first_failure(all),
+                if record.end_running { "started again" } else { "left stopped, as it was" }
+            ),
+            false,
+        );
+        let _ = self.write_final(Phase::Failed, Some(&error.code)).await;
+        Err(Halt::fail(error))
+    }
+
+    /// This disk back to its undo snapshot, while Stopped, once the reset to the target is seen
+    /// to have ended (a `DiskResetInProgress` is the undo's own only when an earlier delivery's
+    /// mark says it was asked).
+    async fn undo_reset_for_group(&mut self) -> Res<()> {
         let t = self.now();
         let undo = self
             .record
@@ -334,30 +390,45 @@ impl Run<'_> {
             .ok_or_else(|| Halt::fail(ErrorInfo::new(Code::Internal, "no undo snapshot", false)))?;
         let iid = self.instance_id().unwrap_or_default();
         let disk = self.disk_id();
-        let done = self
-            .read_mark()
-            .await?
-            .is_some_and(|m| m.stage == crate::verify::Stage::UndoReset);
-        if !done {
+        let mark = self.read_mark().await?.map(|m| m.stage);
+        if mark != Some(crate::verify::Stage::UndoReset) {
+            let asked_before = mark == Some(crate::verify::Stage::Undoing);
             self.write_mark(1, crate::verify::Stage::Undoing, None)
                 .await?;
-            self.before_change("ResetDisk")?;
-            self.confirm_holder("ResetDisk (undo)").await?;
-            if self.read_instance(&iid).await?.status != "Stopped" {
-                return Err(Halt::fail(ErrorInfo::new(
-                    Code::RollbackInProgress,
-                    "the instance is not Stopped before the undo's reset; nothing was reset",
-                    true,
-                )));
-            }
-            let request_id = match self.ecs.reset_disk(&self.region, &disk, &undo, false).await {
-                Ok(ack) => Some(ack.request_id),
-                Err(e) if e.is_code("InvalidOperation.DiskResetInProgress") => None,
-                Err(e) => {
-                    let mut h = Halt::ecs(Outcome::Failed, &e);
-                    h.error.retryable = e.can_pass() || e.may_have_applied;
-                    return Err(h);
+            let until = Instant::now() + self.wait_budget(self.s.reset_timeout);
+            let mut pause = self.s.poll.initial;
+            let request_id = loop {
+                self.before_change("ResetDisk")?;
+                self.confirm_holder("ResetDisk (undo)").await?;
+                if self.read_instance(&iid).await?.status != "Stopped" {
+                    return Err(Halt::fail(ErrorInfo::new(
+                        Code::RollbackInProgress,
+                        "the instance is not Stopped before the undo's reset; nothing was reset",
+                        true,
+                    )));
                 }
+                match self.ecs.reset_disk(&self.region, &disk, &undo, false).await {
+                    Ok(ack) => break Some(ack.request_id),
+                    // Ours only when an earlier delivery had asked it (its mark); otherwise the
+                    // reset to the target still runs: asked again once it ended.
+                    Err(e) if e.is_code("InvalidOperation.DiskResetInProgress") && asked_before => {
+                        break None
+                    }
+                    Err(e)
+                        if e.is_code("InvalidOperation.DiskResetInProgress")
+                            && Instant::now() < until =>
+                    {
+                        tracing::info!("the reset to the target still runs; the undo waits for it");
+                    }
+                    Err(e) => {
+                        let mut h = Halt::ecs(Outcome::Failed, &e);
+                        h.error.retryable = e.can_pass()
+                            || e.may_have_applied
+                            || e.is_code("InvalidOperation.DiskResetInProgress");
+                        return Err(h);
+                    }
+                }
+                self.wait_a_little(&mut pause).await?;
             };
             self.write_mark(1, crate::verify::Stage::UndoReset, None)
                 .await?;
@@ -375,22 +446,7 @@ impl Run<'_> {
                 h.error.message
             ));
         }
-        link.group.after_undo.meet(link.index, ()).await;
-        let record = self.record()?;
-        if record.end_running {
-            self.start(&iid, self.now()).await?;
-        }
-        let error = ErrorInfo::new(
-            Code::RolledBackToUndo,
-            format!(
-                "another disk of the instance could not be rolled back ({}), so this disk was rolled back to its undo snapshot {undo} (as it was before the request) and the instance {}",
-                first_failure(all),
-                if record.end_running { "started again" } else { "left stopped, as it was" }
-            ),
-            false,
-        );
-        let _ = self.write_final(Phase::Failed, Some(&error.code)).await;
-        Err(Halt::fail(error))
+        Ok(())
     }
 
     /// The undo snapshot of this disk from the snapshot-consistent group the request takes of
@@ -472,17 +528,39 @@ impl Run<'_> {
                 }
                 self.wait_a_little(&mut pause).await?;
             };
-            let groups = self
-                .ecs
-                .describe_snapshot_groups(&self.region, std::slice::from_ref(&ssg), None)
-                .await
-                .map_err(|e| Halt::ecs(Outcome::Failed, &e))?;
-            let members: Vec<(String, String)> = groups
-                .iter()
-                .filter(|g| g.snapshot_group_id == ssg)
-                .flat_map(|g| g.snapshots.iter())
-                .map(|m| (m.source_disk_id.clone(), m.snapshot_id.clone()))
-                .collect();
+            // Read until the group lists a snapshot of every disk (a read right after the
+            // call may lag it); never kept incomplete.
+            let mut members: Vec<(String, String)> = Vec::new();
+            for attempt in 0..LEDGER_ATTEMPTS {
+                if attempt > 0 {
+                    self.wait_a_little(&mut pause).await?;
+                }
+                let groups = match self
+                    .ecs
+                    .describe_snapshot_groups(&self.region, std::slice::from_ref(&ssg), None)
+                    .await
+                {
+                    Ok(g) => g,
+                    Err(e) if e.is_retryable() => continue,
+                    Err(e) => return Err(Halt::ecs(Outcome::Failed, &e)),
+                };
+                members = groups
+                    .iter()
+                    .filter(|g| g.snapshot_group_id == ssg)
+                    .flat_map(|g| g.snapshots.iter())
+                    .map(|m| (m.source_disk_id.clone(), m.snapshot_id.clone()))
+                    .collect();
+                if disks.iter().all(|d| members.iter().any(|(m, _)| m == d)) {
+                    break;
+                }
+            }
+            if !disks.iter().all(|d| members.iter().any(|(m, _)| m == d)) {
+                return Err(Halt::fail(ErrorInfo::new(
+                    Code::UndoSnapshotFailed,
+                    format!("the undo group {ssg} does not list a snapshot of every disk yet; the next delivery reads it again (same ClientToken)"),
+                    true,
+                )));
+            }
             // The group's tags on its snapshots are not documented: each snapshot gets the undo
             // tag itself, so no rule ever picks it (only its ID does).
             let ids: Vec<String> = members.iter().map(|(_, s)| s.clone()).collect();
@@ -522,8 +600,25 @@ impl Run<'_> {
     /// When the run ends: the meetings it will not reach are filled with how it ended.
     pub(super) fn leave_group(&self, result: &Res<Outcome>) {
         if let Some(link) = &self.group {
-            link.group
-                .leave(link.index, result, self.phase() >= Phase::Resetting);
+            link.group.leave(link.index, result, self.may_have_reset());
+        }
+    }
+
+    /// Whether this disk may have been reset by its key: its record past `resetting`, or, once
+    /// final, a reset asked by this delivery or an earlier one (a record that went from
+    /// `claimed` to `failed` reset nothing).
+    fn may_have_reset(&self) -> bool {
+        // At `resetting`, a ResetDisk refused outright reset nothing; one whose answer was
+        // unclear, or asked by an earlier delivery, may have.
+        let asked = self.reset_unclear
+            || self.resumed_from.is_some_and(|p| p >= Phase::Resetting)
+            || self
+                .steps
+                .iter()
+                .any(|s| s.name == "reset" && s.status == StepStatus::Done);
+        match self.phase() {
+            Phase::Failed | Phase::Done | Phase::Resetting => asked,
+            p => p > Phase::Resetting,
         }
     }
 }
@@ -533,9 +628,13 @@ impl Group {
     /// reach are filled with how.
     pub(super) fn leave(&self, index: usize, result: &Res<Outcome>, reset: bool) {
         let (ready, arrival) = match result {
-            Ok(Outcome::Duplicate | Outcome::Succeeded) => {
-                (Ready::Done, Arrival::Ready { has_undo: false })
-            }
+            Ok(Outcome::Duplicate | Outcome::Succeeded) => (
+                Ready::Done,
+                Arrival::Ready {
+                    has_undo: false,
+                    undoing: false,
+                },
+            ),
             Ok(_) => {
                 let e = ErrorInfo::new(Code::Failed, "the run ended without a rollback", false);
                 (Ready::Out(e.clone()), Arrival::Failed { error: e, reset })
@@ -556,7 +655,7 @@ impl Group {
         };
         self.before_stop.leave(index, ready);
         self.before_start.leave(index, arrival);
-        self.after_undo.leave(index, ());
+        self.after_undo.leave(index, false);
     }
 }
 

@@ -167,11 +167,18 @@ impl<'a> Rollback<'a> {
             .collect();
         // A request begun goes on from its ledgers (the snapshot is each record's); a disk it
         // had not begun and can give no snapshot now is refused, and counts as not reset.
-        let picks = match self.pick(req, scope, iid, &disks).await {
+        let mut picks: Vec<Result<Pick, ErrorInfo>> = match self.pick(req, scope, iid, &disks).await
+        {
             Ok(p) => p.into_iter().map(Ok).collect(),
             Err(e) if !begun.iter().any(|b| *b) => return Err(e),
             Err(e) => vec![Err(e); disks.len()],
         };
+        if begun.iter().any(|b| *b) && scope.snapshot_group.is_none() {
+            // A rule picks again at each delivery ("newest before now" moves): a disk not begun
+            // goes only to a snapshot within the skew of those the begun disks' records hold.
+            self.hold_to_begun(req, scope, iid, &disks, &begun, &mut picks)
+                .await;
+        }
         let mut out = Vec::with_capacity(disks.len());
         for ((d, pick), begun) in disks.iter().zip(picks).zip(begun) {
             let disk = crate::ids::DiskId::parse(&d.disk_id)
@@ -197,6 +204,75 @@ impl<'a> Rollback<'a> {
             });
         }
         Ok(out)
+    }
+
+    /// The picks of disks not begun held to the point in time of the begun disks' records: one
+    /// further apart than `maxSkewSeconds` from any of them is refused (`SnapshotsApart`).
+    async fn hold_to_begun(
+        &self,
+        req: &RollbackRequest,
+        scope: &InstanceScope,
+        iid: &str,
+        disks: &[&Disk],
+        begun: &[bool],
+        picks: &mut [Result<Pick, ErrorInfo>],
+    ) {
+        let q = SnapshotQuery {
+            instance_id: Some(iid.to_owned()),
+            ..Default::default()
+        };
+        let snapshots = match self.ecs.describe_snapshots(req.region.as_str(), &q).await {
+            Ok(s) => s,
+            Err(e) => {
+                for (p, b) in picks.iter_mut().zip(begun) {
+                    if !*b {
+                        *p = Err(ErrorInfo::from_ecs(&e));
+                    }
+                }
+                return;
+            }
+        };
+        let created = |id: &str| {
+            snapshots
+                .iter()
+                .find(|s| s.snapshot_id == id)
+                .and_then(|s| s.creation_time)
+        };
+        let anchors: Vec<DateTime<Utc>> = disks
+            .iter()
+            .zip(begun)
+            .filter(|(_, b)| **b)
+            .filter_map(|(d, _)| {
+                let ledger = Ledger::from_tags(
+                    d.tags
+                        .tag
+                        .iter()
+                        .map(|t| (t.tag_key.as_str(), t.tag_value.as_str())),
+                );
+                created(&ledger.run?.snapshot)
+            })
+            .collect();
+        for (p, b) in picks.iter_mut().zip(begun) {
+            let Ok(pick) = p else { continue };
+            if *b {
+                continue;
+            }
+            let apart = pick.created.is_none_or(|t| {
+                anchors
+                    .iter()
+                    .any(|a| (t - *a).num_seconds().unsigned_abs() > scope.max_skew_secs)
+            });
+            if apart {
+                *p = Err(ErrorInfo::new(
+                    Code::SnapshotsApart,
+                    format!(
+                        "disk {}: its snapshot {} is not within {} s of those the disks already rolled back by this request hold: not touched",
+                        pick.disk, pick.snapshot, scope.max_skew_secs
+                    ),
+                    false,
+                ));
+            }
+        }
     }
 
     async fn pick(
@@ -346,7 +422,7 @@ fn group_outcome(reports: &[Report], members: &[MemberPlan]) -> (Outcome, Option
                 "{}. The disks: {holds}. To finish, send the request again (a disk whose cause passed is reset then), or with \"allowPartial\": true to start the instance as it is{undo}",
                 p.message
             ),
-            false,
+            p.retryable,
         );
         e.request_id = p.request_id;
         return (Outcome::Failed, Some(e));
