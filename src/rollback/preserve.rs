@@ -1,6 +1,8 @@
 //! The undo snapshot (`preserveCurrent`): after the stop, before the reset. Writes
 //! `preserving`, finds this key's snapshot (record, then its tag) or calls CreateSnapshot with a
-//! `ClientToken` from the key, records its ID, waits until usable, records `preserved`.
+//! `ClientToken` from the key, records its ID, waits until usable, records `preserved`. A disk
+//! of a whole-instance request on ESSD-series disks takes its undo snapshot from the one
+//! snapshot-consistent group the request makes of all its disks (`undo_from_group`).
 
 use super::*;
 
@@ -116,6 +118,151 @@ impl Run<'_> {
             )),
         );
         self.set_phase(Phase::Preserved).await
+    }
+
+    /// The undo snapshot of this disk from the snapshot-consistent group the request takes of
+    /// all its disks (`None`: groups do not apply; one undo snapshot per disk). The first run
+    /// here makes the group (its `ClientToken` from the request's key: a redelivery gets the
+    /// same group), the others take their disk's snapshot in it. Taken after the stop and
+    /// before any reset: no run resets before its own undo snapshot is usable.
+    pub(super) async fn undo_from_group(
+        &mut self,
+        t: DateTime<Utc>,
+        until: Instant,
+    ) -> Res<Option<(String, Option<String>)>> {
+        let Some(link) = self.group.clone() else {
+            return Ok(None);
+        };
+        let Some(disks) = link.group.undo_group.clone() else {
+            return Ok(None);
+        };
+        let mut taken = link.group.undo_taken.lock().await;
+        let mut request_id = None;
+        if taken.is_none() {
+            let token = undo_client_token(&format!("group\n{}", link.group.key));
+            let tags = vec![
+                (
+                    UNDO_TAG.to_owned(),
+                    crate::request::IdempotencyKey::derived("group", &link.group.key)
+                        .as_str()
+                        .to_owned(),
+                ),
+                ("ecs-rollback:key".to_owned(), tag_value(&link.group.key)),
+            ];
+            let name: String = format!("ecs-rollback-undo-{}", link.group.key)
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(128)
+                .collect();
+            let description = format!(
+                "Taken by ecs-rollback before rolling back the disks of {} together",
+                self.instance_id().unwrap_or_default()
+            );
+            self.confirm_holder("CreateSnapshotGroup").await?;
+            let mut pause = self.s.poll.initial;
+            let ssg = loop {
+                self.before_change("CreateSnapshotGroup")?;
+                let ask = crate::ecs::SnapshotGroupRequest {
+                    disks: crate::ecs::GroupDisks::Disks(&disks),
+                    instant_access: None,
+                    name: &name,
+                    description: &description,
+                    tags: &tags,
+                    client_token: &token,
+                };
+                match self.ecs.create_snapshot_group(&self.region, &ask).await {
+                    Ok(id) => break id,
+                    Err(e) if e.retry == Retry::AfterStateChange && Instant::now() < until => {
+                        tracing::warn!(error = %e, "CreateSnapshotGroup not accepted yet; waiting");
+                    }
+                    Err(e) if e.is_retryable() && Instant::now() < until => {
+                        tracing::warn!(error = %e, "CreateSnapshotGroup failed; the same ClientToken is asked again");
+                    }
+                    Err(e) => {
+                        request_id = e.request_id.clone();
+                        let h = Halt::fail(ErrorInfo::new(
+                            Code::UndoSnapshotFailed,
+                            format!("the snapshot-consistent group of the instance's disks (the undo) could not be taken, so no disk was reset: {e}"),
+                            false,
+                        ));
+                        return Err(self.failed("preserve", t, request_id, h));
+                    }
+                }
+                self.wait_a_little(&mut pause).await?;
+            };
+            // Read until the group lists a snapshot of every disk (a read right after the
+            // call may lag it); never kept incomplete.
+            let mut members: Vec<(String, String)> = Vec::new();
+            for attempt in 0..LEDGER_ATTEMPTS {
+                if attempt > 0 {
+                    self.wait_a_little(&mut pause).await?;
+                }
+                let groups = match self
+                    .ecs
+                    .describe_snapshot_groups(&self.region, std::slice::from_ref(&ssg), None)
+                    .await
+                {
+                    Ok(g) => g,
+                    Err(e) if e.is_retryable() => continue,
+                    Err(e) => return Err(Halt::ecs(Outcome::Failed, &e)),
+                };
+                members = groups
+                    .iter()
+                    .filter(|g| g.snapshot_group_id == ssg)
+                    .flat_map(|g| g.snapshots.iter())
+                    .map(|m| (m.source_disk_id.clone(), m.snapshot_id.clone()))
+                    .collect();
+                if disks.iter().all(|d| members.iter().any(|(m, _)| m == d)) {
+                    break;
+                }
+            }
+            if !disks.iter().all(|d| members.iter().any(|(m, _)| m == d)) {
+                return Err(Halt::fail(ErrorInfo::new(
+                    Code::UndoSnapshotFailed,
+                    format!("the undo group {ssg} does not list a snapshot of every disk yet; the next delivery reads it again (same ClientToken)"),
+                    true,
+                )));
+            }
+            // The group's tags on its snapshots are not documented: each snapshot gets the undo
+            // tag itself, so no rule ever picks it (only its ID does).
+            let ids: Vec<String> = members.iter().map(|(_, s)| s.clone()).collect();
+            if let Err(e) = self
+                .ecs
+                .tag_resources(&self.region, "snapshot", &ids, &tags)
+                .await
+            {
+                tracing::warn!(error = %e, "could not tag the undo group's snapshots");
+                self.warnings.push(format!(
+                    "the undo group's snapshots could not be tagged {UNDO_TAG} ({e}): a snapshot rule might pick one of them later"
+                ));
+            }
+            tracing::info!(group = %ssg, snapshots = members.len(), "undo: one snapshot-consistent group of the instance's disks");
+            self.warnings.push(format!(
+                "the undo is the snapshot-consistent group {ssg} of the instance's disks"
+            ));
+            *taken = Some(members);
+        }
+        let disk = self.disk_id();
+        let mine = taken
+            .as_ref()
+            .and_then(|m| m.iter().find(|(d, _)| *d == disk))
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| {
+                Halt::fail(ErrorInfo::new(
+                    Code::UndoSnapshotFailed,
+                    format!(
+                        "the undo group holds no snapshot of {disk}, so the disk was not reset"
+                    ),
+                    false,
+                ))
+            })?;
+        Ok(Some((mine, request_id)))
     }
 
     /// CreateSnapshot of the disk as it is, with the `ClientToken` of the key (asked again

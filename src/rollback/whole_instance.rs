@@ -360,17 +360,18 @@ fn group_outcome(reports: &[Report], members: &[MemberPlan]) -> (Outcome, Option
         return (outcome, None);
     }
     let err = |r: &Report| r.error.clone();
+    // What each disk holds now, for the two messages below.
+    let holds = reports
+        .iter()
+        .zip(members)
+        .map(|(r, m)| format!("{}: {}", m.disk, disk_holds(r)))
+        .collect::<Vec<_>>()
+        .join("; ");
     if reports
         .iter()
         .filter_map(err)
         .any(|e| e.code == Code::RolledBackToUndo.as_str())
     {
-        let holds = reports
-            .iter()
-            .zip(members)
-            .map(|(r, m)| format!("{}: {}", m.disk, disk_holds(r)))
-            .collect::<Vec<_>>()
-            .join("; ");
         let cause = reports
             .iter()
             .filter_map(err)
@@ -391,12 +392,6 @@ fn group_outcome(reports: &[Report], members: &[MemberPlan]) -> (Outcome, Option
         .filter_map(err)
         .find(|e| e.code == Code::PartialRollback.as_str())
     {
-        let holds = reports
-            .iter()
-            .zip(members)
-            .map(|(r, m)| format!("{}: {}", m.disk, disk_holds(r)))
-            .collect::<Vec<_>>()
-            .join("; ");
         let undo: Vec<String> = reports
             .iter()
             .filter(|r| r.outcome != Outcome::Rejected)
