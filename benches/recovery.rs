@@ -16,7 +16,7 @@
 //!   throttled at 20 requests per second), run by the binary (`invoke`) with every answer
 //!   0 ms and 150 ms late: wall, calls per target, the throttled share of the calls.
 //!
-//! `ECS_ROLLBACK_BENCH_ONLY=drill` runs the drills alone.
+//! `ECS_ROLLBACK_BENCH_ONLY=drill` runs the drills alone, `=rollback` the one rollback alone.
 
 #[path = "../tests/it/common.rs"]
 mod common;
@@ -175,8 +175,12 @@ async fn baseline(ecs: &EcsClient, snapshot: &str) -> (Duration, bool) {
 
 #[tokio::main]
 async fn main() {
-    if std::env::var("ECS_ROLLBACK_BENCH_ONLY").as_deref() != Ok("drill") {
+    let only = std::env::var("ECS_ROLLBACK_BENCH_ONLY").unwrap_or_default();
+    if only != "drill" {
         one_rollback().await;
+    }
+    if only == "rollback" {
+        return;
     }
     println!(
         "100-target drill at 20 requests/s (steps 2/3/2 s, 10 at once), by latency per ECS answer"

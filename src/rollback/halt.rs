@@ -141,7 +141,7 @@ impl Run<'_> {
     pub(super) fn fits(&self, what: &str, need: Duration) -> Res<()> {
         match self.time_left() {
             Some(left) if left < need => Err(Halt {
-                outcome: if self.record.is_some() { Outcome::Failed } else { Outcome::Rejected },
+                outcome: self.failed_or_rejected(),
                 error: ErrorInfo::new(
                     Code::DeadlineExceeded,
                     format!(
@@ -200,7 +200,8 @@ impl Run<'_> {
 
     /// Before this run holds the disk, a failure is a rejection: nothing was touched.
     pub(super) fn failed_or_rejected(&self) -> Outcome {
-        if self.record.is_some() {
+        // A record not written yet (`stop.rs`): nothing was changed.
+        if self.record.is_some() && !self.record_unwritten {
             Outcome::Failed
         } else {
             Outcome::Rejected

@@ -72,7 +72,21 @@ impl Run<'_> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let tags = self.instance_tags(&iid).await?;
+            // The first look is the one the instance was just read with (DescribeInstances
+            // carries its tags, issue 26): it only decides whom to wait for and whose power
+            // state to inherit. Two holders apart are kept apart by the write, the settle and
+            // the read-back below (ListTagResources), not by this read; a gone holder's tag is
+            // a heartbeat old, far older than any lag this protocol tolerates.
+            let tags = if attempt == 1 && !waited {
+                instance
+                    .tags
+                    .tag
+                    .iter()
+                    .map(|t| (t.tag_key.clone(), t.tag_value.clone()))
+                    .collect()
+            } else {
+                self.instance_tags(&iid).await?
+            };
             if let Err(own) = ih::room(tags.iter().map(|(k, _)| k.as_str())) {
                 return Err(Halt {
                     outcome: self.failed_or_rejected(),
@@ -316,7 +330,7 @@ impl Run<'_> {
     }
 
     /// Best effort: a hold left behind is judged by its holder's disk (finished, or gone).
-    async fn remove_instance_tags(&self, iid: &str, keys: &[String]) -> bool {
+    pub(super) async fn remove_instance_tags(&self, iid: &str, keys: &[String]) -> bool {
         if keys.is_empty() {
             return true;
         }

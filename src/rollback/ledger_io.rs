@@ -82,22 +82,7 @@ impl Run<'_> {
     /// read that needs no order with it (the guard's, the confirmation's) can go beside it.
     /// The caller records the result with `phase_written` before the call it announces.
     pub(super) async fn write_phase(&self, phase: Phase) -> Res<RunRecord> {
-        let mut record = self.record()?;
-        record.phase = phase;
-        record.since = unix(self.now());
-        // The phase write doubles as the claim's renewal (serialized with the keeper's).
-        let lease = self.lease.clone();
-        let writing = lease.writing().await;
-        let written = Instant::now();
-        let tags = [
-            (ledger::RUN_TAG.to_owned(), record.encode()),
-            self.claim_tags(),
-        ];
-        let result = self.write_tags(&tags).await;
-        if result.is_ok() {
-            lease.renewed(written);
-        }
-        drop(writing);
+        let (record, result) = self.write_record_at(phase).await?;
         result.map_err(|e| {
             let mut h = Halt::ecs(Outcome::Failed, &e);
             h.error.code = Code::LedgerWriteFailed.into();
@@ -114,9 +99,34 @@ impl Run<'_> {
         Ok(record)
     }
 
+    /// The record at `phase`, and the answer to its write (with the claim's renewal).
+    pub(super) async fn write_record_at(
+        &self,
+        phase: Phase,
+    ) -> Res<(RunRecord, Result<(), EcsError>)> {
+        let mut record = self.record()?;
+        record.phase = phase;
+        record.since = unix(self.now());
+        // The phase write doubles as the claim's renewal (serialized with the keeper's).
+        let lease = self.lease.clone();
+        let writing = lease.writing().await;
+        let written = Instant::now();
+        let tags = [
+            (ledger::RUN_TAG.to_owned(), record.encode()),
+            self.claim_tags(),
+        ];
+        let result = self.write_tags(&tags).await;
+        if result.is_ok() {
+            lease.renewed(written);
+        }
+        drop(writing);
+        Ok((record, result))
+    }
+
     /// A phase write acknowledged (`write_phase`): the run's record from now on.
     pub(super) fn phase_written(&mut self, record: RunRecord) {
         self.claimed = true;
+        self.record_unwritten = false;
         self.record = Some(record);
     }
 
@@ -356,6 +366,7 @@ impl Run<'_> {
         takeover: Option<&RunRecord>,
         instance: Option<String>,
         planned: &Decision,
+        defer: bool,
     ) -> Res<()> {
         let t = self.now();
         let fresh = self.take_claim().await?;
@@ -373,6 +384,24 @@ impl Run<'_> {
             // A take-over inherits the instance the abandoned run stopped.
             instance: takeover.and_then(|r| r.instance.clone()).or(instance),
         };
+        if defer {
+            // Written as `stopping` beside the stop's guard read (`stop.rs`). Until then the
+            // disk carries this run's live claim and nothing else of it: a crash leaves no
+            // record, and the next delivery starts afresh (nothing was changed).
+            self.record = Some(record);
+            self.record_unwritten = true;
+            self.step(
+                "claim",
+                StepStatus::Done,
+                t,
+                None,
+                Some(format!(
+                    "claim won; ledger: {} written with phase stopping, before the stop",
+                    ledger::RUN_TAG
+                )),
+            );
+            return Ok(());
+        }
         let mut tags = vec![
             (ledger::RUN_TAG.to_owned(), record.encode()),
             self.claim_tags(),
@@ -414,6 +443,7 @@ impl Run<'_> {
             written = self.write_tags(&tags).await;
         }
         written.map_err(|e| final_refused(&e))?;
+        self.record_unwritten = false;
         self.record = Some(record);
         Ok(())
     }
@@ -421,7 +451,7 @@ impl Run<'_> {
     /// The final record's tags: the record at `phase`, the history read again and this key
     /// pushed onto it, the durations learned (with `done`).
     async fn final_tags(
-        &self,
+        &mut self,
         phase: Phase,
         failure: Option<&str>,
     ) -> Res<(RunRecord, Vec<(String, String)>)> {
@@ -433,7 +463,12 @@ impl Run<'_> {
         // The history must be read before it is rewritten: a failed read never becomes an
         // empty history (that would forget the cooldown and the keys that finished).
         let mut attempt = 0;
+        let read_before = self.history_read.take().filter(|_| phase == Phase::Done);
         let disk = loop {
+            if let Some(disk) = read_before {
+                // Read during the start's wait, under this run's live claim (`start.rs`).
+                break disk;
+            }
             attempt += 1;
             match self.read_disk(&self.disk_id()).await {
                 Ok(d) => break d,
@@ -494,11 +529,33 @@ impl Run<'_> {
         let writing = lease.writing().await;
         let disk = [self.disk_id()];
         let claim = [claim::claim_tag(&self.invocation)];
-        let (written, removed) = tokio::join!(
-            self.ecs.tag_resources(&self.region, "disk", &disk, &tags),
-            self.ecs
-                .untag_resources(&self.region, "disk", &disk, &claim)
+        // The instance's hold goes too: the instance is in its final power state and the run
+        // succeeded whatever `done`'s answer (`finish`), the release `mod.rs` would make after
+        // the run (issue 26). One that fails is made there again.
+        let hold = self.hold.clone();
+        let release = async {
+            match &hold {
+                Some(held) => {
+                    let mut keys = vec![held.tag.clone()];
+                    keys.extend(held.superseded.iter().cloned());
+                    self.remove_instance_tags(&held.instance, &keys).await
+                }
+                None => false,
+            }
+        };
+        let ((written, removed), released) = tokio::join!(
+            async {
+                tokio::join!(
+                    self.ecs.tag_resources(&self.region, "disk", &disk, &tags),
+                    self.ecs
+                        .untag_resources(&self.region, "disk", &disk, &claim)
+                )
+            },
+            release
         );
+        if released {
+            self.hold = None;
+        }
         match written {
             Ok(_) => {
                 self.record = Some(record);

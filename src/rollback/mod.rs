@@ -159,6 +159,9 @@ impl<'a> Rollback<'a> {
             hold: None,
             took_disk: false,
             beside_hold: Default::default(),
+            record_unwritten: false,
+            history_read: None,
+            seen_stopped: None,
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -332,6 +335,15 @@ struct Run<'a> {
     group: Option<group::Link>,
     /// The disk's claim written beside the instance hold (`ledger_io.rs`).
     beside_hold: ledger_io::BesideHold,
+    /// The run record is this run's but not on the disk yet: a fresh run that will stop the
+    /// instance writes it first as `stopping`, beside the stop's guard read (`stop.rs`).
+    record_unwritten: bool,
+    /// The disk read during the start's wait, for the final record's history and durations
+    /// (`start.rs`, `ledger_io.rs`): one round trip less after Running.
+    history_read: Option<Disk>,
+    /// The stop's wait saw the instance Stopped in this read of its own (not a shared poll),
+    /// answered then: the reset's guard evidence while it is recent (`reset.rs`).
+    seen_stopped: Option<(Instance, Instant)>,
 }
 
 /// What one observation of the resources found.
@@ -465,6 +477,9 @@ impl Run<'_> {
                 (Ok(()), _) => {}
                 // A run that may no longer hold the disk brings nothing back either.
                 (Err(h), _) if self.lease.is_lost() => return Err(h),
+                // Its record never reached the disk (`stop.rs`): nothing was changed, and the
+                // refusal is reported as it is.
+                (Err(h), _) if self.record_unwritten => return Err(h),
                 (Err(h), OnFailure::RetryOrRestore) if !h.error.retryable => {
                     // A disk of a whole-instance request brings the instance back only when
                     // no other disk is left reset against it (`group.rs`).
@@ -488,7 +503,8 @@ impl Run<'_> {
             // points in time keeps the hold (with the power state to restore) for whoever
             // finishes it.
             Err(h) if h.error.code == Code::PartialRollback.as_str() => false,
-            Err(h) => !h.error.retryable && self.record.is_some(),
+            // A record never written: nothing was changed, the holds found stay.
+            Err(h) => !h.error.retryable && self.record.is_some() && !self.record_unwritten,
         }
     }
 

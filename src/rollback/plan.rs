@@ -290,7 +290,11 @@ impl Run<'_> {
             }
         }
         let instance = seen.instance.as_ref().map(|i| i.instance_id.clone());
-        self.claim(&plan, takeover.as_ref(), instance, planned)
+        // A lone disk's fresh run that will stop the instance writes its record first as
+        // `stopping`, beside the stop's guard read: `claimed` would say nothing a resume needs
+        // (issue 26; docs/rollback-protocol.md, "The critical path").
+        let defer = stop_needed && takeover.is_none() && self.group.is_none();
+        self.claim(&plan, takeover.as_ref(), instance, planned, defer)
             .await?;
         self.drive().await
     }

@@ -162,37 +162,35 @@ impl Run<'_> {
         Ok(fresh.status == status)
     }
 
-    /// Reads the disk (with its tags, the ledger), its instance and its snapshots.
+    /// Reads the disk (with its tags, the ledger), its instance and its snapshots, each read
+    /// sent as soon as what it needs is known (issue 26): a request naming the disk reads the
+    /// disk, its snapshots and the instance it names at once; one naming the instance alone
+    /// reads the instance beside its disks, then the snapshots. The instance read is the
+    /// disk's own: a guess that turns out to be another instance's (the disk moved, or is
+    /// detached) is dropped and the disk's instance read after.
     pub(super) async fn observe(&mut self) -> Res<Seen> {
-        let disk = match &self.req.disk {
-            Some(id) => self.read_disk(id.as_str()).await?,
+        let named = self.req.instance.as_ref().map(ToString::to_string);
+        let guess = async {
+            match &named {
+                Some(id) => Some(self.read_instance(id).await),
+                None => None,
+            }
+        };
+        let (disk, guessed, snapshots) = match &self.req.disk {
+            Some(id) => {
+                let (disk, guessed, snapshots) = tokio::join!(
+                    self.read_disk(id.as_str()),
+                    guess,
+                    self.read_snapshots(id.as_str())
+                );
+                (disk?, guessed, Some(snapshots))
+            }
             None => {
                 let Some(instance) = &self.req.instance else {
                     return Err(Halt::reject(Code::InvalidRequest, "diskId: missing", false));
                 };
-                let q = DiskQuery {
-                    instance_id: Some(instance.to_string()),
-                    disk_type: Some("system".into()),
-                    ..Default::default()
-                };
-                let disks = self
-                    .ecs
-                    .describe_disks(&self.region, &q)
-                    .await
-                    .map_err(|e| Halt::ecs(Outcome::Rejected, &e))?;
-                disks
-                    .into_iter()
-                    .find(|d| d.disk_type == "system")
-                    .ok_or_else(|| {
-                        Halt::reject(
-                            "InvalidInstanceId.NotFound",
-                            format!(
-                                "instance {instance} has no system disk in {} (does it exist?)",
-                                self.region
-                            ),
-                            false,
-                        )
-                    })?
+                let (disk, guessed) = tokio::join!(self.system_disk(instance.as_str()), guess);
+                (disk?, guessed, None)
             }
         };
         self.target.disk_id = Some(disk.disk_id.clone());
@@ -201,22 +199,22 @@ impl Run<'_> {
         } else {
             Some(disk.instance_id.clone())
         };
-        // The instance and the disk's snapshots at once: each needs only the disk.
-        let q = SnapshotQuery {
-            disk_id: Some(disk.disk_id.clone()),
-            ..Default::default()
-        };
+        let attached = (!disk.instance_id.is_empty()).then(|| disk.instance_id.clone());
+        // The guess, when it is the disk's instance; else the disk's instance read now (beside
+        // the snapshots, if they wait for the disk's ID).
+        let guessed = guessed.filter(|_| attached.is_some() && attached == named);
         let read_instance = async {
-            match &instance_id {
-                Some(id) if !disk.instance_id.is_empty() => self.read_instance(id).await.map(Some),
-                _ => Ok(None),
+            match (&attached, guessed) {
+                (Some(_), Some(read)) => read.map(Some),
+                (Some(id), None) => self.read_instance(id).await.map(Some),
+                (None, _) => Ok(None),
             }
         };
         let read_snapshots = async {
-            self.ecs
-                .describe_snapshots(&self.region, &q)
-                .await
-                .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))
+            match snapshots {
+                Some(read) => read,
+                None => self.read_snapshots(&disk.disk_id).await,
+            }
         };
         let (instance, snapshots) = tokio::join!(read_instance, read_snapshots);
         let (instance, snapshots) = (instance?, snapshots?);
@@ -228,8 +226,47 @@ impl Run<'_> {
         })
     }
 
+    /// The instance's system disk (a request that names the instance alone).
+    async fn system_disk(&self, instance: &str) -> Res<Disk> {
+        let q = DiskQuery {
+            instance_id: Some(instance.to_owned()),
+            disk_type: Some("system".into()),
+            ..Default::default()
+        };
+        let disks = self
+            .ecs
+            .describe_disks(&self.region, &q)
+            .await
+            .map_err(|e| Halt::ecs(Outcome::Rejected, &e))?;
+        disks
+            .into_iter()
+            .find(|d| d.disk_type == "system")
+            .ok_or_else(|| {
+                Halt::reject(
+                    "InvalidInstanceId.NotFound",
+                    format!(
+                        "instance {instance} has no system disk in {} (does it exist?)",
+                        self.region
+                    ),
+                    false,
+                )
+            })
+    }
+
+    /// The disk's snapshots.
+    async fn read_snapshots(&self, disk: &str) -> Res<Vec<Snapshot>> {
+        let q = SnapshotQuery {
+            disk_id: Some(disk.to_owned()),
+            ..Default::default()
+        };
+        self.ecs
+            .describe_snapshots(&self.region, &q)
+            .await
+            .map_err(|e| Halt::ecs(self.failed_or_rejected(), &e))
+    }
+
     /// One read of the instance for `start`: fresh when a shared poll could have served it.
-    pub(super) async fn read_for_start(&mut self, iid: &str) -> Res<Instance> {
+    pub(super) async fn read_for_start(&self, iid: &str) -> Res<Instance> {
         if let Some(cache) = self.cache {
             if let Ok(Some(i)) = cache.get(&self.region, iid).await {
                 if i.status != "Stopped" {

@@ -19,10 +19,22 @@ impl Run<'_> {
         // read after it would be; nothing of this run acts in between, and ResetDisk is sent
         // only if it shows Stopped (else the loop reads again).
         let iid = self.instance_id();
+        // One read per guard (issue 26): the stop's wait that just saw the instance Stopped,
+        // in a read of its own answered less than a poll's pause ago with nothing of this run
+        // between, is the guard's evidence; else the guard reads. Either way the instance was
+        // Stopped at most about two round trips before ResetDisk arrives, under this run's
+        // hold, and ECS refuses ResetDisk on an instance that is not Stopped
+        // (ResetDisk-api.md), which the loop below reads again after.
+        let recent = self
+            .seen_stopped
+            .take()
+            .filter(|(_, at)| at.elapsed() < self.s.poll.initial)
+            .map(|(inst, _)| inst);
         let guard_read = async {
-            match &iid {
-                Some(id) => self.read_instance(id).await.ok(),
-                None => None,
+            match (&iid, recent) {
+                (Some(_), Some(inst)) => Some(inst),
+                (Some(id), None) => self.read_instance(id).await.ok(),
+                (None, _) => None,
             }
         };
         let mut fresh = if self.phase() != Phase::Resetting {

@@ -119,6 +119,22 @@ impl Run<'_> {
         loop {
             let read = match first.take() {
                 Some(read) => read,
+                // Once StartInstance is accepted, the disk (its history and durations, for the
+                // final record) is read beside the next poll, not after Running (issue 26).
+                // The run's lease keeps every other writer off the history meanwhile, as it
+                // does until `done` is written.
+                None if accepted_at.is_some()
+                    && self.history_read.is_none()
+                    && self.group.is_none()
+                    && !self.applies(When::Verify)
+                    && self.record.as_ref().is_some_and(|r| r.failure.is_none()) =>
+                {
+                    let disk = self.disk_id();
+                    let (read, seen) =
+                        tokio::join!(self.read_for_start(iid), self.read_disk(&disk));
+                    self.history_read = seen.ok();
+                    read
+                }
                 None => self.read_for_start(iid).await,
             };
             let inst = match read {

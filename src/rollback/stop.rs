@@ -25,16 +25,34 @@ impl Run<'_> {
         let mut pause = self.s.poll.initial;
         let cadence = self.cadence(self.learned.stop);
         let since = Instant::now();
+        // A fresh run's record goes on the disk as `stopping`, beside the guard's read.
+        let (mut first, announced) = match self.record_unwritten {
+            true => (self.announce_with_guard_read(&iid).await?, true),
+            false => (None, false),
+        };
         loop {
-            let Some(inst) = self.poll_instance(&iid, until, &mut pause).await? else {
-                continue;
+            let own_read = first.is_some() || self.cache.is_none();
+            let inst = match first.take() {
+                Some(inst) => inst,
+                None => {
+                    let Some(inst) = self.poll_instance(&iid, until, &mut pause).await? else {
+                        continue;
+                    };
+                    // The state that decides a call is read fresh, not taken from a shared
+                    // poll.
+                    if inst.status == "Running" && !self.still(&iid, "Running").await? {
+                        continue;
+                    }
+                    inst
+                }
             };
-            // The state that decides a call is read fresh, not taken from a shared poll.
-            if inst.status == "Running" && !self.still(&iid, "Running").await? {
-                continue;
-            }
             match inst.status.as_str() {
-                "Stopped" => break,
+                "Stopped" => {
+                    if own_read {
+                        self.seen_stopped = Some((inst, Instant::now()));
+                    }
+                    break;
+                }
                 "Running" => {
                     if attempts >= self.s.step_attempts {
                         return Err(Halt::fail(ErrorInfo::new(
@@ -45,7 +63,7 @@ impl Run<'_> {
                             true,
                         )));
                     }
-                    if attempts == 0 {
+                    if attempts == 0 && !announced {
                         self.announce_stop(&inst).await?;
                     }
                     attempts += 1;
@@ -103,6 +121,41 @@ impl Run<'_> {
             return Ok(());
         }
         self.set_phase(Phase::Stopped).await
+    }
+
+    /// A fresh run's first write (`claimed` deferred, `ledger_io.rs`): the record as `stopping`
+    /// with the time the stop is asked, beside its confirmation and the guard's read of the
+    /// instance. Neither read needs the write's answer, and StopInstance waits for all three,
+    /// so the write still lands before the call; the read is the fresh one the guard needs
+    /// (sent with the write, one round trip before the call at most, nothing of this run acting
+    /// in between). A read that failed is made again by the wait (`None`). Should it show the
+    /// instance no longer Running, `stopping` was written for a stop never asked: a resume at
+    /// `stopping` that finds it Stopped goes on as from `stopped`, with the StartTime check.
+    async fn announce_with_guard_read(&mut self, iid: &str) -> Res<Option<Instance>> {
+        self.fits(
+            "the stop",
+            self.estimate(self.s.estimate_stop, self.learned.stop),
+        )?;
+        let now = unix(self.now());
+        if let Some(r) = self.record.as_mut() {
+            r.stop_at.get_or_insert(now);
+        }
+        let (written, confirmed, read) = tokio::join!(
+            self.write_record_at(Phase::Stopping),
+            self.confirm_holder("StopInstance"),
+            self.read_instance(iid)
+        );
+        // The record's first write, refused, is refused as the claim's `claimed` was: nothing
+        // has changed (the claim is given back when the run ends).
+        let (record, written) = written?;
+        written.map_err(|e| refuse_ledger(&e))?;
+        self.phase_written(record);
+        confirmed?;
+        let read = read.ok();
+        if let (Some(cache), Some(inst)) = (self.cache, &read) {
+            cache.put(&self.region, inst).await;
+        }
+        Ok(read)
     }
 
     /// Before the first StopInstance: never an instance started again since this key stopped

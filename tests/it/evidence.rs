@@ -333,7 +333,8 @@ async fn both_tag_quota_answers_refuse_the_ledger_for_good() {
         (403, "QuotaExceed.Tags"),
     ] {
         // TagResources 1 and 2 are the instance's hold (issue 22) and the disk's claim, sent
-        // together (issue 26: either may arrive first), 3 the run record `claimed`.
+        // together (issue 26: either may arrive first), 3 the run record, first written as
+        // `stopping` beside the stop's guard read (issue 26).
         let faults = scripted_fault(
             "TagResources",
             3,

@@ -166,13 +166,13 @@ async fn an_instance_that_cannot_be_started_is_reported_loudly_and_started_by_th
 
 #[tokio::test]
 async fn a_ledger_write_refused_once_after_the_stop_brings_the_instance_back() {
-    // TagResources: 1 and 2 the instance's hold and the claim (sent together), 3 `claimed`,
-    // 4 `stopping`, 5 `resetting` (which carries `stopped` since issue 26).
+    // TagResources: 1 and 2 the instance's hold and the claim (sent together), 3 the run
+    // record, first written as `stopping` (issue 26), 4 `resetting` (which carries `stopped`).
     for (status, refusal) in [(403, "QuotaExceed.Tags"), (403, "Forbidden.RAM")] {
         let b = bench_with(
             scenario(
                 Timings::fast(),
-                faults(refuse("TagResources", 5..=5, status, refusal)),
+                faults(refuse("TagResources", 4..=4, status, refusal)),
             ),
             Settings::fast(),
         )
@@ -212,7 +212,7 @@ async fn a_ledger_refused_for_good_after_the_stop_brings_the_instance_back_and_n
     let b = bench_with(
         scenario(
             Timings::fast(),
-            faults(refuse("TagResources", 5..=10_000, 403, "Forbidden.RAM")),
+            faults(refuse("TagResources", 4..=10_000, 403, "Forbidden.RAM")),
         ),
         Settings::fast(),
     )
