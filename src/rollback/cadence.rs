@@ -21,8 +21,34 @@ pub struct Cadence {
 }
 
 impl Cadence {
-    /// The pause before the next read, `elapsed` after the step began.
+    /// The pause before the next read, `elapsed` after the step began (when the last read was
+    /// answered). Reads fall on one grid, every `dense` from the step's start, whatever the
+    /// round trips: a learned wait skips grid points while the step cannot be over yet, so it
+    /// sees an end no later than a dense wait would (issue 26: off the grid, a learned wait saw
+    /// each end up to a pause later than the first rollback's), and a read's own round trip
+    /// does not push the next one back. Two sends stay at least `dense` apart, and the pause
+    /// after an answer is at least half of it: a read answered within half of `dense` of the
+    /// next grid point skips it (so a round trip near `dense` does not double the reads).
     pub fn pause(&self, elapsed: Duration) -> Duration {
+        let dense = self.dense.min(self.max);
+        if dense.is_zero() {
+            return self.unaligned(elapsed);
+        }
+        let raw = self.unaligned(elapsed);
+        let d = dense.as_nanos();
+        let el = elapsed.as_nanos();
+        let next_grid = (el / d + 1) * d;
+        let below = (el + raw.as_nanos()) / d * d;
+        let mut at = below.max(next_grid);
+        if at - el < d / 2 {
+            at += d;
+        }
+        let pause = Duration::from_nanos(u64::try_from(at - el).unwrap_or(u64::MAX));
+        pause.min(self.max.max(dense))
+    }
+
+    /// The pause before the next read, not aligned to the grid.
+    fn unaligned(&self, elapsed: Duration) -> Duration {
         let dense = self.dense.min(self.max);
         let dense_until = match self.expected {
             // A third of what is left, while that is more than a dense pause: about three
@@ -99,6 +125,51 @@ mod tests {
     }
 
     #[test]
+    fn reads_fall_on_the_dense_grid_whatever_the_round_trip() {
+        // A read answered 150 ms after it was sent: the next is sent on the grid, not 1 s
+        // after the answer.
+        for expected in [None, Some(S(12))] {
+            let c = Cadence {
+                expected,
+                dense: S(1),
+                max: S(15),
+            };
+            let mut sent = Duration::ZERO;
+            for _ in 0..20 {
+                let answered = sent + Duration::from_millis(150);
+                let next = answered + c.pause(answered);
+                assert_eq!(next.subsec_nanos(), 0, "{expected:?}: sent at {next:?}");
+                assert!(next - sent >= S(1), "{expected:?}");
+                sent = next;
+            }
+        }
+    }
+
+    #[test]
+    fn a_learned_wait_sees_the_end_no_later_than_a_dense_one() {
+        let learned = Cadence {
+            expected: Some(S(12)),
+            dense: S(1),
+            max: S(15),
+        };
+        let dense = Cadence {
+            expected: None,
+            ..learned
+        };
+        for end_ms in (500..30_000).step_by(250) {
+            let end = Duration::from_millis(end_ms);
+            let (_, late_learned) = reads_until(&learned, end);
+            let (_, late_dense) = reads_until(&dense, end);
+            if end >= S(8) {
+                assert!(
+                    late_learned <= late_dense,
+                    "end {end:?}: {late_learned:?} against {late_dense:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_pause_never_exceeds_its_bounds() {
         for expected in [None, Some(S(0)), Some(S(2)), Some(S(600))] {
             let c = Cadence {
@@ -108,7 +179,12 @@ mod tests {
             };
             for ms in (0..100_000).step_by(997) {
                 let p = c.pause(Duration::from_millis(ms));
-                assert!(p >= Duration::from_millis(5) && p <= Duration::from_millis(40));
+                // At least half of `dense` after the last answer (sends stay `dense` apart on
+                // the grid), never more than `max`.
+                assert!(
+                    p >= Duration::from_micros(2500) && p <= Duration::from_millis(40),
+                    "{p:?} at {ms} ms"
+                );
             }
         }
     }

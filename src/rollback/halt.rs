@@ -102,7 +102,7 @@ impl Run<'_> {
             return Ok(());
         }
         Err(Halt {
-            outcome: if self.record.is_some() { Outcome::Failed } else { Outcome::Rejected },
+            outcome: self.failed_or_rejected(),
             error: ErrorInfo::new(
                 Code::DeadlineExceeded,
                 format!("{what} was not asked: the invocation's deadline is too close, and a run changes nothing once its claim may lapse; the next delivery goes on from the ledger"),

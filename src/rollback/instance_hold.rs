@@ -330,7 +330,7 @@ impl Run<'_> {
     }
 
     /// Best effort: a hold left behind is judged by its holder's disk (finished, or gone).
-    pub(super) async fn remove_instance_tags(&self, iid: &str, keys: &[String]) -> bool {
+    async fn remove_instance_tags(&self, iid: &str, keys: &[String]) -> bool {
         if keys.is_empty() {
             return true;
         }

@@ -73,6 +73,8 @@ impl Run<'_> {
     /// the ledger, then waited for until usable. Failures that a retry cannot fix, or that
     /// outlast `snapshot_timeout`, end the run before the reset (the caller restores).
     pub(super) async fn preserve_current(&mut self) -> Res<()> {
+        // The stop's read of Stopped is no evidence for a reset after this step (`reset.rs`).
+        self.seen_stopped = None;
         let t = self.now();
         let record = self.record()?;
         if self.phase() < Phase::Preserving {

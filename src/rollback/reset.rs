@@ -30,6 +30,7 @@ impl Run<'_> {
             .take()
             .filter(|(_, at)| at.elapsed() < self.s.poll.initial)
             .map(|(inst, _)| inst);
+        let reused = recent.is_some();
         let guard_read = async {
             match (&iid, recent) {
                 (Some(_), Some(inst)) => Some(inst),
@@ -51,7 +52,7 @@ impl Run<'_> {
             confirmed?;
             fresh
         };
-        if let (Some(cache), Some(i)) = (self.cache, fresh.as_ref()) {
+        if let (Some(cache), Some(i), false) = (self.cache, fresh.as_ref(), reused) {
             cache.put(&self.region, i).await;
         }
         let disk = self.disk_id();
@@ -78,6 +79,19 @@ impl Run<'_> {
                 Ok(ack) => break Some(ack.request_id),
                 Err(e) => e,
             };
+            if e.kind == crate::ecs::ErrorKind::Held && Instant::now() < until {
+                // Not sent: ECS asked (`x-acs-retry-after`) that ResetDisk wait. That is no try:
+                // the wait is waited out within the reset's budget, then the guard reads again.
+                issued -= 1;
+                let left = until.saturating_duration_since(Instant::now());
+                let wait = e.retry_after.unwrap_or(pause).max(pause).min(left);
+                tracing::info!(
+                    wait_ms = wait.as_millis() as u64,
+                    "ECS asked that ResetDisk wait; waiting"
+                );
+                self.sleep(wait).await?;
+                continue;
+            }
             if let Answered::Accepted(id) = self.after_refusal(t, &e, &disk, &snapshot).await? {
                 break id;
             }

@@ -26,14 +26,22 @@ impl Run<'_> {
         let cadence = self.cadence(self.learned.stop);
         let since = Instant::now();
         // A fresh run's record goes on the disk as `stopping`, beside the guard's read.
-        let (mut first, announced) = match self.record_unwritten {
+        let (mut first, mut announced) = match self.record_unwritten {
             true => (self.announce_with_guard_read(&iid).await?, true),
             false => (None, false),
         };
+        // The announcement stands for a StopInstance right after it only: a guard read that
+        // did not show Running (or failed) leaves the stop to a later read, and `d` and the
+        // confirmation are made again then, right before it.
+        let mut new_d = false;
+        if announced && first.as_ref().is_none_or(|(i, _)| i.status != "Running") {
+            announced = false;
+            new_d = true;
+        }
         loop {
-            let own_read = first.is_some() || self.cache.is_none();
-            let inst = match first.take() {
-                Some(inst) => inst,
+            // When the read was answered, if it was this run's own (not a shared poll).
+            let (inst, answered) = match first.take() {
+                Some((inst, at)) => (inst, Some(at)),
                 None => {
                     let Some(inst) = self.poll_instance(&iid, until, &mut pause).await? else {
                         continue;
@@ -43,13 +51,13 @@ impl Run<'_> {
                     if inst.status == "Running" && !self.still(&iid, "Running").await? {
                         continue;
                     }
-                    inst
+                    (inst, self.cache.is_none().then(Instant::now))
                 }
             };
             match inst.status.as_str() {
                 "Stopped" => {
-                    if own_read {
-                        self.seen_stopped = Some((inst, Instant::now()));
+                    if let Some(at) = answered {
+                        self.seen_stopped = Some((inst, at));
                     }
                     break;
                 }
@@ -64,6 +72,11 @@ impl Run<'_> {
                         )));
                     }
                     if attempts == 0 && !announced {
+                        if new_d {
+                            if let Some(r) = self.record.as_mut() {
+                                r.stop_at = None;
+                            }
+                        }
                         self.announce_stop(&inst).await?;
                     }
                     attempts += 1;
@@ -128,10 +141,12 @@ impl Run<'_> {
     /// instance. Neither read needs the write's answer, and StopInstance waits for all three,
     /// so the write still lands before the call; the read is the fresh one the guard needs
     /// (sent with the write, one round trip before the call at most, nothing of this run acting
-    /// in between). A read that failed is made again by the wait (`None`). Should it show the
-    /// instance no longer Running, `stopping` was written for a stop never asked: a resume at
-    /// `stopping` that finds it Stopped goes on as from `stopped`, with the StartTime check.
-    async fn announce_with_guard_read(&mut self, iid: &str) -> Res<Option<Instance>> {
+    /// in between), with when it was answered. A read that failed is made again by the wait
+    /// (`None`). Should it show the instance not Running, `stopping` was written for a stop not
+    /// asked yet: a resume at `stopping` that finds it Stopped goes on as from `stopped`, with
+    /// the StartTime check; and if the instance is to be stopped after a wait, `d` and the
+    /// confirmation are made again right before StopInstance (`stop`).
+    async fn announce_with_guard_read(&mut self, iid: &str) -> Res<Option<(Instance, Instant)>> {
         self.fits(
             "the stop",
             self.estimate(self.s.estimate_stop, self.learned.stop),
@@ -143,7 +158,7 @@ impl Run<'_> {
         let (written, confirmed, read) = tokio::join!(
             self.write_record_at(Phase::Stopping),
             self.confirm_holder("StopInstance"),
-            self.read_instance(iid)
+            async { (self.read_instance(iid).await, Instant::now()) }
         );
         // The record's first write, refused, is refused as the claim's `claimed` was: nothing
         // has changed (the claim is given back when the run ends).
@@ -151,11 +166,12 @@ impl Run<'_> {
         written.map_err(|e| refuse_ledger(&e))?;
         self.phase_written(record);
         confirmed?;
+        let (read, answered) = read;
         let read = read.ok();
         if let (Some(cache), Some(inst)) = (self.cache, &read) {
             cache.put(&self.region, inst).await;
         }
-        Ok(read)
+        Ok(read.map(|inst| (inst, answered)))
     }
 
     /// Before the first StopInstance: never an instance started again since this key stopped

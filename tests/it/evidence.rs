@@ -455,3 +455,38 @@ async fn the_next_rollback_waits_from_what_the_last_one_measured() {
     );
     assert_eq!(b.status(WEB), "Running");
 }
+
+// ---- §5: ResetDisk's own rate limit, with `x-acs-retry-after` ---------------------------------
+
+/// ResetDisk is throttled per minute (500 calls, ecs-evidence.md §5; here 4 in a window of
+/// 7 s), and the answer says how long to wait (`x-acs-retry-after`, UNCONFIRMED for ECS). Past
+/// what one of its retries may wait (5 s) the client holds ResetDisk back without sending it;
+/// the reset waits that out within its budget (20 s here) and resets once. Before, each held-back call counted as a try: twenty of them in a
+/// few milliseconds, then `ResetGaveUp` for good on an instance already stopped.
+#[tokio::test]
+async fn a_reset_held_back_for_retry_after_is_waited_out_not_given_up() {
+    let mut faults = Faults {
+        rate_window_ms: 7_000,
+        ..Faults::default()
+    };
+    faults.rate_limits.insert("ResetDisk".into(), 4);
+    let timings = Timings {
+        reset_ms: 600,
+        ..Timings::fast()
+    };
+    let mut settings = Settings::fast();
+    settings.reset_timeout = std::time::Duration::from_secs(20);
+    let b = bench_with(scenario(timings, faults), settings).await;
+    // Another caller's DryRun probes use up the window just before the run.
+    for _ in 0..4 {
+        let _ = b
+            .handler
+            .ecs
+            .reset_disk(REGION, WEB_SYS, WEB_SNAP_TAGGED, true)
+            .await;
+    }
+    let r = b.run(web("held-back", json!({}))).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(b.resets(WEB_SYS), 1);
+    assert_eq!(b.settled_status(WEB).await, "Running");
+}
