@@ -21,7 +21,8 @@ pub struct Cadence {
 }
 
 impl Cadence {
-    /// The pause before the next read, `elapsed` after the step began (when the last read was
+    /// The pause before the next read, `elapsed` after the step began (the waits count from
+    /// the call's acceptance, when ECS began the step; `elapsed` is when the last read was
     /// answered). Reads fall on one grid, every `dense` from the step's start, whatever the
     /// round trips: a learned wait skips grid points while the step cannot be over yet, so it
     /// sees an end no later than a dense wait would (issue 26: off the grid, a learned wait saw

@@ -162,6 +162,7 @@ impl<'a> Rollback<'a> {
             record_unwritten: false,
             history_read: None,
             seen_stopped: None,
+            reset_accepted: None,
         };
         if self.settings.require_tag.is_none() {
             run.warnings
@@ -344,6 +345,8 @@ struct Run<'a> {
     /// The stop's wait saw the instance Stopped in this read of its own (not a shared poll),
     /// answered then: the reset's guard evidence while it is recent (`reset.rs`).
     seen_stopped: Option<(Instance, Instant)>,
+    /// When this delivery's ResetDisk was accepted: where the wait for its end anchors its reads.
+    reset_accepted: Option<Instant>,
 }
 
 /// What one observation of the resources found.

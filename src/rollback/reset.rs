@@ -104,6 +104,7 @@ impl Run<'_> {
             }
             self.wait_a_little(&mut pause).await?;
         };
+        self.reset_accepted = Some(Instant::now());
         self.step(
             "reset",
             StepStatus::Done,
@@ -264,7 +265,9 @@ impl Run<'_> {
         let budget = self.wait_budget(self.s.reset_timeout);
         let until = Instant::now() + budget;
         let cadence = self.cadence(self.learned.reset);
-        let since = Instant::now();
+        // The wait's grid (`cadence.rs`) is anchored where the reset began at ECS: its
+        // acceptance, when this delivery asked it.
+        let since = self.reset_accepted.take().unwrap_or_else(Instant::now);
         // What this ECS shows during a reset: `Some(true)` the disk left `In_use` (its return is
         // the end), `Some(false)` the DryRun said a reset runs (its passing is the end).
         let mut status_moves: Option<bool> = None;

@@ -107,7 +107,8 @@ impl Run<'_> {
         let budget = self.wait_budget(self.s.reset_timeout + self.s.start_timeout);
         let until = Instant::now() + budget;
         let cadence = self.cadence(self.learned.start);
-        let since = Instant::now();
+        // The wait's grid (`cadence.rs`) is anchored where the start began at ECS: its acceptance.
+        let mut since = Instant::now();
         let mut request_id = None;
         // When StartInstance was refused because the reset ran, and when it was accepted: the
         // reset's end, as far as the API shows it.
@@ -159,6 +160,9 @@ impl Run<'_> {
                     match self.ecs.start_instance(&self.region, iid, false).await {
                         Ok(ack) => {
                             request_id = Some(ack.request_id);
+                            if accepted_at.is_none() {
+                                since = Instant::now();
+                            }
                             accepted_at.get_or_insert_with(Utc::now);
                         }
                         Err(e) if start_not_yet(&e) => {

@@ -24,7 +24,8 @@ impl Run<'_> {
         let until = Instant::now() + budget;
         let mut pause = self.s.poll.initial;
         let cadence = self.cadence(self.learned.stop);
-        let since = Instant::now();
+        // The wait's grid (`cadence.rs`) is anchored where the stop began at ECS: its acceptance.
+        let mut since = Instant::now();
         // A fresh run's record goes on the disk as `stopping`, beside the guard's read.
         let (mut first, mut announced) = match self.record_unwritten {
             true => (self.announce_with_guard_read(&iid).await?, true),
@@ -87,7 +88,10 @@ impl Run<'_> {
                     self.before_change("StopInstance")?;
                     self.stop_asked.get_or_insert_with(Utc::now);
                     match self.ecs.stop_instance(&self.region, &iid, &opts).await {
-                        Ok(ack) => request_id = Some(ack.request_id),
+                        Ok(ack) => {
+                            request_id = Some(ack.request_id);
+                            since = Instant::now();
+                        }
                         // Re-read decides: Stopping/Stopped means it took.
                         Err(e)
                             if e.is_code("IncorrectInstanceStatus")
